@@ -1,0 +1,296 @@
+// Command statusbridge receives Digishare ticket.updated webhooks, stores
+// them durably, maps ticket statuses to order statuses and delivers them
+// downstream. main only wires the packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/logging"
+	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/outbound"
+	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+const usage = `statusbridge — Digishare webhook → order status bridge
+
+Usage:
+  statusbridge serve [--config FILE]         run the service
+  statusbridge config check [--config FILE]  validate a config file
+  statusbridge version                       print the version
+  statusbridge COMMAND --help                help for a command
+
+Without --config, commands read ./config.yaml when it exists, else built-in
+defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
+
+Exit status: 0 ok; 1 runtime failure (store cannot be opened, address in
+use) or invalid config for 'config check'; 2 usage or config error at serve.
+`
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitConfig  = 2
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// run is the whole program behind main, with its environment passed in so
+// tests can call it.
+func run(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], getenv, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			if len(args) >= 2 && isHelp(args[1]) {
+				fmt.Fprint(stdout, checkUsage)
+				return exitOK
+			}
+			fmt.Fprint(stderr, "usage: statusbridge config check [--config FILE]\n")
+			return exitConfig
+		}
+		return cmdConfigCheck(args[2:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "statusbridge", buildVersion())
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "statusbridge: unknown command %q\n\n%s", args[0], usage)
+	return exitConfig
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// newFlags returns a flag set that prints help to stdout on --help.
+func newFlags(name, help string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, help)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
+	}
+	return fs
+}
+
+// parseFlags parses args; done is true when the command should exit with code.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, true
+		}
+		return exitConfig, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return exitConfig, true
+	}
+	return 0, false
+}
+
+const checkUsage = `Usage: statusbridge config check [--config FILE]
+
+Validates a config file: YAML syntax, unknown keys, value formats, ranges and
+references. Prints every problem (line, key path, reason) to stderr and exits
+1, or prints a summary and exits 0.
+
+`
+
+func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("config check", checkUsage, stdout, stderr)
+	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, err := config.Resolve(*path, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitRuntime
+	}
+	name := cfg.File
+	if name == "" {
+		name = "built-in defaults"
+	}
+	targets := mapping.New(cfg).Targets()
+	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids; targets: %s)\n", name, len(cfg.Mapping.Statuses), orNone(targets))
+	return exitOK
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+const serveUsage = `Usage: statusbridge serve [--config FILE]
+
+Runs the service: the Digishare webhook (POST webhook.path), /healthz,
+/readyz, and the delivery worker. SIGINT/SIGTERM shut it down gracefully.
+A config error exits 2 before listening; a start-up failure exits 1.
+
+`
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stderr io.Writer) int {
+	fs := newFlags("serve", serveUsage, stderr, stderr)
+	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, err := config.Resolve(*path, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	log := logging.New(stderr, logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level,
+		Color: isTerminal(stderr), Secrets: secrets(cfg)})
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("statusbridge stopped", "err", err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func secrets(cfg *config.Config) []string {
+	s := []string{cfg.Webhook.Token}
+	if es := cfg.Targets.ExpertSender; es != nil {
+		s = append(s, es.APIKey)
+	}
+	return s
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// serve wires the parts, runs until a signal and shuts down in order:
+// HTTP first, then the worker, then the store.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	warnInsecure(cfg, log)
+	db, err := store.Open(cfg.Store.Path, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+	}()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+
+	table := mapping.New(cfg)
+	senders := map[string]outbound.Sender{}
+	if es := cfg.Targets.ExpertSender; es.Enabled() {
+		senders[mapping.TargetExpertSender] = outbound.NewExpertSender(*es, cfg.Delivery.Concurrency)
+	}
+	worker := outbound.NewWorker(db, senders, outbound.Policy{
+		MaxAttempts: cfg.Delivery.MaxAttempts,
+		Initial:     cfg.Delivery.Backoff.Initial.D(),
+		Max:         cfg.Delivery.Backoff.Max.D(),
+		Concurrency: cfg.Delivery.Concurrency,
+	}, log)
+	srv := receiver.New(db, receiver.Options{
+		WebhookPath: cfg.Webhook.Path,
+		Token:       cfg.Webhook.Token,
+		MaxBody:     int64(cfg.Webhook.MaxBody),
+		Mapping:     func() *mapping.Table { return table },
+		Log:         log,
+	})
+
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- worker.Run(workerCtx) }()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
+		"store", cfg.Store.Path, "mapping_version", table.Version(), "targets", orNone(table.Targets()),
+		"version", buildVersion())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-serveErr:
+	case runErr = <-workerDone:
+		workerDone <- runErr
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Error("http shutdown", "err", err)
+	}
+	stopWorker()
+	if err := <-workerDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// warnInsecure says loudly what runs without credentials.
+func warnInsecure(cfg *config.Config, log *slog.Logger) {
+	if cfg.Webhook.Token == "" {
+		log.Warn("webhook.token is empty: the webhook accepts unauthenticated calls; set DIGISHARE_WEBHOOK_TOKEN")
+	}
+	if es := cfg.Targets.ExpertSender; es != nil && !es.Enabled() {
+		log.Warn("targets.expertsender has no api_key: its deliveries are recorded as skipped; set EXPERTSENDER_API_KEY")
+	}
+	if len(cfg.Mapping.Statuses) == 0 {
+		log.Warn("mapping.statuses is empty: every status change is held as unmapped")
+	}
+	ids := make([]string, 0, len(cfg.Mapping.Statuses))
+	for id := range cfg.Mapping.Statuses {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	log.Debug("mapping loaded", "status_ids", strings.Join(ids, ","))
+}

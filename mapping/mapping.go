@@ -1,0 +1,241 @@
+// Package mapping decides what a Digishare update means: it turns the
+// admin's mapping and the order's last applied state into exactly one outcome
+// and the deliveries to create. It is pure: no I/O and no clock reads, so
+// receiving, replaying and diffing all reuse it unchanged.
+package mapping
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/digishare"
+)
+
+// Outcome is the state an event ends in. The values are shown to operators
+// and stored: rename nothing.
+type Outcome string
+
+// Event outcomes, in the order Decide tests them (invalid is set by the receiver).
+const (
+	Invalid        Outcome = "invalid"
+	NoStatusChange Outcome = "no_status_change"
+	Ignored        Outcome = "ignored"
+	Unmapped       Outcome = "unmapped"
+	NoOrderID      Outcome = "no_order_id"
+	NoAction       Outcome = "no_action"
+	Superseded     Outcome = "superseded"
+	Unchanged      Outcome = "unchanged"
+	Dispatched     Outcome = "dispatched"
+)
+
+// Target names, used for deliveries, logs and metric labels.
+const (
+	TargetExpertSender = "expertsender"
+)
+
+// Table is a compiled mapping: immutable once built, safe for concurrent use.
+type Table struct {
+	version     string
+	ticketTypes map[string]bool
+	statuses    map[string]Entry
+	targets     []string          // configured targets, sorted
+	disabled    map[string]string // target → why its deliveries are skipped
+	orderFrom   string   // "external_id", "ticket_number" or "campaign_data"
+	campaignKey string
+	stripPrefix string
+}
+
+// Entry is one status id's mapping: a name and the status per target.
+type Entry struct {
+	Name    string
+	Targets map[string]string // target name → status to send
+}
+
+// New compiles a validated config into a Table.
+func New(cfg *config.Config) *Table {
+	t := &Table{
+		ticketTypes: map[string]bool{},
+		statuses:    map[string]Entry{},
+		disabled:    map[string]string{},
+		stripPrefix: cfg.OrderID.StripPrefix,
+	}
+	for _, tt := range cfg.Mapping.TicketTypes {
+		t.ticketTypes[tt] = true
+	}
+	if es := cfg.Targets.ExpertSender; es != nil {
+		t.targets = append(t.targets, TargetExpertSender)
+		if !es.Enabled() {
+			t.disabled[TargetExpertSender] = "targets.expertsender has no api_key or base_url"
+		}
+	}
+	sort.Strings(t.targets)
+	for id, st := range cfg.Mapping.Statuses {
+		e := Entry{Name: st.Name, Targets: map[string]string{}}
+		if st.ExpertSender != "" {
+			e.Targets[TargetExpertSender] = st.ExpertSender
+		}
+		t.statuses[id] = e
+	}
+	if k, ok := strings.CutPrefix(cfg.OrderID.From, "campaign_data."); ok {
+		t.orderFrom, t.campaignKey = "campaign_data", k
+	} else {
+		t.orderFrom = cfg.OrderID.From
+	}
+	t.version = version(cfg)
+	return t
+}
+
+// version is the first 12 hex digits of the SHA-256 of the canonical mapping
+// section (and the order id rule, which changes decisions too).
+func version(cfg *config.Config) string {
+	canon, _ := json.Marshal(struct {
+		M config.Mapping
+		O config.OrderID
+	}{cfg.Mapping, cfg.OrderID}) // maps marshal with sorted keys
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// Version identifies the mapping that made a decision.
+func (t *Table) Version() string { return t.version }
+
+// Targets returns the configured target names, sorted.
+func (t *Table) Targets() []string { return append([]string(nil), t.targets...) }
+
+// OrderID reads the order id from the update as configured, with the prefix
+// stripped. ok is false when the field is missing or empty.
+func (t *Table) OrderID(ev *digishare.Event) (string, bool) {
+	var id string
+	switch t.orderFrom {
+	case "external_id":
+		id = ev.Ticket.ExternalID
+	case "ticket_number":
+		id = ev.Ticket.TicketNumber
+	case "campaign_data":
+		id, _ = ev.Ticket.CampaignString(t.campaignKey)
+	}
+	id = strings.TrimPrefix(strings.TrimSpace(id), t.stripPrefix)
+	return id, id != ""
+}
+
+// TargetState is what an order last had dispatched to one target.
+type TargetState struct {
+	Status     string `json:"status"`
+	DeliveryID string `json:"delivery_id"`
+	// Live is true while that delivery is pending, in flight or done; false
+	// once it is dead, skipped or superseded (a fresh update then retries).
+	Live bool `json:"-"`
+}
+
+// OrderState is an order's last applied state, as the store keeps it.
+type OrderState struct {
+	// Watermark is the newest Digishare timestamp of the order's updates that
+	// ended dispatched or unchanged (zero when none had a timestamp).
+	Watermark time.Time              `json:"watermark,omitzero"`
+	Targets   map[string]TargetState `json:"targets,omitempty"`
+}
+
+// Planned is a delivery Decide asks for.
+type Planned struct {
+	Target string `json:"target"`
+	Status string `json:"status"`
+	// Skip, when set, says why the target cannot send (no credentials): the
+	// delivery is recorded as skipped, visibly, instead of being sent.
+	Skip string `json:"skip,omitempty"`
+}
+
+// Decision is the outcome of one update under one mapping version.
+type Decision struct {
+	Outcome        Outcome   `json:"outcome"`
+	Reason         string    `json:"reason,omitempty"`
+	OrderID        string    `json:"order_id,omitempty"`
+	StatusID       string    `json:"status_id,omitempty"`
+	StatusName     string    `json:"status_name,omitempty"`
+	ChangedAt      time.Time `json:"changed_at,omitzero"`
+	ChangedAtText  string    `json:"changed_at_text,omitempty"` // as received
+	Deliveries     []Planned `json:"deliveries,omitempty"`
+	MappingVersion string    `json:"mapping_version"`
+}
+
+// Options change how Decide treats the order's state.
+type Options struct {
+	// Force skips the superseded and unchanged rules (operator replays).
+	Force bool
+}
+
+// Decide returns the one outcome that applies to ev, testing the rules in the
+// documented order, and the deliveries to create when it is Dispatched.
+func (t *Table) Decide(ev *digishare.Event, st OrderState, opt Options) Decision {
+	d := Decision{MappingVersion: t.version}
+	d.OrderID, _ = t.OrderID(ev)
+	if ts, text, ok := ev.ChangedAt(); ok {
+		d.ChangedAt, d.ChangedAtText = ts, text
+	}
+	if ev.Name != digishare.EventTicketUpdated {
+		d.Outcome, d.Reason = Ignored, fmt.Sprintf("event %q is not acted on", ev.Name)
+		return d
+	}
+	statusID, changed := ev.StatusID()
+	if !changed {
+		d.Outcome, d.Reason = NoStatusChange, "changes has no ticket_status_id"
+		return d
+	}
+	d.StatusID = statusID
+	if len(t.ticketTypes) > 0 && !t.ticketTypes[ev.Ticket.TypeTicketID] {
+		d.Outcome, d.Reason = Ignored, fmt.Sprintf("ticket type %q is not in mapping.ticket_types", ev.Ticket.TypeTicketID)
+		return d
+	}
+	entry, ok := t.statuses[statusID]
+	if !ok {
+		d.Outcome, d.Reason = Unmapped, fmt.Sprintf("status id %q has no mapping entry", statusID)
+		return d
+	}
+	d.StatusName = entry.Name
+	if d.OrderID == "" {
+		d.Outcome, d.Reason = NoOrderID, "the configured order id field is missing or empty"
+		return d
+	}
+	var planned []Planned
+	for _, target := range t.targets {
+		if status := entry.Targets[target]; status != "" {
+			planned = append(planned, Planned{Target: target, Status: status, Skip: t.disabled[target]})
+		}
+	}
+	if len(planned) == 0 {
+		d.Outcome, d.Reason = NoAction, "the mapping entry names no status for a configured target"
+		return d
+	}
+	if !opt.Force && !d.ChangedAt.IsZero() && st.Watermark.After(d.ChangedAt) {
+		d.Outcome = Superseded
+		d.Reason = fmt.Sprintf("order already has a newer update (%s)", st.Watermark.Format(digishare.TimeLayout))
+		return d
+	}
+	for _, p := range planned {
+		last, ok := st.Targets[p.Target]
+		if opt.Force || !ok || !last.Live || last.Status != p.Status {
+			d.Deliveries = append(d.Deliveries, p)
+		}
+	}
+	if len(d.Deliveries) == 0 {
+		d.Outcome, d.Reason = Unchanged, "every target already has this status"
+		return d
+	}
+	d.Outcome = Dispatched
+	return d
+}
+
+// Advance returns the order state after a decision: the watermark moves for
+// dispatched and unchanged outcomes with a timestamp. Dispatched targets are
+// recorded by the caller, which owns delivery ids.
+func Advance(st OrderState, d Decision) OrderState {
+	if (d.Outcome == Dispatched || d.Outcome == Unchanged) && d.ChangedAt.After(st.Watermark) {
+		st.Watermark = d.ChangedAt
+	}
+	return st
+}

@@ -1,0 +1,42 @@
+package outbound
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+// ExpertSender sends order statuses to ExpertSender CDP:
+// PUT {base_url}/orders/status with x-api-key. A body with an `errors`
+// property is a failure whatever the status code.
+type ExpertSender struct {
+	cfg    config.ExpertSender
+	client *http.Client
+}
+
+// NewExpertSender builds the client; conns sizes its connection pool.
+func NewExpertSender(cfg config.ExpertSender, conns int) *ExpertSender {
+	return &ExpertSender{cfg: cfg, client: newHTTPClient(cfg.Timeout.D(), conns)}
+}
+
+type expertSenderStatus struct {
+	OrderID     string `json:"orderId"`
+	OrderStatus string `json:"orderStatus"`
+	WebsiteID   int    `json:"websiteId,omitempty"`
+}
+
+// Send puts the delivery's status.
+func (e *ExpertSender) Send(ctx context.Context, d *store.Delivery) (Response, error) {
+	return call{
+		client:  e.client,
+		method:  http.MethodPut,
+		url:     strings.TrimRight(e.cfg.BaseURL, "/") + "/orders/status",
+		headers: map[string]string{"x-api-key": e.cfg.APIKey},
+		body:    expertSenderStatus{OrderID: d.OrderID, OrderStatus: d.Status, WebsiteID: e.cfg.WebsiteID},
+		failKey: "errors",
+		secrets: []string{e.cfg.APIKey},
+	}.do(ctx)
+}

@@ -1,0 +1,182 @@
+// Package outbound owns the world outside: one client per downstream system,
+// the classification of answers into done / retry / permanent failure, the
+// backoff policy, and the delivery worker that sends queued deliveries,
+// outside any transaction, and records each attempt.
+package outbound
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxRetryAfter caps a downstream's Retry-After.
+const MaxRetryAfter = time.Hour
+
+// excerptLimit bounds the response body kept with an attempt.
+const excerptLimit = 512
+
+// Error is a failed send. Permanent failures end the delivery dead at once;
+// others are retried with backoff, waiting at least RetryAfter.
+type Error struct {
+	Permanent  bool
+	StatusCode int           // 0: no HTTP answer (network error, timeout)
+	RetryAfter time.Duration // from the Retry-After header, capped at MaxRetryAfter
+	Msg        string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Response is what a send got back, kept with the attempt.
+type Response struct {
+	StatusCode int
+	Excerpt    string
+}
+
+// newHTTPClient returns a client that does not follow redirects (a 3xx is a
+// permanent failure: the configured URL is wrong) and keeps enough idle
+// connections for the worker's parallelism.
+func newHTTPClient(timeout time.Duration, conns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = max(conns, 2)
+	tr.MaxIdleConns = max(conns*2, 100)
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// call is one HTTP request with a JSON body. failKey, when set, is a property
+// whose presence in a 2xx (or other non-retryable) JSON body means failure.
+type call struct {
+	client  *http.Client
+	method  string
+	url     string
+	headers map[string]string
+	body    any
+	failKey string
+	secrets []string // redacted from excerpts and messages
+}
+
+// do sends the request and classifies the answer: a nil error means success.
+func (c call) do(ctx context.Context) (Response, error) {
+	var body io.Reader
+	if c.body != nil {
+		raw, err := json.Marshal(c.body)
+		if err != nil {
+			return Response{}, &Error{Permanent: true, Msg: "encode request: " + err.Error()}
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
+	if err != nil {
+		return Response{}, &Error{Permanent: true, Msg: c.redact("build request: " + err.Error())}
+	}
+	if c.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "statusbridge")
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return Response{}, &Error{Msg: c.redact(transportMessage(err))}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	r := Response{StatusCode: resp.StatusCode, Excerpt: c.redact(excerpt(raw))}
+	return r, classify(resp, raw, c.failKey, r.Excerpt)
+}
+
+// classify turns an HTTP answer into nil (success) or an *Error.
+// 408, 429 and 5xx are retried (honouring Retry-After); 3xx and other 4xx are
+// permanent; a failKey property in the body is a permanent failure unless the
+// status is itself retryable.
+func classify(resp *http.Response, body []byte, failKey, excerpt string) error {
+	code := resp.StatusCode
+	retryable := code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+	switch {
+	case retryable:
+		return &Error{StatusCode: code, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()),
+			Msg: fmt.Sprintf("HTTP %d: %s", code, excerpt)}
+	case code >= 300 && code < 400:
+		return &Error{Permanent: true, StatusCode: code,
+			Msg: fmt.Sprintf("HTTP %d redirect to %q not followed", code, resp.Header.Get("Location"))}
+	case code >= 400:
+		return &Error{Permanent: true, StatusCode: code, Msg: fmt.Sprintf("HTTP %d: %s", code, excerpt)}
+	case code < 200:
+		return &Error{StatusCode: code, Msg: fmt.Sprintf("unexpected HTTP %d", code)}
+	}
+	if failKey != "" && hasKey(body, failKey) {
+		return &Error{Permanent: true, StatusCode: code,
+			Msg: fmt.Sprintf("HTTP %d with %q in the body: %s", code, failKey, excerpt)}
+	}
+	return nil
+}
+
+// hasKey reports whether body is a JSON object with the given property.
+func hasKey(body []byte, key string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return false
+	}
+	_, ok := m[key]
+	return ok
+}
+
+// retryAfter reads a Retry-After header (seconds or HTTP date).
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	var d time.Duration
+	if s, err := strconv.Atoi(h); err == nil {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), MaxRetryAfter)
+}
+
+func transportMessage(err error) string {
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout: " + err.Error()
+	}
+	return "network: " + err.Error()
+}
+
+func excerpt(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) > excerptLimit {
+		b = b[:excerptLimit]
+		for len(b) > 0 && !utf8.Valid(b) {
+			b = b[:len(b)-1]
+		}
+		return string(b) + "…"
+	}
+	return strings.ToValidUTF8(string(b), "�")
+}
+
+func (c call) redact(s string) string {
+	for _, sec := range c.secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "***")
+		}
+	}
+	return s
+}

@@ -1,0 +1,432 @@
+package outbound
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/statusbridge/statusbridge/store"
+)
+
+// Sender sends one delivery to one downstream system. A nil error means the
+// delivery is done; an *Error says whether to retry.
+type Sender interface {
+	Send(ctx context.Context, d *store.Delivery) (Response, error)
+}
+
+// Outbox is what the worker needs from the store.
+type Outbox interface {
+	Wake() <-chan struct{}
+	PendingAfter(after string, limit int) ([]store.Delivery, error)
+	Record(id string, o store.Outcome, now time.Time) error
+}
+
+var _ Outbox = (*store.DB)(nil)
+
+// Policy bounds retries and parallelism.
+type Policy struct {
+	MaxAttempts int           // every attempt counts, the first included
+	Initial     time.Duration // first retry delay (before jitter)
+	Max         time.Duration // cap of the exponential delay (Retry-After may exceed it)
+	Concurrency int           // deliveries in flight at once, all targets together
+	// TargetConcurrency caps one target's deliveries in flight (0 = Concurrency).
+	TargetConcurrency map[string]int
+	// ShutdownGrace is how long in-flight sends may finish at shutdown before
+	// they are cancelled and left pending (default 10s).
+	ShutdownGrace time.Duration
+}
+
+// Backoff returns the delay before the attempt after attempt n (1-based):
+// exponential from Initial, capped at Max, with equal jitter (half fixed,
+// half random) so retries of many deliveries spread out.
+func (p Policy) Backoff(n int, random float64) time.Duration {
+	d := p.Initial
+	for i := 1; i < n && d < p.Max; i++ {
+		d *= 2
+	}
+	d = min(d, p.Max)
+	return d/2 + time.Duration(random*float64(d/2))
+}
+
+// Worker sends pending deliveries: one at a time per (target, order) lane in
+// commit order, lanes in parallel up to the concurrency limits. It is woken
+// by the store after each commit and by its own timer for retries; it never
+// polls. Memory holds one small record per pending delivery and a fixed
+// number of goroutines, however many are pending.
+type Worker struct {
+	outbox  Outbox
+	senders map[string]Sender
+	pol     Policy
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu       sync.Mutex
+	inFlight map[string]bool
+}
+
+// NewWorker builds a worker. senders maps target names to their clients.
+func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.Logger) *Worker {
+	if pol.Concurrency < 1 {
+		pol.Concurrency = 1
+	}
+	if pol.MaxAttempts < 1 {
+		pol.MaxAttempts = 1
+	}
+	if pol.ShutdownGrace <= 0 {
+		pol.ShutdownGrace = 10 * time.Second
+	}
+	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{}}
+}
+
+// InFlight reports whether a delivery is being sent right now.
+func (w *Worker) InFlight(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.inFlight[id]
+}
+
+type laneKey struct{ target, order string }
+
+type item struct {
+	d        store.Delivery // Attempts cleared: memory stays small
+	attempts int
+}
+
+type lane struct {
+	key     laneKey
+	queue   []*item
+	running bool
+	due     time.Time
+	heapIdx int // index in the waiting heap, -1 when not waiting
+}
+
+type job struct {
+	lane *lane
+	it   item
+}
+
+type result struct {
+	lane    *lane
+	outcome store.Outcome
+	aborted bool // cancelled by shutdown: nothing recorded, stays pending
+	failed  bool // the outcome could not be recorded
+}
+
+// scheduler is the worker's state, owned by the Run goroutine.
+type scheduler struct {
+	w          *Worker
+	lanes      map[laneKey]*lane
+	ready      map[string][]*lane // per target, FIFO
+	targets    []string           // round-robin order of targets with ready lanes
+	rr         int
+	waiting    laneHeap
+	running    int
+	runningFor map[string]int
+	cursor     string
+}
+
+// Run sends deliveries until ctx is cancelled, then lets in-flight sends
+// finish (up to Policy.ShutdownGrace; then they are cancelled and stay
+// pending) and returns. It returns an error only if the store cannot be read
+// at start.
+func (w *Worker) Run(ctx context.Context) error {
+	sendCtx, cancelSends := context.WithCancel(context.Background())
+	defer cancelSends()
+	jobs := make(chan job, w.pol.Concurrency)
+	results := make(chan result, w.pol.Concurrency)
+	var wg sync.WaitGroup
+	for range w.pol.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				results <- w.attempt(sendCtx, j)
+			}
+		}()
+	}
+	defer func() { close(jobs); wg.Wait() }()
+
+	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, runningFor: map[string]int{}}
+	if err := s.load(); err != nil {
+		return err
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var grace <-chan time.Time
+	done := ctx.Done()
+	for {
+		if done != nil {
+			s.dispatch(jobs)
+		} else if s.running == 0 {
+			return nil
+		}
+		s.resetTimer(timer)
+		select {
+		case <-done:
+			done = nil
+			grace = time.After(w.pol.ShutdownGrace)
+		case <-grace:
+			cancelSends()
+		case <-w.outbox.Wake():
+			if err := s.load(); err != nil {
+				w.log.Error("read pending deliveries", "err", err)
+			}
+		case <-timer.C:
+			s.promote()
+		case r := <-results:
+			s.finish(r)
+		}
+	}
+}
+
+// load reads deliveries committed since the last load.
+func (s *scheduler) load() error {
+	for {
+		batch, err := s.w.outbox.PendingAfter(s.cursor, 1000)
+		if err != nil {
+			return err
+		}
+		for i := range batch {
+			d := batch[i]
+			it := &item{d: d, attempts: len(d.Attempts)}
+			it.d.Attempts = nil
+			s.add(it)
+			s.cursor = d.ID
+		}
+		if len(batch) < 1000 {
+			return nil
+		}
+	}
+}
+
+func (s *scheduler) add(it *item) {
+	k := laneKey{it.d.Target, it.d.OrderID}
+	l := s.lanes[k]
+	if l == nil {
+		l = &lane{key: k, heapIdx: -1}
+		s.lanes[k] = l
+	}
+	l.queue = append(l.queue, it)
+	if l.running {
+		return
+	}
+	if len(l.queue) == 1 {
+		s.schedule(l)
+		return
+	}
+	if l.heapIdx >= 0 { // the head waits to retry: the newer one goes next
+		heap.Remove(&s.waiting, l.heapIdx)
+		s.supersedeHead(l)
+		s.schedule(l)
+	}
+}
+
+// supersedeHead drops a head that waits to retry because a newer delivery
+// for the same order and target is queued behind it.
+func (s *scheduler) supersedeHead(l *lane) {
+	head, next := l.queue[0], l.queue[1]
+	reason := fmt.Sprintf("superseded by newer delivery %s while waiting to retry", next.d.ID)
+	if err := s.w.outbox.Record(head.d.ID, store.Outcome{State: store.Superseded, Reason: reason}, s.w.now()); err != nil {
+		s.w.log.Error("record superseded delivery", "delivery_id", head.d.ID, "err", err)
+	}
+	s.w.log.Info("delivery superseded", "delivery_id", head.d.ID, "event_id", head.d.EventID,
+		"order_id", head.d.OrderID, "target", head.d.Target, "by", next.d.ID)
+	l.queue = l.queue[1:]
+}
+
+// schedule makes a lane's head ready now or puts it in the waiting heap.
+func (s *scheduler) schedule(l *lane) {
+	head := l.queue[0]
+	if head.d.NextAttemptAt.After(s.w.now()) {
+		l.due = head.d.NextAttemptAt
+		heap.Push(&s.waiting, l)
+		return
+	}
+	t := l.key.target
+	if len(s.ready[t]) == 0 {
+		s.targets = append(s.targets, t)
+	}
+	s.ready[t] = append(s.ready[t], l)
+}
+
+// promote moves lanes whose retry time has come to the ready queues.
+func (s *scheduler) promote() {
+	now := s.w.now()
+	for s.waiting.Len() > 0 && !s.waiting[0].due.After(now) {
+		l := heap.Pop(&s.waiting).(*lane)
+		l.queue[0].d.NextAttemptAt = time.Time{}
+		s.schedule(l)
+	}
+}
+
+func (s *scheduler) resetTimer(t *time.Timer) {
+	if s.waiting.Len() == 0 {
+		t.Reset(time.Hour)
+		return
+	}
+	t.Reset(max(time.Until(s.waiting[0].due), 0))
+}
+
+// dispatch starts ready lanes, round-robin over targets, within the limits.
+func (s *scheduler) dispatch(jobs chan<- job) {
+	for s.running < s.w.pol.Concurrency && len(s.targets) > 0 {
+		started := false
+		for range len(s.targets) {
+			s.rr %= len(s.targets)
+			t := s.targets[s.rr]
+			if limit := s.w.pol.TargetConcurrency[t]; limit > 0 && s.runningFor[t] >= limit {
+				s.rr++
+				continue
+			}
+			l := s.ready[t][0]
+			s.ready[t] = s.ready[t][1:]
+			if len(s.ready[t]) == 0 {
+				delete(s.ready, t)
+				s.targets = append(s.targets[:s.rr], s.targets[s.rr+1:]...)
+			} else {
+				s.rr++
+			}
+			l.running = true
+			s.running++
+			s.runningFor[t]++
+			s.w.setInFlight(l.queue[0].d.ID, true)
+			jobs <- job{lane: l, it: *l.queue[0]}
+			started = true
+			break
+		}
+		if !started {
+			return // every target with ready lanes is at its limit
+		}
+	}
+}
+
+func (s *scheduler) finish(r result) {
+	l := r.lane
+	head := l.queue[0]
+	l.running = false
+	s.running--
+	s.runningFor[l.key.target]--
+	s.w.setInFlight(head.d.ID, false)
+	switch {
+	case r.aborted:
+		return // shutting down: the delivery stays pending on disk
+	case r.failed || !r.outcome.State.Terminal():
+		head.attempts++
+		if r.failed {
+			head.attempts-- // nothing was recorded; try the same attempt again
+		}
+		head.d.NextAttemptAt = r.outcome.NextAttemptAt
+		if len(l.queue) > 1 {
+			s.supersedeHead(l)
+		}
+	default:
+		l.queue = l.queue[1:]
+	}
+	if len(l.queue) == 0 {
+		delete(s.lanes, l.key)
+		return
+	}
+	s.schedule(l)
+}
+
+func (w *Worker) setInFlight(id string, on bool) {
+	w.mu.Lock()
+	if on {
+		w.inFlight[id] = true
+	} else {
+		delete(w.inFlight, id)
+	}
+	w.mu.Unlock()
+}
+
+// attempt sends one delivery, records the attempt and logs it.
+func (w *Worker) attempt(ctx context.Context, j job) result {
+	d, n := j.it.d, j.it.attempts+1
+	log := w.log.With("delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
+		"target", d.Target, "attempt", n)
+	sender := w.senders[d.Target]
+	now := w.now()
+	if sender == nil {
+		o := store.Outcome{State: store.Skipped, Reason: fmt.Sprintf("target %q is not configured any more", d.Target)}
+		log.Warn("delivery skipped", "reason", o.Reason)
+		return w.record(log, j, o, now)
+	}
+	start := now
+	resp, err := sender.Send(ctx, &d)
+	dur := time.Since(start)
+	if err != nil && ctx.Err() != nil {
+		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
+		return result{lane: j.lane, aborted: true}
+	}
+	a := &store.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
+	o := store.Outcome{Attempt: a}
+	var oe *Error
+	switch {
+	case err == nil:
+		o.State = store.Done
+	case !errors.As(err, &oe):
+		oe = &Error{Msg: err.Error()}
+		fallthrough
+	default:
+		a.Error = oe.Msg
+		if a.StatusCode == 0 {
+			a.StatusCode = oe.StatusCode
+		}
+		switch {
+		case oe.Permanent:
+			o.State, o.Reason = store.Dead, "permanent failure: "+oe.Msg
+		case n >= w.pol.MaxAttempts:
+			o.State, o.Reason = store.Dead, fmt.Sprintf("gave up after %d attempts: %s", n, oe.Msg)
+		default:
+			wait := max(w.pol.Backoff(n, rand.Float64()), oe.RetryAfter)
+			o.State, o.NextAttemptAt = store.Pending, w.now().Add(wait)
+		}
+	}
+	attrs := []any{"status_code", a.StatusCode, "duration", dur, "state", o.State}
+	switch {
+	case o.State == store.Done:
+		log.Info("delivery attempt", attrs...)
+	case o.State == store.Dead:
+		log.Error("delivery attempt", append(attrs, "err", a.Error, "reason", o.Reason)...)
+	default:
+		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
+	}
+	return w.record(log, j, o, now)
+}
+
+func (w *Worker) record(log *slog.Logger, j job, o store.Outcome, now time.Time) result {
+	if err := w.outbox.Record(j.it.d.ID, o, now); err != nil {
+		log.Error("record delivery attempt; will try again", "err", err)
+		wait := max(w.pol.Initial, time.Second)
+		return result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(wait)}}
+	}
+	return result{lane: j.lane, outcome: o}
+}
+
+// laneHeap orders waiting lanes by due time.
+type laneHeap []*lane
+
+func (h laneHeap) Len() int           { return len(h) }
+func (h laneHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h laneHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *laneHeap) Push(x any) {
+	l := x.(*lane)
+	l.heapIdx = len(*h)
+	*h = append(*h, l)
+}
+func (h *laneHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	l.heapIdx = -1
+	*h = old[:len(old)-1]
+	return l
+}

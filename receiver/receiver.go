@@ -1,0 +1,290 @@
+// Package receiver owns HTTP: the Echo routes, authentication, body limits,
+// and the translation of results and errors into status codes. It never
+// touches bbolt: it hands decoded events to the store's Ingest.
+package receiver
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+// Ingester stores a webhook call durably: *store.DB implements it.
+type Ingester interface {
+	Ingest(in store.Incoming, dec store.Decider) (store.IngestResult, error)
+}
+
+var _ Ingester = (*store.DB)(nil)
+
+// Options configure the server.
+type Options struct {
+	WebhookPath string
+	Token       string // empty: no authentication
+	MaxBody     int64
+	// Mapping returns the mapping in force (it may be swapped at run time).
+	Mapping func() *mapping.Table
+	// Ready reports whether the service can take events (/readyz).
+	Ready func() error
+	Log   *slog.Logger
+	Now   func() time.Time
+
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+// Server is the HTTP front of statusbridge.
+type Server struct {
+	e    *echo.Echo
+	http *http.Server
+	opt  Options
+	in   Ingester
+	log  *slog.Logger
+}
+
+// New builds the server with every route.
+func New(in Ingester, opt Options) *Server {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Ready == nil {
+		opt.Ready = func() error { return nil }
+	}
+	setDefault(&opt.ReadHeaderTimeout, 5*time.Second)
+	setDefault(&opt.ReadTimeout, 30*time.Second)
+	setDefault(&opt.WriteTimeout, 30*time.Second)
+	setDefault(&opt.IdleTimeout, 120*time.Second)
+	s := &Server{opt: opt, in: in, log: opt.Log}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			s.log.Error("panic in handler", "path", c.Path(), "err", err)
+			return err
+		}}))
+	e.Use(s.accessLog)
+	e.POST(opt.WebhookPath, s.webhook, s.authenticate)
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", func(c echo.Context) error {
+		if err := s.opt.Ready(); err != nil {
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready", "mapping_version": s.opt.Mapping().Version()})
+	})
+	s.e = e
+	s.http = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: opt.ReadHeaderTimeout,
+		ReadTimeout:       opt.ReadTimeout,
+		WriteTimeout:      opt.WriteTimeout,
+		IdleTimeout:       opt.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Handler returns the HTTP handler (for tests with httptest).
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Serve accepts connections on ln until Shutdown; it returns nil after a
+// graceful shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("receiver: serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+
+// apiError is an error with the status code and message to answer.
+type apiError struct {
+	code       int
+	msg        string
+	retryAfter string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// handleError turns every error into a JSON answer, in one place.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code, msg := http.StatusInternalServerError, "internal error"
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		code, msg = ae.code, ae.msg
+		if ae.retryAfter != "" {
+			c.Response().Header().Set("Retry-After", ae.retryAfter)
+		}
+	case errors.As(err, &he):
+		code, msg = he.Code, http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		}
+	default:
+		s.log.Error("request failed", "path", c.Path(), "err", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(code)
+		return
+	}
+	_ = c.JSON(code, map[string]string{"error": msg})
+}
+
+// accessLog logs each request at debug level with its path only: the query
+// string may carry the webhook token and never reaches a log line.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		s.log.Debug("http request", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status_code", c.Response().Status, "duration", time.Since(start), "remote", c.RealIP())
+		return nil
+	}
+}
+
+// authenticate accepts the configured token as a Bearer token, as the HTTP
+// Basic password, as X-Webhook-Token or as ?token=, compared in constant
+// time, before the body is read.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.opt.Token == "" {
+		return next
+	}
+	want := []byte(s.opt.Token)
+	return func(c echo.Context) error {
+		r := c.Request()
+		var candidates []string
+		if h := r.Header.Get("Authorization"); h != "" {
+			if scheme, rest, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+				candidates = append(candidates, strings.TrimSpace(rest))
+			}
+		}
+		if _, pw, ok := r.BasicAuth(); ok {
+			candidates = append(candidates, pw)
+		}
+		if h := r.Header.Get("X-Webhook-Token"); h != "" {
+			candidates = append(candidates, h)
+		}
+		if q := r.URL.Query().Get("token"); q != "" {
+			candidates = append(candidates, q)
+		}
+		ok := 0
+		for _, cand := range candidates {
+			ok |= subtle.ConstantTimeCompare([]byte(cand), want)
+		}
+		if ok != 1 {
+			s.log.Warn("webhook refused: wrong or missing credentials", "remote", c.RealIP())
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge"`)
+			return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
+		}
+		return next(c)
+	}
+}
+
+// webhookAnswer is the body of every 2xx webhook answer.
+type webhookAnswer struct {
+	EventID   string          `json:"event_id"`
+	Duplicate bool            `json:"duplicate"`
+	State     mapping.Outcome `json:"state"`
+	Error     string          `json:"error,omitempty"`
+}
+
+func (s *Server) webhook(c echo.Context) error {
+	r := c.Request()
+	received := s.opt.Now()
+	if r.ContentLength > s.opt.MaxBody {
+		return tooLarge(s.opt.MaxBody)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.opt.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(s.opt.MaxBody)
+		}
+		return &apiError{code: http.StatusBadRequest, msg: "reading body: " + err.Error()}
+	}
+	ev, err := digishare.Decode(raw)
+	var shape *digishare.ShapeError
+	switch {
+	case errors.Is(err, digishare.ErrNotJSON):
+		s.log.Warn("webhook refused: body is not JSON", "err", err)
+		return &apiError{code: http.StatusBadRequest, msg: err.Error()}
+	case errors.As(err, &shape):
+	case err != nil:
+		return fmt.Errorf("receiver: decode: %w", err)
+	}
+	in := store.Incoming{Raw: raw, Event: ev, ReceivedAt: received}
+	if shape != nil {
+		in.Invalid = shape.Reason
+	}
+	res, err := s.in.Ingest(in, s.opt.Mapping())
+	if err != nil {
+		s.log.Error("webhook not stored; asking Digishare to retry", "ticket_id", ev.TicketID, "err", err)
+		if errors.Is(err, store.ErrOverloaded) {
+			return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
+		}
+		return &apiError{code: http.StatusServiceUnavailable, msg: "event not stored, retry later", retryAfter: "5"}
+	}
+	attrs := []any{"event_id", res.EventID, "event", ev.Name, "ticket_id", ev.TicketID,
+		"state", res.State, "duplicate", res.Duplicate}
+	if d := res.Decision; d != nil {
+		attrs = append(attrs, "order_id", d.OrderID, "status_id", d.StatusID, "deliveries", len(res.Deliveries))
+		if d.Reason != "" {
+			attrs = append(attrs, "reason", d.Reason)
+		}
+	}
+	switch {
+	case res.State == mapping.Invalid:
+		s.log.Warn("webhook stored as invalid", append(attrs, "error", in.Invalid)...)
+	case res.State == mapping.Unmapped && !res.Duplicate:
+		s.log.Warn("webhook received: status id not mapped", attrs...)
+	default:
+		s.log.Info("webhook received", attrs...)
+	}
+	ans := webhookAnswer{EventID: res.EventID, Duplicate: res.Duplicate, State: res.State}
+	if res.State == mapping.Invalid {
+		ans.Error = in.Invalid
+		if res.Duplicate {
+			ans.Error = "duplicate of an invalid event"
+		}
+		return c.JSON(http.StatusAccepted, ans)
+	}
+	return c.JSON(http.StatusOK, ans)
+}
+
+func tooLarge(limit int64) error {
+	return &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body is larger than webhook.max_body (%d bytes)", limit)}
+}

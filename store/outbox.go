@@ -1,0 +1,130 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// PendingAfter returns up to limit unfinished deliveries whose ids come after
+// the id after ("" = from the start), in id order — which is commit order, so
+// a delivery worker that keeps the last id it saw reads each one once.
+func (db *DB) PendingAfter(after string, limit int) ([]Delivery, error) {
+	var start []byte
+	if after != "" {
+		k, err := idKey(after)
+		if err != nil {
+			return nil, err
+		}
+		start = k
+	}
+	var out []Delivery
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		deliveries := tx.Bucket(bucketDeliveries)
+		var k []byte
+		if start == nil {
+			k, _ = c.First()
+		} else if k, _ = c.Seek(start); k != nil && string(k) == string(start) {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(out) < limit; k, _ = c.Next() {
+			var d Delivery
+			found, err := getJSON(deliveries, k, &d)
+			if err != nil {
+				return err
+			}
+			if found {
+				out = append(out, d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read pending deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// Outcome is the result of one delivery attempt, to record.
+type Outcome struct {
+	Attempt *Attempt // nil when no attempt was made (superseded while waiting)
+	State   DeliveryState
+	// NextAttemptAt is when a Pending delivery is due again.
+	NextAttemptAt time.Time
+	Reason        string
+}
+
+// Record appends an attempt and moves the delivery to its new state in the
+// next group commit; a finished delivery leaves the pending index.
+func (db *DB) Record(id string, o Outcome, now time.Time) error {
+	key, err := idKey(id)
+	if err != nil {
+		return err
+	}
+	err = db.submit(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveries)
+		var d Delivery
+		found, err := getJSON(b, key, &d)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+		}
+		if o.Attempt != nil {
+			d.Attempts = append(d.Attempts, *o.Attempt)
+		}
+		d.State, d.NextAttemptAt, d.UpdatedAt = o.State, o.NextAttemptAt, now.UTC()
+		if o.Reason != "" || o.State.Terminal() {
+			d.Reason = o.Reason
+		}
+		if o.State.Terminal() {
+			d.NextAttemptAt = time.Time{}
+			if err := tx.Bucket(bucketPending).Delete(key); err != nil {
+				return err
+			}
+		}
+		return putJSON(b, key, &d)
+	}, false, false)
+	if err != nil {
+		return fmt.Errorf("store: record delivery %s: %w", id, err)
+	}
+	return nil
+}
+
+// Stats counts records, for tests and operators.
+type Stats struct {
+	Events, Deliveries, Pending, Orders int
+}
+
+// Stats returns record counts.
+func (db *DB) Stats() (Stats, error) {
+	var s Stats
+	err := db.view(func(tx *bolt.Tx) error {
+		s.Events = tx.Bucket(bucketEvents).Stats().KeyN
+		s.Deliveries = tx.Bucket(bucketDeliveries).Stats().KeyN
+		s.Pending = tx.Bucket(bucketPending).Stats().KeyN
+		s.Orders = tx.Bucket(bucketOrders).Stats().KeyN
+		return nil
+	})
+	return s, err
+}
+
+// ListDeliveries returns every delivery in creation order (tests, small stores).
+func (db *DB) ListDeliveries() ([]Delivery, error) {
+	var out []Delivery
+	err := db.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {
+			var d Delivery
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}

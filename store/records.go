@@ -1,0 +1,169 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/statusbridge/statusbridge/mapping"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Event is a stored webhook call.
+type Event struct {
+	ID         string          `json:"id"`
+	ReceivedAt time.Time       `json:"received_at"`
+	Name       string          `json:"event"`
+	TicketID   string          `json:"ticket_id,omitempty"`
+	OrderID    string          `json:"order_id,omitempty"`
+	State      mapping.Outcome `json:"state"`
+	Error      string          `json:"error,omitempty"` // why the event is invalid
+	// Decisions holds the original decision first, then one per replay.
+	Decisions   []mapping.Decision `json:"decisions,omitempty"`
+	DeliveryIDs []string           `json:"delivery_ids,omitempty"`
+}
+
+// DeliveryState is where a delivery is in its life.
+type DeliveryState string
+
+// Delivery states. in_flight is never persisted: a delivery being sent is
+// pending on disk, so a crash mid-call sends it again (at-least-once).
+const (
+	Pending    DeliveryState = "pending"
+	InFlight   DeliveryState = "in_flight"
+	Done       DeliveryState = "done"
+	Dead       DeliveryState = "dead"
+	Skipped    DeliveryState = "skipped"
+	Superseded DeliveryState = "superseded"
+)
+
+// Terminal reports whether the state is final.
+func (s DeliveryState) Terminal() bool { return s != Pending && s != InFlight }
+
+// Delivery is one status change to send to one target (an outbox entry).
+type Delivery struct {
+	ID        string        `json:"id"`
+	EventID   string        `json:"event_id"`
+	OrderID   string        `json:"order_id"`
+	Target    string        `json:"target"`
+	Status    string        `json:"status"`
+	StatusID  string        `json:"status_id,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	State     DeliveryState `json:"state"`
+	// Reason says why a delivery is dead, skipped or superseded.
+	Reason        string    `json:"reason,omitempty"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	Attempts      []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one try to send a delivery.
+type Attempt struct {
+	At         time.Time     `json:"at"`
+	StatusCode int           `json:"status_code,omitempty"` // 0: no HTTP answer
+	Duration   time.Duration `json:"duration_ns"`
+	Error      string        `json:"error,omitempty"`   // what went wrong, if anything
+	Excerpt    string        `json:"excerpt,omitempty"` // start of the response body
+}
+
+// live reports whether a delivery still stands for its order's status: a
+// pending, in-flight or done delivery does; a dead, skipped or superseded one
+// does not (a fresh update with the same status sends again).
+func (d *Delivery) live() bool {
+	return d.State == Pending || d.State == InFlight || d.State == Done
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("store: decode %s record: %w", b.Tx().DB().Path(), err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("store: encode record: %w", err)
+	}
+	return b.Put(key, raw)
+}
+
+// GetEvent returns a stored event and its raw payload.
+func (db *DB) GetEvent(id string) (*Event, []byte, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ev Event
+	var raw []byte
+	err = db.view(func(tx *bolt.Tx) error {
+		found, err := getJSON(tx.Bucket(bucketEvents), key, &ev)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: event %s", ErrNotFound, id)
+		}
+		raw = append([]byte(nil), tx.Bucket(bucketPayloads).Get(key)...)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &ev, raw, nil
+}
+
+// GetDelivery returns one delivery.
+func (db *DB) GetDelivery(id string) (*Delivery, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	var d Delivery
+	err = db.view(func(tx *bolt.Tx) error {
+		found, err := getJSON(tx.Bucket(bucketDeliveries), key, &d)
+		if err == nil && !found {
+			err = fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// Deliveries returns the deliveries with the given ids, in that order.
+func (db *DB) Deliveries(ids []string) ([]Delivery, error) {
+	out := make([]Delivery, 0, len(ids))
+	for _, id := range ids {
+		d, err := db.GetDelivery(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *d)
+	}
+	return out, nil
+}
+
+// ListEvents returns up to limit events, newest first (a small helper for
+// tests and operators until the admin API pages through them).
+func (db *DB) ListEvents(limit int) ([]Event, error) {
+	var out []Event
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("store: decode event %s: %w", idString(k), err)
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}

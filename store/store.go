@@ -1,0 +1,289 @@
+// Package store owns durability: events (raw payloads byte for byte), the
+// dedup index, per-order state and the delivery outbox, all in one bbolt file.
+// Every write goes through one group committer, which commits all writes that
+// are waiting in a single transaction and only then answers each caller, so
+// "acknowledged" always means "on disk".
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors callers branch on.
+var (
+	// ErrOverloaded: the commit queue is full; retry later (HTTP 503).
+	ErrOverloaded = errors.New("store: overloaded")
+	// ErrClosed: the store is shutting down.
+	ErrClosed = errors.New("store: closed")
+	// ErrNotFound: no record with that id.
+	ErrNotFound = errors.New("store: not found")
+	// ErrLocked: another process holds the file.
+	ErrLocked = errors.New("store: file is locked by another process")
+	// ErrForeign: the file exists but is not a statusbridge store (or is corrupt).
+	ErrForeign = errors.New("store: not a statusbridge store")
+)
+
+// Options tune the store; zero values take defaults.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock (default 1s).
+	LockTimeout time.Duration
+	// QueueSize bounds ingests waiting for a commit; past it Ingest returns
+	// ErrOverloaded at once instead of queueing (default 4096).
+	QueueSize int
+	// MaxBatch bounds the writes committed in one transaction (default 2048).
+	MaxBatch int
+	// ReadOnly opens the file for reading only (CLI inspection).
+	ReadOnly bool
+	Logger   *slog.Logger
+}
+
+// DB is an open store.
+type DB struct {
+	bolt   *bolt.DB
+	log    *slog.Logger
+	ingest chan *op // bounded: ingests are refused when full
+	writes chan *op // internal writes (delivery results): callers wait
+	wake   chan struct{}
+
+	mu     sync.RWMutex // guards closed against sends on closed channels
+	closed bool
+	done   chan struct{}
+	opts   Options
+}
+
+type op struct {
+	fn   func(tx *bolt.Tx) error
+	err  chan error
+	wake bool // a commit of this op should wake the delivery worker
+}
+
+// Open opens (or creates) the store at path. It refuses a file that is not a
+// statusbridge store rather than overwriting it.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4096
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 2048
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
+		}
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
+	if err != nil {
+		switch {
+		case errors.Is(err, bolt.ErrTimeout):
+			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
+			return nil, fmt.Errorf("%w: %s: %v", ErrForeign, path, err)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := checkSchema(bdb, opts.ReadOnly); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	db := &DB{
+		bolt:   bdb,
+		log:    opts.Logger,
+		ingest: make(chan *op, opts.QueueSize),
+		writes: make(chan *op, 256),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		opts:   opts,
+	}
+	if opts.ReadOnly {
+		close(db.done)
+		db.closed = true
+		return db, nil
+	}
+	go db.commitLoop()
+	return db, nil
+}
+
+// checkSchema initialises an empty file and refuses one written by anything else.
+func checkSchema(bdb *bolt.DB, readOnly bool) error {
+	var empty, ours bool
+	err := bdb.View(func(tx *bolt.Tx) error {
+		empty = true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if m := tx.Bucket(bucketMeta); m != nil {
+			ours = bytes.Equal(m.Get([]byte(metaSchemaKey)), []byte(schemaVersion))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: read schema: %w", err)
+	}
+	if !empty && !ours {
+		return fmt.Errorf("%w (it holds other buckets; refusing to touch it)", ErrForeign)
+	}
+	if readOnly {
+		if empty {
+			return fmt.Errorf("%w (the file is empty)", ErrNotFound)
+		}
+		return nil
+	}
+	return bdb.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("store: create bucket %s: %w", b, err)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion))
+	})
+}
+
+// Wake is signalled (without blocking) after every commit that created
+// pending deliveries. The delivery worker waits on it instead of polling.
+func (db *DB) Wake() <-chan struct{} { return db.wake }
+
+// Path returns the file's path.
+func (db *DB) Path() string { return db.bolt.Path() }
+
+// Close stops accepting writes, commits what is queued and closes the file.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if !db.closed {
+		db.closed = true
+		close(db.ingest)
+		close(db.writes)
+	}
+	db.mu.Unlock()
+	<-db.done
+	if err := db.bolt.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// submit queues fn for the next group commit and waits for that commit.
+// Ingest-class writes are refused with ErrOverloaded when the queue is full.
+func (db *DB) submit(fn func(tx *bolt.Tx) error, refusable, wake bool) error {
+	o := &op{fn: fn, err: make(chan error, 1), wake: wake}
+	db.mu.RLock()
+	if db.closed {
+		db.mu.RUnlock()
+		return ErrClosed
+	}
+	if refusable {
+		select {
+		case db.ingest <- o:
+		default:
+			db.mu.RUnlock()
+			return ErrOverloaded
+		}
+	} else {
+		db.writes <- o
+	}
+	db.mu.RUnlock()
+	return <-o.err
+}
+
+// commitLoop is the group committer: it takes whatever writes are already
+// waiting (no timer window, so a lone write commits at once) and commits them
+// in one transaction.
+func (db *DB) commitLoop() {
+	defer close(db.done)
+	ingest, writes := db.ingest, db.writes
+	batch := make([]*op, 0, db.opts.MaxBatch)
+	for ingest != nil || writes != nil {
+		batch = batch[:0]
+		select {
+		case o, ok := <-ingest:
+			if !ok {
+				ingest = nil
+				continue
+			}
+			batch = append(batch, o)
+		case o, ok := <-writes:
+			if !ok {
+				writes = nil
+				continue
+			}
+			batch = append(batch, o)
+		}
+	drain:
+		for len(batch) < db.opts.MaxBatch {
+			select {
+			case o, ok := <-writes:
+				if !ok {
+					writes = nil
+					break drain
+				}
+				batch = append(batch, o)
+			case o, ok := <-ingest:
+				if !ok {
+					ingest = nil
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+func (db *DB) commit(batch []*op) {
+	var failed *op
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, o := range batch {
+			if err := o.fn(tx); err != nil {
+				failed = o
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		db.finish(batch, nil)
+		return
+	}
+	if failed == nil || len(batch) == 1 {
+		// The commit itself failed (disk full, I/O error): nothing was written.
+		db.log.Error("store commit failed", "writes", len(batch), "err", err)
+		db.finish(batch, fmt.Errorf("store: commit: %w", err))
+		return
+	}
+	// One write failed on its own: commit the others without it, one by one,
+	// so one bad write never fails its neighbours.
+	for _, o := range batch {
+		db.commit([]*op{o})
+	}
+}
+
+func (db *DB) finish(batch []*op, err error) {
+	wake := false
+	for _, o := range batch {
+		o.err <- err
+		wake = wake || (err == nil && o.wake)
+	}
+	if wake {
+		select {
+		case db.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// view runs a read-only transaction.
+func (db *DB) view(fn func(tx *bolt.Tx) error) error { return db.bolt.View(fn) }
