@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -196,11 +197,13 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	}
 	cfg := Default()
 	d := &decoder{getenv: getenv, lines: map[string]int{}}
-	d.decodeDocument(data, cfg)
-	if len(d.problems) == 0 {
+	if d.decodeDocument(data, cfg) {
+		// Values that failed to decode kept their defaults, so validating
+		// the rest still reports every other problem in the same pass.
 		d.validate(cfg)
 	}
 	if len(d.problems) > 0 {
+		sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
 		return nil, &Error{Problems: d.problems}
 	}
 	return cfg, nil

@@ -35,7 +35,8 @@ type defaulter interface{ setDefaults() }
 
 var lineInMessage = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (d *decoder) decodeDocument(data []byte, cfg *Config) {
+// decodeDocument fills cfg; it returns false when the YAML itself is broken.
+func (d *decoder) decodeDocument(data []byte, cfg *Config) bool {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg := err.Error()
@@ -45,16 +46,13 @@ func (d *decoder) decodeDocument(data []byte, cfg *Config) {
 		} else {
 			d.add("", 0, strings.TrimPrefix(msg, "yaml: "))
 		}
-		return
+		return false
 	}
-	if len(doc.Content) == 0 {
-		return // empty file: defaults
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return true // empty file: defaults
 	}
-	root := doc.Content[0]
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return
-	}
-	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
+	d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	return true
 }
 
 // decode fills v from n; mapping keys are never env-expanded, values are.

@@ -1,0 +1,392 @@
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+const (
+	confirmed = "yqdwrbka7kz69v8e"
+	awaiting  = "x9q3wrlv0m7vzea8"
+)
+
+// notifyingOutbox is the real store, plus a signal after every Record so
+// tests wait for progress instead of sleeping.
+type notifyingOutbox struct {
+	*store.DB
+	recorded chan struct{}
+}
+
+func (n *notifyingOutbox) Record(id string, o store.Outcome, now time.Time) error {
+	err := n.DB.Record(id, o, now)
+	select {
+	case n.recorded <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+type harness struct {
+	t      *testing.T
+	db     *store.DB
+	path   string
+	out    *notifyingOutbox
+	table  *mapping.Table
+	es     *fake.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T, es *fake.Server) *harness {
+	t.Helper()
+	h := &harness{t: t, es: es, path: filepath.Join(t.TempDir(), "sb.db")}
+	h.open()
+	cfg, err := config.Parse([]byte(`
+targets: { expertsender: { api_key: secret-key-123, website_id: 7 } }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }, x9q3wrlv0m7vzea8: { name: Awaiting, expertsender: placed } } }
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Targets.ExpertSender.BaseURL = es.URL
+	h.table = mapping.New(cfg)
+	t.Cleanup(func() {
+		h.stop()
+		_ = h.db.Close()
+	})
+	return h
+}
+
+func (h *harness) open() {
+	db, err := store.Open(h.path, store.Options{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.db = db
+	h.out = &notifyingOutbox{DB: db, recorded: make(chan struct{}, 1)}
+}
+
+func (h *harness) start(pol Policy) {
+	h.t.Helper()
+	if pol.MaxAttempts == 0 {
+		pol.MaxAttempts = 5
+	}
+	if pol.Concurrency == 0 {
+		pol.Concurrency = 4
+	}
+	if pol.Max == 0 {
+		pol.Max = pol.Initial
+	}
+	cfg := config.ExpertSender{BaseURL: h.es.URL, APIKey: "secret-key-123", WebsiteID: 7, Timeout: config.Duration(2 * time.Second)}
+	w := NewWorker(h.out, map[string]Sender{mapping.TargetExpertSender: NewExpertSender(cfg, pol.Concurrency)}, pol, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- w.Run(ctx) }()
+}
+
+func (h *harness) stop() {
+	if h.cancel != nil {
+		h.cancel()
+		if err := <-h.done; err != nil {
+			h.t.Errorf("worker: %v", err)
+		}
+		h.cancel = nil
+	}
+}
+
+func (h *harness) ingest(ticket, order, status, at string) store.IngestResult {
+	h.t.Helper()
+	raw := fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at}.Payload()
+	ev, err := digishare.Decode(raw)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	res, err := h.db.Ingest(store.Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}, h.table)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return res
+}
+
+// waitDelivery waits until the delivery reaches state (woken by each Record).
+func (h *harness) waitDelivery(id string, state store.DeliveryState) *store.Delivery {
+	h.t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		d, err := h.db.GetDelivery(id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if d.State == state {
+			return d
+		}
+		select {
+		case <-h.out.recorded:
+		case <-deadline.C:
+			h.t.Fatalf("delivery %s is %s (attempts %d, reason %q), want %s", id, d.State, len(d.Attempts), d.Reason, state)
+		}
+	}
+}
+
+func TestDeliverySendsExpertSenderRequest(t *testing.T) {
+	es := fake.NewServer(t)
+	h := newHarness(t, es)
+	h.start(Policy{Initial: time.Millisecond})
+	res := h.ingest("t1", "42", confirmed, "2026-01-13 16:29:51")
+	d := h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	reqs := es.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if r.Method != http.MethodPut || r.Path != "/orders/status" || r.Header.Get("x-api-key") != "secret-key-123" {
+		t.Errorf("request = %s %s key=%q", r.Method, r.Path, r.Header.Get("x-api-key"))
+	}
+	var body map[string]any
+	if err := json.Unmarshal(r.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["orderId"] != "42" || body["orderStatus"] != "paid" || body["websiteId"] != float64(7) {
+		t.Errorf("body = %s", r.Body)
+	}
+	if len(d.Attempts) != 1 || d.Attempts[0].StatusCode != 200 {
+		t.Errorf("attempts = %+v", d.Attempts)
+	}
+}
+
+func TestRetryUntilDeliveredOnce(t *testing.T) {
+	es := fake.NewServer(t, fake.Answer{Code: 500, Body: "oops"}, fake.Answer{Code: 500}, fake.Answer{Code: 200, Body: "{}"})
+	h := newHarness(t, es)
+	h.start(Policy{Initial: time.Millisecond})
+	res := h.ingest("t1", "42", confirmed, "")
+	d := h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	if n := len(es.Requests()); n != 3 {
+		t.Errorf("%d requests, want 3 (500, 500, 200)", n)
+	}
+	var codes []int
+	for _, a := range d.Attempts {
+		codes = append(codes, a.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[500 500 200]" || d.Attempts[0].Excerpt != "oops" {
+		t.Errorf("attempts = %+v", d.Attempts)
+	}
+}
+
+func TestPermanentFailuresDieAtOnce(t *testing.T) {
+	for name, a := range map[string]fake.Answer{
+		"400":         {Code: 400, Body: `{"title":"bad","errors":["orderStatus invalid"]}`},
+		"401":         {Code: 401, Body: `{"title":"unauthorized"}`},
+		"200 errors":  {Code: 200, Body: `{"errors":["nope"]}`},
+		"302":         {Code: 302, Header: map[string]string{"Location": "http://elsewhere/"}},
+		"404 no body": {Code: 404},
+	} {
+		t.Run(name, func(t *testing.T) {
+			es := fake.NewServer(t, a)
+			h := newHarness(t, es)
+			h.start(Policy{Initial: time.Millisecond})
+			res := h.ingest("t1", "42", confirmed, "")
+			d := h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+			if len(d.Attempts) != 1 || !strings.Contains(d.Reason, "permanent") {
+				t.Errorf("dead delivery = %+v", d)
+			}
+			if n := len(es.Requests()); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+}
+
+func TestGivesUpAfterMaxAttempts(t *testing.T) {
+	es := fake.NewServer(t)
+	es.Default = fake.Answer{Code: 503}
+	h := newHarness(t, es)
+	h.start(Policy{Initial: time.Millisecond, MaxAttempts: 3})
+	res := h.ingest("t1", "42", confirmed, "")
+	d := h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+	if len(d.Attempts) != 3 || !strings.Contains(d.Reason, "gave up after 3 attempts") {
+		t.Errorf("delivery = %+v", d)
+	}
+}
+
+func TestRetryAfterIsRespected(t *testing.T) {
+	es := fake.NewServer(t, fake.Answer{Code: 429, Header: map[string]string{"Retry-After": "1"}})
+	h := newHarness(t, es)
+	h.start(Policy{Initial: time.Millisecond})
+	res := h.ingest("t1", "42", confirmed, "")
+	h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	reqs := es.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
+	}
+	if gap := reqs[1].At.Sub(reqs[0].At); gap < time.Second {
+		t.Errorf("retried after %v, want at least the 1s Retry-After", gap)
+	}
+}
+
+func TestRetryAfterParsing(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"-3":                            0,
+		"99999":                         MaxRetryAfter,
+		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
+		"Wed, 31 Dec 2025 00:00:00 GMT": 0,
+		"soon":                          0,
+	} {
+		if got := retryAfter(in, now); got != want {
+			t.Errorf("retryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := Policy{Initial: time.Second, Max: 10 * time.Second}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 8 * time.Second, 5: 10 * time.Second, 50: 10 * time.Second} {
+		if lo, hi := p.Backoff(n, 0), p.Backoff(n, 1); lo != want/2 || hi != want {
+			t.Errorf("Backoff(%d) in [%v, %v], want [%v, %v]", n, lo, hi, want/2, want)
+		}
+	}
+}
+
+func TestWaitingRetryIsSupersededByNewerDelivery(t *testing.T) {
+	es := fake.NewServer(t, fake.Answer{Code: 500})
+	h := newHarness(t, es)
+	h.start(Policy{Initial: time.Hour, Max: time.Hour}) // the first retry would wait an hour
+	first := h.ingest("t1", "42", awaiting, "2026-01-13 10:00:00")
+	d1 := h.waitDelivery(first.Deliveries[0].ID, store.Pending)
+	for len(d1.Attempts) == 0 {
+		d1 = h.waitDelivery(first.Deliveries[0].ID, store.Pending)
+	}
+	second := h.ingest("t2", "42", confirmed, "2026-01-13 11:00:00")
+	h.waitDelivery(second.Deliveries[0].ID, store.Done)
+	d1 = h.waitDelivery(first.Deliveries[0].ID, store.Superseded)
+	if !strings.Contains(d1.Reason, second.Deliveries[0].ID) {
+		t.Errorf("superseded reason = %q", d1.Reason)
+	}
+	reqs := es.Requests()
+	if len(reqs) != 2 || reqs[0].Status != "placed" || reqs[1].Status != "paid" {
+		t.Errorf("requests = %+v", reqs)
+	}
+}
+
+func TestPerOrderOrderAndParallelOrders(t *testing.T) {
+	// Each request for order "slow" is held until a request for another order
+	// arrives: it proves orders go out in parallel while one order's lane
+	// stays strictly sequential.
+	var mu sync.Mutex
+	var got []string
+	inFlight, maxInFlight := 0, 0
+	fastArrived := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var b struct{ OrderID, OrderStatus string }
+		_ = json.Unmarshal(body, &b)
+		mu.Lock()
+		got = append(got, b.OrderID+":"+b.OrderStatus)
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		mu.Unlock()
+		if b.OrderID == "slow" && b.OrderStatus == "placed" {
+			<-fastArrived // with one lane at a time this never comes: the test times out
+		} else if b.OrderID == "fast" {
+			once.Do(func() { close(fastArrived) })
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		_, _ = io.WriteString(w, "{}")
+	}))
+	defer srv.Close()
+	es := &fake.Server{Server: srv}
+	h := newHarness(t, es)
+	s1 := h.ingest("a1", "slow", awaiting, "2026-01-13 10:00:00")
+	s2 := h.ingest("a2", "slow", confirmed, "2026-01-13 11:00:00")
+	f1 := h.ingest("b1", "fast", confirmed, "2026-01-13 10:00:00")
+	h.start(Policy{Initial: time.Millisecond, Concurrency: 4, MaxAttempts: 1})
+	h.waitDelivery(s2.Deliveries[0].ID, store.Done)
+	h.waitDelivery(s1.Deliveries[0].ID, store.Done)
+	h.waitDelivery(f1.Deliveries[0].ID, store.Done)
+	mu.Lock()
+	defer mu.Unlock()
+	order := map[string][]string{}
+	for _, g := range got {
+		o, s, _ := strings.Cut(g, ":")
+		order[o] = append(order[o], s)
+	}
+	if fmt.Sprint(order["slow"]) != "[placed paid]" {
+		t.Errorf("order slow got %v, want [placed paid] in event order", order["slow"])
+	}
+	if maxInFlight < 2 {
+		t.Errorf("max in flight %d: different orders must go out in parallel", maxInFlight)
+	}
+}
+
+func TestPendingDeliveredAfterReopen(t *testing.T) {
+	es := fake.NewServer(t)
+	h := newHarness(t, es)
+	res := h.ingest("t1", "42", confirmed, "")
+	res2 := h.ingest("t2", "43", awaiting, "")
+	if err := h.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	h.start(Policy{Initial: time.Millisecond})
+	h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	h.waitDelivery(res2.Deliveries[0].ID, store.Done)
+	if n := len(es.Requests()); n != 2 {
+		t.Errorf("%d requests after reopen, want 2", n)
+	}
+}
+
+func TestShutdownLeavesHungDeliveryPending(t *testing.T) {
+	hung := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // so the server notices the client hanging up
+		close(hung)
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	h := newHarness(t, &fake.Server{Server: srv})
+	h.start(Policy{Initial: time.Millisecond, ShutdownGrace: 50 * time.Millisecond})
+	res := h.ingest("t1", "42", confirmed, "")
+	<-hung
+	h.stop()
+	d, err := h.db.GetDelivery(res.Deliveries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != store.Pending || len(d.Attempts) != 0 {
+		t.Errorf("after shutdown: %s with %d attempts, want pending with none", d.State, len(d.Attempts))
+	}
+}
+
+func TestSecretsRedactedFromExcerpts(t *testing.T) {
+	es := fake.NewServer(t, fake.Answer{Code: 401, Body: `{"detail":"key secret-key-123 is wrong"}`})
+	h := newHarness(t, es)
+	h.start(Policy{Initial: time.Millisecond})
+	res := h.ingest("t1", "42", confirmed, "")
+	d := h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+	raw, _ := json.Marshal(d)
+	if strings.Contains(string(raw), "secret-key-123") {
+		t.Errorf("api key stored in the attempt record: %s", raw)
+	}
+}

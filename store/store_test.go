@@ -1,0 +1,281 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/mapping"
+	bolt "go.etcd.io/bbolt"
+)
+
+const confirmed = "yqdwrbka7kz69v8e"
+
+func testTable(t *testing.T, apiKey string) *mapping.Table {
+	t.Helper()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+order_id: { strip_prefix: "ORDER-" }
+targets: { expertsender: { api_key: %q } }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }, x9q3wrlv0m7vzea8: { name: Awaiting, expertsender: placed } } }
+`, apiKey)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mapping.New(cfg)
+}
+
+func openTemp(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sb.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, path
+}
+
+func incoming(t *testing.T, raw []byte) Incoming {
+	t.Helper()
+	ev, err := digishare.Decode(raw)
+	in := Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}
+	var se *digishare.ShapeError
+	if errors.As(err, &se) {
+		in.Invalid = se.Reason
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestIngestDispatchesAndKeepsPayload(t *testing.T) {
+	db, _ := openTemp(t)
+	raw := fake.Update{TicketID: "t1", OrderID: "ORDER-1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
+	res, err := db.Ingest(incoming(t, raw), testTable(t, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Duplicate || res.State != mapping.Dispatched || len(res.Deliveries) != 1 {
+		t.Fatalf("result = %+v", res)
+	}
+	ev, payload, err := db.GetEvent(res.EventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(payload, raw) {
+		t.Error("payload not kept byte for byte")
+	}
+	if ev.OrderID != "1" || ev.State != mapping.Dispatched || len(ev.Decisions) != 1 || len(ev.DeliveryIDs) != 1 {
+		t.Errorf("event = %+v", ev)
+	}
+	pending, err := db.PendingAfter("", 10)
+	if err != nil || len(pending) != 1 || pending[0].Status != "paid" || pending[0].OrderID != "1" || pending[0].State != Pending {
+		t.Fatalf("pending = %+v, %v", pending, err)
+	}
+	if more, _ := db.PendingAfter(pending[0].ID, 10); len(more) != 0 {
+		t.Errorf("PendingAfter(last) = %v, want nothing", more)
+	}
+	select {
+	case <-db.Wake():
+	default:
+		t.Error("a commit that created a delivery must wake the worker")
+	}
+}
+
+func TestIngestDuplicateStoresNothing(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	raw := fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
+	first, err := db.Ingest(incoming(t, raw), tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := db.Ingest(incoming(t, raw), tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Duplicate || again.EventID != first.EventID || again.State != mapping.Dispatched || len(again.Deliveries) != 0 {
+		t.Errorf("repeat = %+v, want duplicate of %s", again, first.EventID)
+	}
+	st, _ := db.Stats()
+	if st.Events != 1 || st.Deliveries != 1 {
+		t.Errorf("stats = %+v, want 1 event, 1 delivery", st)
+	}
+}
+
+func TestIngestInvalidAndSkipped(t *testing.T) {
+	db, _ := openTemp(t)
+	res, err := db.Ingest(incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), testTable(t, "k"))
+	if err != nil || res.State != mapping.Invalid {
+		t.Fatalf("invalid: %+v, %v", res, err)
+	}
+	ev, _, _ := db.GetEvent(res.EventID)
+	if ev.Error == "" || ev.State != mapping.Invalid {
+		t.Errorf("stored invalid event = %+v", ev)
+	}
+	// A disabled target: the delivery is recorded as skipped, not queued.
+	res, err = db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "9", StatusID: confirmed}.Payload()), testTable(t, ""))
+	if err != nil || len(res.Deliveries) != 1 || res.Deliveries[0].State != Skipped || res.Deliveries[0].Reason == "" {
+		t.Fatalf("skipped: %+v, %v", res, err)
+	}
+	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
+		t.Errorf("skipped delivery queued: %v", p)
+	}
+}
+
+func TestIngestOrderStateAcrossEvents(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	ingest := func(ticket, status, at string) IngestResult {
+		t.Helper()
+		res, err := db.Ingest(incoming(t, fake.Update{TicketID: ticket, OrderID: "7", StatusID: status, DateStatus: at}.Payload()), tb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if r := ingest("a", confirmed, "2026-01-13 10:00:00"); r.State != mapping.Dispatched {
+		t.Fatalf("first = %v", r.State)
+	}
+	if r := ingest("b", confirmed, "2026-01-13 11:00:00"); r.State != mapping.Unchanged {
+		t.Errorf("same status again = %v, want unchanged", r.State)
+	}
+	if r := ingest("c", "x9q3wrlv0m7vzea8", "2026-01-13 09:00:00"); r.State != mapping.Superseded {
+		t.Errorf("older update = %v, want superseded", r.State)
+	}
+	// The last delivery dies: the same status is sent again by a fresh update.
+	pending, _ := db.PendingAfter("", 10)
+	if err := db.Record(pending[0].ID, Outcome{State: Dead, Reason: "test"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if r := ingest("d", confirmed, "2026-01-13 12:00:00"); r.State != mapping.Dispatched {
+		t.Errorf("after dead delivery = %v, want dispatched", r.State)
+	}
+}
+
+func TestGroupCommitUnderConcurrency(t *testing.T) {
+	db, path := openTemp(t)
+	tb := testTable(t, "k")
+	const n = 200
+	var wg sync.WaitGroup
+	ids := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 20), StatusID: confirmed,
+				DateStatus: "2026-01-13 16:29:51"}.Payload()
+			r, err := db.Ingest(incoming(t, raw), tb)
+			ids[i], errs[i] = r.EventID, err
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("ingest %d: %v", i, errs[i])
+		}
+		seen[ids[i]] = true
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct event ids, want %d", len(seen), n)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	st, _ := db2.Stats()
+	// 20 orders, each: first event dispatched, the 9 others unchanged.
+	if st.Events != n || st.Deliveries != 20 || st.Pending != 20 || st.Orders != 20 {
+		t.Errorf("after reopen: %+v", st)
+	}
+}
+
+func TestRecordAttempts(t *testing.T) {
+	db, _ := openTemp(t)
+	res, err := db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.Deliveries[0].ID
+	next := time.Now().Add(time.Minute).UTC().Truncate(time.Millisecond)
+	if err := db.Record(id, Outcome{Attempt: &Attempt{StatusCode: 500, Error: "HTTP 500"}, State: Pending, NextAttemptAt: next}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := db.GetDelivery(id)
+	if len(d.Attempts) != 1 || d.State != Pending || !d.NextAttemptAt.Equal(next) {
+		t.Errorf("after retry: %+v", d)
+	}
+	if err := db.Record(id, Outcome{Attempt: &Attempt{StatusCode: 200}, State: Done}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = db.GetDelivery(id)
+	if len(d.Attempts) != 2 || d.State != Done || !d.NextAttemptAt.IsZero() {
+		t.Errorf("after done: %+v", d)
+	}
+	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
+		t.Errorf("done delivery still pending: %v", p)
+	}
+	if err := db.Record("00000000-0000-0000-0000-000000000000", Outcome{State: Done}, time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Record(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestOpenRefusesForeignFiles(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.db")
+	content := bytes.Repeat([]byte("not a database "), 1000)
+	if err := os.WriteFile(junk, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(junk, Options{}); !errors.Is(err, ErrForeign) {
+		t.Errorf("Open(junk) = %v, want ErrForeign", err)
+	}
+	if got, _ := os.ReadFile(junk); !bytes.Equal(got, content) {
+		t.Error("a foreign file was modified")
+	}
+	other := filepath.Join(dir, "other.db")
+	bdb, err := bolt.Open(other, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("someone-else")); return err })
+	_ = bdb.Close()
+	if _, err := Open(other, Options{}); !errors.Is(err, ErrForeign) {
+		t.Errorf("Open(other app's bbolt) = %v, want ErrForeign", err)
+	}
+}
+
+func TestOpenLockedFails(t *testing.T) {
+	_, path := openTemp(t)
+	start := time.Now()
+	_, err := Open(path, Options{LockTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open = %v, want ErrLocked", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Error("lock timeout not honoured")
+	}
+}
+
+func TestClosedStoreRefusesWrites(t *testing.T) {
+	db, _ := openTemp(t)
+	_ = db.Close()
+	_, err := db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
+	if !errors.Is(err, ErrClosed) {
+		t.Errorf("Ingest after Close = %v, want ErrClosed", err)
+	}
+}
