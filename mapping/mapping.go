@@ -46,7 +46,7 @@ type Table struct {
 	statuses    map[string]Entry
 	targets     []string          // configured targets, sorted
 	disabled    map[string]string // target → why its deliveries are skipped
-	orderFrom   string   // "external_id", "ticket_number" or "campaign_data"
+	orderFrom   string            // "external_id", "ticket_number" or "campaign_data"
 	campaignKey string
 	stripPrefix string
 }
