@@ -86,13 +86,18 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
 		}
 	}
+	existed := false
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		existed = true // bbolt initialises only empty files; anything else must be ours
+	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		switch {
 		case errors.Is(err, bolt.ErrTimeout):
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
-		case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
-			return nil, fmt.Errorf("%w: %s: %v", ErrForeign, path, err)
+		case errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
+		case existed:
+			return nil, fmt.Errorf("%w (or it is corrupt): %s: %v; refusing to touch it", ErrForeign, path, err)
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -271,17 +276,20 @@ func (db *DB) commit(batch []*op) {
 	}
 }
 
+// finish wakes the worker (before answering, so a caller that got its answer
+// knows the worker has been told) and answers every write of the batch.
 func (db *DB) finish(batch []*op, err error) {
-	wake := false
+	for _, o := range batch {
+		if err == nil && o.wake {
+			select {
+			case db.wake <- struct{}{}:
+			default:
+			}
+			break
+		}
+	}
 	for _, o := range batch {
 		o.err <- err
-		wake = wake || (err == nil && o.wake)
-	}
-	if wake {
-		select {
-		case db.wake <- struct{}{}:
-		default:
-		}
 	}
 }
 

@@ -247,6 +247,16 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 	if got, _ := os.ReadFile(junk); !bytes.Equal(got, content) {
 		t.Error("a foreign file was modified")
 	}
+	tiny := filepath.Join(dir, "tiny.db")
+	if err := os.WriteFile(tiny, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(tiny, Options{}); !errors.Is(err, ErrForeign) {
+		t.Errorf("Open(tiny junk) = %v, want ErrForeign", err)
+	}
+	if got, _ := os.ReadFile(tiny); string(got) != "hello" {
+		t.Error("a tiny foreign file was modified")
+	}
 	other := filepath.Join(dir, "other.db")
 	bdb, err := bolt.Open(other, 0o600, nil)
 	if err != nil {

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/internal/fake"
+)
+
+const confirmed = "yqdwrbka7kz69v8e"
+
+func noEnv(string) (string, bool) { return "", false }
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, noEnv, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLIHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"config", "check", "--help"}, {"config", "--help"}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 0 || !strings.Contains(out+errOut, "Usage") {
+			t.Errorf("%v: exit %d, output %q", args, code, out+errOut)
+		}
+	}
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "statusbridge ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("unknown command: %d %q", code, errOut)
+	}
+	if code, _, _ := runCLI(t); code != 2 {
+		t.Errorf("no command: exit %d, want 2", code)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	code, out, _ := runCLI(t, "config", "check", "--config", "config.example.yaml")
+	if code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("example config: %d %q", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:1\nwebhok: {}\ndelivery: { max_attempts: 0 }\n"), 0o600)
+	code, _, errOut := runCLI(t, "config", "check", "--config", bad)
+	if code != 1 || !strings.Contains(errOut, "line 2: webhok: unknown key") || !strings.Contains(errOut, "line 3: delivery.max_attempts") {
+		t.Errorf("bad config: %d %q", code, errOut)
+	}
+	// serve refuses the same config with exit 2, before listening.
+	code, _, errOut = runCLI(t, "serve", "--config", bad)
+	if code != 2 || !strings.Contains(errOut, "webhok") {
+		t.Errorf("serve with bad config: %d %q", code, errOut)
+	}
+}
+
+func TestServeStartupFailuresExit1(t *testing.T) {
+	dir := t.TempDir()
+	foreign := filepath.Join(dir, "foreign.db")
+	os.WriteFile(foreign, bytes.Repeat([]byte("junk"), 2000), 0o600)
+	cfg := writeConfig(t, dir, "127.0.0.1:0", foreign, "http://127.0.0.1:9")
+	code, _, errOut := runCLI(t, "serve", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, "not a statusbridge store") {
+		t.Errorf("foreign store: %d %q", code, errOut)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg = writeConfig(t, dir, ln.Addr().String(), filepath.Join(dir, "ok.db"), "http://127.0.0.1:9")
+	code, _, errOut = runCLI(t, "serve", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, "address already in use") {
+		t.Errorf("address in use: %d %q", code, errOut)
+	}
+}
+
+func writeConfig(t *testing.T, dir, listen, storePath, esURL string) string {
+	t.Helper()
+	targets := ""
+	if esURL != "" {
+		targets = fmt.Sprintf("targets: { expertsender: { base_url: %q, api_key: test-api-key, timeout: 2s } }\n", esURL)
+	}
+	yaml := fmt.Sprintf(`listen: %s
+log: { level: info, format: json }
+store: { path: %q }
+webhook: { token: hook-token-1 }
+order_id: { strip_prefix: "ORDER-" }
+%sdelivery: { max_attempts: 50, backoff: { initial: 5ms, max: 50ms }, concurrency: 8 }
+mapping:
+  statuses:
+    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }
+`, listen, storePath, targets)
+	path := filepath.Join(dir, fmt.Sprintf("config-%d.yaml", time.Now().UnixNano()))
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHealthy polls /healthz until the server answers (start-up only).
+func waitHealthy(t *testing.T, addr string, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			t.Fatal("server exited during start-up")
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // start-up poll, not synchronisation of results
+	}
+	t.Fatal("server did not become healthy")
+}
+
+func postWebhook(addr string, u fake.Update) (int, error) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/digishare", bytes.NewReader(u.Payload()))
+	req.Header.Set("Authorization", "Bearer hook-token-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// TestServeInProcess runs the whole service through run(): webhook in,
+// PUT to the fake ExpertSender out, graceful shutdown on cancel.
+func TestServeInProcess(t *testing.T) {
+	es := fake.NewServer(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, addr, filepath.Join(dir, "sb.db"), es.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	var code int
+	var logs bytes.Buffer
+	go func() {
+		defer close(exited)
+		code = run(ctx, []string{"serve", "--config", cfg}, noEnv, &bytes.Buffer{}, &logs)
+	}()
+	waitHealthy(t, addr, exited)
+	status, err := postWebhook(addr, fake.Update{TicketID: "t1", OrderID: "ORDER-77", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"})
+	if err != nil || status != 200 {
+		t.Fatalf("webhook: %d %v", status, err)
+	}
+	reqs := es.WaitRequests(1, 10*time.Second)
+	if len(reqs) != 1 || reqs[0].OrderID != "77" || reqs[0].Status != "paid" {
+		t.Fatalf("ExpertSender got %+v", reqs)
+	}
+	cancel()
+	<-exited
+	if code != 0 {
+		t.Errorf("exit %d after shutdown; logs:\n%s", code, logs.String())
+	}
+	for _, secret := range []string{"hook-token-1", "test-api-key", "ahmed.alami@example.com", "212600000000"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+}
+
+// TestCrashLosesNoAcknowledgedEvent builds the binary, SIGKILLs it while
+// webhooks are being acknowledged, restarts it, and checks that every
+// acknowledged event reaches the fake ExpertSender.
+func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "statusbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	es := fake.NewServer(t)
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, addr, filepath.Join(dir, "sb.db"), es.URL)
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	start := func() (*exec.Cmd, chan struct{}) {
+		cmd := exec.Command(bin, "serve", "--config", cfg)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		waitHealthy(t, addr, exited)
+		return cmd, exited
+	}
+
+	const total = 600
+	var mu sync.Mutex
+	acked := map[int]bool{}
+	next := 0
+	// send posts events until stop is closed; unacknowledged ones are retried
+	// by a later call, as Digishare retries whatever got no 2xx.
+	send := func(stop <-chan struct{}, workers int) {
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					mu.Lock()
+					i := -1
+					for ; next < total; next++ {
+						if !acked[next] {
+							i = next
+							next++
+							break
+						}
+					}
+					mu.Unlock()
+					if i < 0 {
+						return
+					}
+					code, err := postWebhook(addr, fake.Update{TicketID: fmt.Sprint("tk", i), OrderID: fmt.Sprint("ORDER-", i),
+						StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"})
+					if err == nil && code == 200 {
+						mu.Lock()
+						acked[i] = true
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	cmd, exited := start()
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() { send(stop, 6); close(sent) }()
+	// Kill once a good share of events has been acknowledged, mid-stream.
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= total/3 {
+			break
+		}
+		select {
+		case <-sent:
+			t.Fatal("all events were sent before the kill")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	close(stop)
+	<-sent
+	mu.Lock()
+	ackedAtKill := len(acked)
+	next = 0
+	mu.Unlock()
+
+	cmd, exited = start()
+	send(make(chan struct{}), 6)
+	mu.Lock()
+	if len(acked) != total {
+		t.Fatalf("%d of %d events acknowledged after restart", len(acked), total)
+	}
+	mu.Unlock()
+
+	// Every acknowledged event's order must reach ExpertSender.
+	want := map[string]bool{}
+	for i := range total {
+		want[fmt.Sprint(i)] = true
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := map[string]bool{}
+		for _, r := range es.WaitRequests(len(want), time.Until(deadline)) {
+			got[r.OrderID] = true
+		}
+		missing := 0
+		for o := range want {
+			if !got[o] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acknowledged orders never reached ExpertSender (acked at kill: %d)", missing, ackedAtKill)
+		}
+	}
+	t.Logf("acknowledged before kill: %d; total %d; ExpertSender requests %d (duplicates allowed: at-least-once)",
+		ackedAtKill, total, len(es.Requests()))
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Error("no graceful exit after SIGTERM")
+		_ = cmd.Process.Kill()
+	}
+	if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("exit code after SIGTERM = %d", cmd.ProcessState.ExitCode())
+	}
+}

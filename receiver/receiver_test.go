@@ -1,0 +1,310 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/logging"
+	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+const (
+	token     = "s3cr#t:Token-42"
+	confirmed = "yqdwrbka7kz69v8e"
+	hookPath  = "/webhooks/digishare"
+)
+
+type env struct {
+	t    *testing.T
+	db   *store.DB
+	srv  *httptest.Server
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t *testing.T, tok string, in Ingester) *env {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "sb.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	cfg, err := config.Parse([]byte(`
+order_id: { strip_prefix: "ORDER-" }
+targets: { expertsender: { api_key: k } }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid } } }
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := mapping.New(cfg)
+	logs := &syncBuffer{}
+	if in == nil {
+		in = db
+	}
+	s := New(in, Options{
+		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
+		Mapping: func() *mapping.Table { return table },
+		Log:     logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}}),
+	})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &env{t: t, db: db, srv: srv, logs: logs}
+}
+
+type answer struct {
+	code int
+	body map[string]any
+	hdr  http.Header
+}
+
+func (e *env) post(path string, body []byte, hdr map[string]string) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(req)
+}
+
+func (e *env) do(req *http.Request) answer {
+	e.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := answer{code: resp.StatusCode, hdr: resp.Header}
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		e.t.Fatalf("answer %d is not JSON: %q", resp.StatusCode, raw)
+	}
+	return a
+}
+
+func (e *env) events() int {
+	e.t.Helper()
+	st, err := e.db.Stats()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st.Events
+}
+
+func payload(ticket string) []byte {
+	return fake.Update{TicketID: ticket, OrderID: "ORDER-" + ticket, StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
+}
+
+func TestAuthAcceptedForms(t *testing.T) {
+	e := newEnv(t, token, nil)
+	for name, send := range map[string]func(r *http.Request){
+		"bearer":       func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) },
+		"bearer lower": func(r *http.Request) { r.Header.Set("Authorization", "bearer "+token) },
+		"basic":        func(r *http.Request) { r.SetBasicAuth("digishare", token) },
+		"header":       func(r *http.Request) { r.Header.Set("X-Webhook-Token", token) },
+		"query": func(r *http.Request) {
+			q := r.URL.Query()
+			q.Set("token", token)
+			r.URL.RawQuery = q.Encode()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+hookPath, bytes.NewReader(payload("t-"+name)))
+			send(req)
+			if a := e.do(req); a.code != http.StatusOK || a.body["state"] != "dispatched" {
+				t.Errorf("%s: %d %v, want 200 dispatched", name, a.code, a.body)
+			}
+		})
+	}
+	if !strings.Contains(e.logs.String(), "webhook received") {
+		t.Error("no log line for received events")
+	}
+	if strings.Contains(e.logs.String(), token) || strings.Contains(e.logs.String(), "Token-42") {
+		t.Error("the token reached a log line")
+	}
+}
+
+func TestAuthRejectedForms(t *testing.T) {
+	e := newEnv(t, token, nil)
+	for name, hdr := range map[string]map[string]string{
+		"missing":          nil,
+		"wrong bearer":     {"Authorization": "Bearer nope"},
+		"different case":   {"Authorization": "Bearer " + strings.ToUpper(token)},
+		"prefix only":      {"Authorization": "Bearer " + token[:len(token)-1]},
+		"longer":           {"Authorization": "Bearer " + token + "x"},
+		"token as scheme":  {"Authorization": token},
+		"wrong header":     {"X-Webhook-Token": "nope"},
+		"empty header":     {"X-Webhook-Token": ""},
+		"wrong basic":      {"Authorization": "Basic ZGlnaXNoYXJlOm5vcGU="}, // digishare:nope
+		"token under user": {"Authorization": "Basic czNjciN0OlRva2VuLTQyOng="},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := e.post(hookPath+"?token=wrong", payload("t"), hdr)
+			if a.code != http.StatusUnauthorized || a.body["error"] == nil {
+				t.Errorf("%s: %d %v, want 401 with a JSON error", name, a.code, a.body)
+			}
+		})
+	}
+	if n := e.events(); n != 0 {
+		t.Errorf("%d events stored by unauthenticated calls", n)
+	}
+}
+
+func TestNoTokenAcceptsAll(t *testing.T) {
+	e := newEnv(t, "", nil)
+	if a := e.post(hookPath, payload("t"), nil); a.code != http.StatusOK {
+		t.Errorf("no token configured: %d, want 200", a.code)
+	}
+}
+
+func TestBadInputStoresNothing(t *testing.T) {
+	e := newEnv(t, "", nil)
+	for name, c := range map[string]struct {
+		body string
+		code int
+	}{
+		"empty":        {"", http.StatusBadRequest},
+		"not json":     {"hello=world", http.StatusBadRequest},
+		"invalid utf8": {"{\"event\":\"\xff\"}", http.StatusBadRequest},
+		"truncated":    {`{"event":`, http.StatusBadRequest},
+		"too large":    {`{"event":"ticket.updated","pad":"` + strings.Repeat("x", 5000) + `"}`, http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := e.post(hookPath, []byte(c.body), nil)
+			if a.code != c.code || a.body["error"] == nil {
+				t.Errorf("%s: %d %v, want %d with an error", name, a.code, a.body, c.code)
+			}
+		})
+	}
+	// A chunked body (no Content-Length) over the limit is cut off too.
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+hookPath, io.MultiReader(strings.NewReader(`{"a":"`), strings.NewReader(strings.Repeat("y", 10000))))
+	req.ContentLength = -1
+	if a := e.do(req); a.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked oversize: %d, want 413", a.code)
+	}
+	if n := e.events(); n != 0 {
+		t.Errorf("%d events stored from bad input", n)
+	}
+}
+
+func TestWrongShapeIsStoredAsInvalid(t *testing.T) {
+	e := newEnv(t, "", nil)
+	for name, body := range map[string]string{
+		"missing event":   `{"data":{"id":"t","data":{}}}`,
+		"numeric data.id": `{"event":"ticket.updated","data":{"id":5,"data":{}}}`,
+		"data.data array": `{"event":"ticket.updated","data":{"id":"t","data":[]}}`,
+		"changes string":  `{"event":"ticket.updated","data":{"id":"t","data":{},"changes":"x"}}`,
+		"data array":      `{"event":"ticket.updated","data":[1]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := e.post(hookPath, []byte(body), nil)
+			if a.code != http.StatusAccepted || a.body["state"] != "invalid" || a.body["error"] == "" || a.body["event_id"] == nil {
+				t.Fatalf("%s: %d %v, want 202 invalid", name, a.code, a.body)
+			}
+			ev, raw, err := e.db.GetEvent(a.body["event_id"].(string))
+			if err != nil || ev.State != mapping.Invalid || ev.Error == "" || string(raw) != body {
+				t.Errorf("stored: %+v %q %v", ev, raw, err)
+			}
+			again := e.post(hookPath, []byte(body), nil)
+			if again.code != http.StatusAccepted || again.body["duplicate"] != true || again.body["event_id"] != a.body["event_id"] {
+				t.Errorf("repeat of invalid: %d %v", again.code, again.body)
+			}
+		})
+	}
+	if n := e.events(); n != 5 {
+		t.Errorf("%d events, want 5 invalid ones", n)
+	}
+}
+
+func TestDuplicatesAndOtherEvents(t *testing.T) {
+	e := newEnv(t, "", nil)
+	first := e.post(hookPath, payload("t1"), nil)
+	again := e.post(hookPath, payload("t1"), nil)
+	if first.code != 200 || first.body["duplicate"] != false || first.body["state"] != "dispatched" {
+		t.Errorf("first: %d %v", first.code, first.body)
+	}
+	if again.code != 200 || again.body["duplicate"] != true || again.body["event_id"] != first.body["event_id"] || again.body["state"] != "dispatched" {
+		t.Errorf("repeat: %d %v", again.code, again.body)
+	}
+	other := e.post(hookPath, []byte(`{"event":"ticket.created","data":{"id":"t9","data":{"external_id":"1"}}}`), nil)
+	if other.code != 200 || other.body["state"] != "ignored" || other.body["duplicate"] != false {
+		t.Errorf("ticket.created: %d %v", other.code, other.body)
+	}
+	if n := e.events(); n != 2 {
+		t.Errorf("%d events, want 2", n)
+	}
+	st, _ := e.db.Stats()
+	if st.Deliveries != 1 {
+		t.Errorf("%d deliveries, want 1", st.Deliveries)
+	}
+}
+
+func TestStoreFailureAnswers503(t *testing.T) {
+	e := newEnv(t, "", nil)
+	_ = e.db.Close()
+	a := e.post(hookPath, payload("t1"), nil)
+	if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") == "" {
+		t.Errorf("closed store: %d %v, want 503 with Retry-After", a.code, a.body)
+	}
+}
+
+type panicking struct{}
+
+func (panicking) Ingest(store.Incoming, store.Decider) (store.IngestResult, error) { panic("boom") }
+
+func TestPanicBecomes500(t *testing.T) {
+	e := newEnv(t, "", panicking{})
+	if a := e.post(hookPath, payload("t1"), nil); a.code != http.StatusInternalServerError {
+		t.Errorf("panic: %d, want 500", a.code)
+	}
+	resp, err := http.Get(e.srv.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz after panic: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestHealthAndReady(t *testing.T) {
+	e := newEnv(t, token, nil)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+p, nil)
+		if a := e.do(req); a.code != 200 {
+			t.Errorf("%s: %d %v", p, a.code, a.body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/nope", nil)
+	if a := e.do(req); a.code != 404 {
+		t.Errorf("unknown route: %d", a.code)
+	}
+}
+
