@@ -307,4 +307,3 @@ func TestHealthAndReady(t *testing.T) {
 		t.Errorf("unknown route: %d", a.code)
 	}
 }
-
