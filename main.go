@@ -244,6 +244,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Token:       cfg.Webhook.Token,
 		MaxBody:     int64(cfg.Webhook.MaxBody),
 		Mapping:     func() *mapping.Table { return table },
+		Ready:       db.Ping,
 		Log:         log,
 	})
 

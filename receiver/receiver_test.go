@@ -71,6 +71,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	s := New(in, Options{
 		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
 		Mapping: func() *mapping.Table { return table },
+		Ready:   db.Ping,
 		Log:     logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}}),
 	})
 	srv := httptest.NewServer(s.Handler())
@@ -275,6 +276,10 @@ func TestStoreFailureAnswers503(t *testing.T) {
 	a := e.post(hookPath, payload("t1"), nil)
 	if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") == "" {
 		t.Errorf("closed store: %d %v, want 503 with Retry-After", a.code, a.body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/readyz", nil)
+	if a := e.do(req); a.code != http.StatusServiceUnavailable {
+		t.Errorf("readyz with a closed store: %d, want 503", a.code)
 	}
 }
 

@@ -293,5 +293,19 @@ func (db *DB) finish(batch []*op, err error) {
 	}
 }
 
+// Ping reports whether the store is open and readable (for /readyz).
+func (db *DB) Ping() error {
+	db.mu.RLock()
+	closed := db.closed && !db.opts.ReadOnly
+	db.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if err := db.view(func(*bolt.Tx) error { return nil }); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
 // view runs a read-only transaction.
 func (db *DB) view(fn func(tx *bolt.Tx) error) error { return db.bolt.View(fn) }
