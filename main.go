@@ -191,9 +191,24 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 }
 
 func secrets(cfg *config.Config) []string {
+	t := cfg.Targets
 	s := []string{cfg.Webhook.Token}
-	if es := cfg.Targets.ExpertSender; es != nil {
-		s = append(s, es.APIKey)
+	if t.ExpertSender != nil {
+		s = append(s, t.ExpertSender.APIKey)
+	}
+	if t.OrderSystem != nil {
+		s = append(s, t.OrderSystem.Token)
+	}
+	if t.Everlytic != nil {
+		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
+	}
+	for _, h := range t.HTTP {
+		for _, v := range h.Headers {
+			if _, tok, ok := strings.Cut(v, " "); ok {
+				s = append(s, tok)
+			}
+			s = append(s, v)
+		}
 	}
 	return s
 }
@@ -229,16 +244,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 
 	table := mapping.New(cfg)
-	senders := map[string]outbound.Sender{}
-	if es := cfg.Targets.ExpertSender; es.Enabled() {
-		senders[mapping.TargetExpertSender] = outbound.NewExpertSender(*es, cfg.Delivery.Concurrency)
-	}
-	worker := outbound.NewWorker(db, senders, outbound.Policy{
-		MaxAttempts: cfg.Delivery.MaxAttempts,
-		Initial:     cfg.Delivery.Backoff.Initial.D(),
-		Max:         cfg.Delivery.Backoff.Max.D(),
-		Concurrency: cfg.Delivery.Concurrency,
-	}, log)
+	senders, policy := outbound.Build(cfg)
+	worker := outbound.NewWorker(db, senders, policy, log)
 	srv := receiver.New(db, receiver.Options{
 		WebhookPath: cfg.Webhook.Path,
 		Token:       cfg.Webhook.Token,
@@ -282,8 +289,20 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 	if cfg.Webhook.Token == "" {
 		log.Warn("webhook.token is empty: the webhook accepts unauthenticated calls; set DIGISHARE_WEBHOOK_TOKEN")
 	}
-	if es := cfg.Targets.ExpertSender; es != nil && !es.Enabled() {
+	t := cfg.Targets
+	if t.ExpertSender != nil && !t.ExpertSender.Enabled() {
 		log.Warn("targets.expertsender has no api_key: its deliveries are recorded as skipped; set EXPERTSENDER_API_KEY")
+	}
+	if t.OrderSystem != nil && !t.OrderSystem.Enabled() {
+		log.Warn("targets.order_system has no base_url: its deliveries (status and WhatsApp opt-in) are recorded as skipped")
+	}
+	if t.Everlytic != nil && !t.Everlytic.Enabled() {
+		log.Warn("targets.everlytic lacks base_url, store_hash or customer_hash: its deliveries are recorded as skipped")
+	}
+	for name, h := range t.HTTP {
+		if !h.Enabled() {
+			log.Warn("generic target has no url: its deliveries are recorded as skipped", "target", mapping.HTTPTargetPrefix+name)
+		}
 	}
 	if len(cfg.Mapping.Statuses) == 0 {
 		log.Warn("mapping.statuses is empty: every status change is held as unmapped")

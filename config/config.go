@@ -10,9 +10,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/statusbridge/statusbridge/placeholder"
 )
 
 // Config is the whole configuration. Its yaml tags are the contract users'
@@ -57,15 +62,37 @@ type OrderID struct {
 
 // Targets lists the downstream systems. A nil target is not configured.
 type Targets struct {
-	ExpertSender *ExpertSender `yaml:"expertsender"`
+	ExpertSender *ExpertSender          `yaml:"expertsender"`
+	OrderSystem  *OrderSystem           `yaml:"order_system"`
+	Everlytic    *Everlytic             `yaml:"everlytic"`
+	HTTP         map[string]*HTTPTarget `yaml:"http"`
+}
+
+// Limits are the per-target delivery limits, written inline in each target.
+type Limits struct {
+	Timeout        Duration       `yaml:"timeout"`
+	Rate           Rate           `yaml:"rate"`        // e.g. 10/s, 600/m; empty = unlimited
+	Concurrency    int            `yaml:"concurrency"` // 0 = delivery.concurrency
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
+}
+
+// CircuitBreaker pauses a target after consecutive failures.
+type CircuitBreaker struct {
+	Failures int      `yaml:"failures"` // consecutive retryable failures that open it
+	Cooldown Duration `yaml:"cooldown"` // pause before a probe is let through
+}
+
+func (l *Limits) setDefaults() {
+	l.Timeout = Duration(10 * time.Second)
+	l.CircuitBreaker = CircuitBreaker{Failures: 5, Cooldown: Duration(30 * time.Second)}
 }
 
 // ExpertSender configures the ExpertSender CDP client.
 type ExpertSender struct {
-	BaseURL   string   `yaml:"base_url"`
-	APIKey    string   `yaml:"api_key"` // empty = deliveries skipped (warned at start)
-	WebsiteID int      `yaml:"website_id"`
-	Timeout   Duration `yaml:"timeout"`
+	BaseURL   string `yaml:"base_url"`
+	APIKey    string `yaml:"api_key"` // empty = deliveries skipped (warned at start)
+	WebsiteID int    `yaml:"website_id"`
+	Limits    `yaml:",inline"`
 }
 
 // Enabled reports whether deliveries can be sent (credentials present).
@@ -73,8 +100,66 @@ func (e *ExpertSender) Enabled() bool { return e != nil && e.BaseURL != "" && e.
 
 func (e *ExpertSender) setDefaults() {
 	e.BaseURL = "https://api.ecdp.app"
-	e.Timeout = Duration(10 * time.Second)
+	e.Limits.setDefaults()
 }
+
+// OrderSystem configures the store's originating order system (eShopbox-style
+// ESB): status write-back and WhatsApp opt-in.
+type OrderSystem struct {
+	BaseURL      string   `yaml:"base_url"` // empty = its deliveries are skipped
+	Token        string   `yaml:"token"`    // optional; sent as Authorization: Bearer
+	AccountID    string   `yaml:"account_id"`
+	PhoneRegion  string   `yaml:"phone_region"` // ISO region of the system's national numbers, e.g. MA
+	StatusUpdate *Request `yaml:"status_update"`
+	Limits       `yaml:",inline"`
+}
+
+// Enabled reports whether the order system can be called.
+func (o *OrderSystem) Enabled() bool { return o != nil && o.BaseURL != "" }
+
+func (o *OrderSystem) setDefaults() { o.Limits.setDefaults() }
+
+// Request is a configurable HTTP request. Strings may hold placeholders such
+// as {order_id}, {status} or {third.email}.
+type Request struct {
+	Method  string            `yaml:"method"`
+	Path    string            `yaml:"path"` // order_system.status_update: relative to base_url
+	URL     string            `yaml:"url"`  // generic targets: absolute URL
+	Headers map[string]string `yaml:"headers"`
+	Body    any               `yaml:"body"` // any YAML structure; sent as JSON
+	// SuccessWhenBodyLacks names a property whose presence in a 2xx JSON body
+	// means failure (e.g. error).
+	SuccessWhenBodyLacks string `yaml:"success_when_body_lacks"`
+}
+
+// HTTPTarget is a generic HTTP target: a request and its limits.
+type HTTPTarget struct {
+	Request `yaml:",inline"`
+	Limits  `yaml:",inline"`
+}
+
+// Enabled reports whether the target has a URL.
+func (h *HTTPTarget) Enabled() bool { return h != nil && h.URL != "" }
+
+func (h *HTTPTarget) setDefaults() {
+	h.Method = "POST"
+	h.Limits.setDefaults()
+}
+
+// Everlytic configures the Everlytic e-commerce orders endpoint.
+type Everlytic struct {
+	BaseURL      string `yaml:"base_url"`
+	StoreHash    string `yaml:"store_hash"`
+	CustomerHash string `yaml:"customer_hash"`
+	Limits       `yaml:",inline"`
+}
+
+// Enabled reports whether Everlytic can be called (URL and both hashes set).
+func (e *Everlytic) Enabled() bool {
+	return e != nil && e.BaseURL != "" && e.StoreHash != "" && e.CustomerHash != ""
+}
+
+func (e *Everlytic) setDefaults() { e.Limits.setDefaults() }
 
 // Delivery configures retries and parallelism of outbound deliveries.
 type Delivery struct {
@@ -95,10 +180,19 @@ type Mapping struct {
 	Statuses    map[string]Status `yaml:"statuses"`
 }
 
-// Status is one mapping entry.
+// Status is one mapping entry: a name and what each target is sent.
 type Status struct {
-	Name         string `yaml:"name"`
-	ExpertSender string `yaml:"expertsender"`
+	Name          string            `yaml:"name"`
+	ExpertSender  string            `yaml:"expertsender"`
+	OrderSystem   string            `yaml:"order_system"`    // status written back to the order system
+	WhatsAppOptIn bool              `yaml:"whatsapp_opt_in"` // subscribe the customer to WhatsApp there
+	Everlytic     *EverlyticAction  `yaml:"everlytic"`
+	HTTP          map[string]string `yaml:"http"` // generic target name → status
+}
+
+// EverlyticAction triggers an Everlytic workflow.
+type EverlyticAction struct {
+	WorkflowID int `yaml:"workflow_id"`
 }
 
 // Default returns the built-in defaults: listen 127.0.0.1:8080, store
@@ -235,15 +329,7 @@ func (d *decoder) validate(c *Config) {
 	default:
 		d.fail("order_id.from", fmt.Sprintf("%q is not external_id, ticket_number or campaign_data.<key>", from))
 	}
-	if es := c.Targets.ExpertSender; es != nil {
-		d.checkURL("targets.expertsender.base_url", es.BaseURL)
-		if es.Timeout <= 0 {
-			d.fail("targets.expertsender.timeout", "must be positive")
-		}
-		if es.WebsiteID < 0 {
-			d.fail("targets.expertsender.website_id", "must not be negative")
-		}
-	}
+	d.validateTargets(&c.Targets)
 	if c.Delivery.MaxAttempts < 1 || c.Delivery.MaxAttempts > 1000 {
 		d.fail("delivery.max_attempts", "must be between 1 and 1000")
 	}
@@ -262,12 +348,146 @@ func (d *decoder) validate(c *Config) {
 		}
 	}
 	for id, st := range c.Mapping.Statuses {
-		p := "mapping.statuses." + id
-		if strings.TrimSpace(id) == "" {
-			d.fail(p, "status id must not be empty")
+		d.validateEntry("mapping.statuses."+id, id, st, &c.Targets)
+	}
+}
+
+func (d *decoder) validateTargets(t *Targets) {
+	if es := t.ExpertSender; es != nil {
+		d.checkURL("targets.expertsender.base_url", es.BaseURL)
+		d.checkLimits("targets.expertsender", &es.Limits)
+		if es.WebsiteID < 0 {
+			d.fail("targets.expertsender.website_id", "must not be negative")
 		}
-		if st.ExpertSender != "" && c.Targets.ExpertSender == nil {
-			d.fail(p+".expertsender", "targets.expertsender is not configured")
+	}
+	if osys := t.OrderSystem; osys != nil {
+		d.checkURL("targets.order_system.base_url", osys.BaseURL)
+		d.checkLimits("targets.order_system", &osys.Limits)
+		if osys.PhoneRegion != "" && phonenumbers.GetCountryCodeForRegion(strings.ToUpper(osys.PhoneRegion)) == 0 {
+			d.fail("targets.order_system.phone_region", fmt.Sprintf("%q is not a known ISO 3166 region code (e.g. MA, FR, IN)", osys.PhoneRegion))
+		}
+		if r := osys.StatusUpdate; r != nil {
+			p := "targets.order_system.status_update"
+			if r.URL != "" {
+				d.fail(p+".url", "use path (relative to targets.order_system.base_url) here, not url")
+			}
+			if !strings.HasPrefix(r.Path, "/") {
+				d.fail(p+".path", "must start with / (it is relative to base_url)")
+			}
+			d.checkRequest(p, r, r.Path)
+		}
+	}
+	if ev := t.Everlytic; ev != nil {
+		d.checkURL("targets.everlytic.base_url", ev.BaseURL)
+		d.checkLimits("targets.everlytic", &ev.Limits)
+	}
+	for name, h := range t.HTTP {
+		p := "targets.http." + name
+		if !targetName.MatchString(name) {
+			d.fail(p, "target names use letters, digits, _ and - only")
+		}
+		if h == nil {
+			d.fail(p, "must be a mapping with at least url")
+			continue
+		}
+		if h.Path != "" {
+			d.fail(p+".path", "generic targets take an absolute url, not a path")
+		}
+		if h.URL != "" {
+			if err := placeholder.Check(h.URL); err != nil {
+				d.fail(p+".url", err.Error())
+			} else {
+				d.checkURL(p+".url", placeholderFree(h.URL))
+			}
+		}
+		d.checkRequest(p, &h.Request, "")
+		d.checkLimits(p, &h.Limits)
+	}
+}
+
+var targetName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// placeholderFree replaces placeholders with a harmless value so the rest of
+// a URL template can be checked.
+func placeholderFree(s string) string {
+	out, _ := placeholder.Render(s, func(string) (string, bool) { return "x", true }, nil)
+	return out
+}
+
+func (d *decoder) checkRequest(p string, r *Request, pathTmpl string) {
+	switch strings.ToUpper(r.Method) {
+	case "GET", "POST", "PUT", "PATCH", "DELETE":
+		r.Method = strings.ToUpper(r.Method)
+	case "":
+		r.Method = "POST"
+	default:
+		d.fail(p+".method", fmt.Sprintf("%q is not GET, POST, PUT, PATCH or DELETE", r.Method))
+	}
+	if pathTmpl != "" {
+		if err := placeholder.Check(pathTmpl); err != nil {
+			d.fail(p+".path", err.Error())
+		}
+	}
+	for k, v := range r.Headers {
+		if err := placeholder.Check(v); err != nil {
+			d.fail(p+".headers."+k, err.Error())
+		}
+	}
+	if err := placeholder.CheckValue(r.Body); err != nil {
+		d.fail(p+".body", err.Error())
+	}
+}
+
+func (d *decoder) checkLimits(p string, l *Limits) {
+	if l.Timeout <= 0 {
+		d.fail(p+".timeout", "must be positive")
+	}
+	if l.Concurrency < 0 || l.Concurrency > 1024 {
+		d.fail(p+".concurrency", "must be between 0 (= delivery.concurrency) and 1024")
+	}
+	if l.CircuitBreaker.Failures < 1 {
+		d.fail(p+".circuit_breaker.failures", "must be at least 1")
+	}
+}
+
+// validateEntry checks that a mapping entry only names configured targets.
+func (d *decoder) validateEntry(p, id string, st Status, t *Targets) {
+	if strings.TrimSpace(id) == "" {
+		d.fail(p, "status id must not be empty")
+	}
+	if st.ExpertSender != "" && t.ExpertSender == nil {
+		d.fail(p+".expertsender", "targets.expertsender is not configured")
+	}
+	if st.OrderSystem != "" {
+		switch {
+		case t.OrderSystem == nil:
+			d.fail(p+".order_system", "targets.order_system is not configured")
+		case t.OrderSystem.StatusUpdate == nil:
+			d.fail(p+".order_system", "targets.order_system.status_update is not configured (the order system's status endpoint must be described)")
+		}
+	}
+	if st.WhatsAppOptIn {
+		switch {
+		case t.OrderSystem == nil:
+			d.fail(p+".whatsapp_opt_in", "targets.order_system is not configured")
+		case t.OrderSystem.PhoneRegion == "" || t.OrderSystem.AccountID == "":
+			d.fail(p+".whatsapp_opt_in", "needs targets.order_system.phone_region and targets.order_system.account_id")
+		}
+	}
+	if st.Everlytic != nil {
+		if t.Everlytic == nil {
+			d.fail(p+".everlytic", "targets.everlytic is not configured")
+		}
+		if st.Everlytic.WorkflowID <= 0 {
+			d.fail(p+".everlytic.workflow_id", "must be a positive integer")
+		}
+	}
+	for name, status := range st.HTTP {
+		if t.HTTP[name] == nil {
+			d.fail(p+".http."+name, fmt.Sprintf("targets.http.%s is not configured", name))
+		}
+		if strings.TrimSpace(status) == "" {
+			d.fail(p+".http."+name, "status must not be empty")
 		}
 	}
 }

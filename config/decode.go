@@ -102,7 +102,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				d.add(p, k.Line, "unknown key"+suggest(k.Value, fields))
 				continue
 			}
-			d.decode(val, v.Field(idx), p)
+			d.decode(val, v.FieldByIndex(idx), p)
 		}
 	case reflect.Map:
 		if isNull(n) {
@@ -152,6 +152,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			}
 			v.SetInt(i)
 		}
+	case reflect.Interface:
+		if x, ok := d.generic(n, path); ok {
+			if x == nil {
+				v.Set(reflect.Zero(v.Type()))
+			} else {
+				v.Set(reflect.ValueOf(x))
+			}
+		}
 	case reflect.Bool:
 		if s, ok := d.scalar(n, path); ok {
 			b, err := strconv.ParseBool(strings.TrimSpace(s))
@@ -164,6 +172,45 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		d.add(path, n.Line, "unsupported value") // a programming error in this package
 	}
+}
+
+// generic decodes free-form YAML (a request body) into maps, slices, strings,
+// numbers and booleans, expanding ${VAR} in strings.
+func (d *decoder) generic(n *yaml.Node, path string) (any, bool) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			x, good := d.generic(n.Content[i+1], join(path, k))
+			ok = ok && good
+			m[k] = x
+		}
+		return m, ok
+	case yaml.SequenceNode:
+		s := make([]any, len(n.Content))
+		ok := true
+		for i, item := range n.Content {
+			x, good := d.generic(item, fmt.Sprintf("%s[%d]", path, i))
+			ok = ok && good
+			s[i] = x
+		}
+		return s, ok
+	}
+	switch n.Tag {
+	case "!!null":
+		return nil, true
+	case "!!int", "!!float", "!!bool":
+		var x any
+		if err := n.Decode(&x); err == nil {
+			return x, true
+		}
+	}
+	return d.scalar(n, path)
 }
 
 // scalar returns the env-expanded text of a scalar value node.
@@ -222,19 +269,28 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-func yamlFields(t reflect.Type) map[string]int {
-	m := make(map[string]int, t.NumField())
+// yamlFields maps YAML keys to field index paths; embedded structs tagged
+// ",inline" contribute their keys.
+func yamlFields(t reflect.Type) map[string][]int {
+	m := make(map[string][]int, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" && f.Type.Kind() == reflect.Struct {
+			for k, idx := range yamlFields(f.Type) {
+				m[k] = append([]int{i}, idx...)
+			}
+			continue
+		}
 		if name != "" && name != "-" {
-			m[name] = i
+			m[name] = []int{i}
 		}
 	}
 	return m
 }
 
 // suggest names the valid keys, closest first, so a typo is easy to fix.
-func suggest(key string, fields map[string]int) string {
+func suggest(key string, fields map[string][]int) string {
 	names := make([]string, 0, len(fields))
 	for n := range fields {
 		names = append(names, n)
@@ -322,5 +378,39 @@ func (z *Size) decodeScalar(s string) error {
 		return fmt.Errorf("%q is too large", s)
 	}
 	*z = Size(n * unit)
+	return nil
+}
+
+// Rate is a request rate written as N/s, N/m or N/h ("" = unlimited).
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// PerSecond returns the rate in events per second (0 = unlimited).
+func (r Rate) PerSecond() float64 {
+	if r.N == 0 || r.Per == 0 {
+		return 0
+	}
+	return float64(r.N) / r.Per.Seconds()
+}
+
+var rateRE = regexp.MustCompile(`^\s*(\d+)\s*/\s*(s|sec|m|min|h|hour)\s*$`)
+
+func (r *Rate) decodeScalar(s string) error {
+	if strings.TrimSpace(s) == "" {
+		*r = Rate{}
+		return nil
+	}
+	m := rateRE.FindStringSubmatch(s)
+	if m == nil {
+		return fmt.Errorf("%q is not a rate (e.g. 10/s, 600/m, 1000/h)", s)
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil || n <= 0 {
+		return fmt.Errorf("%q must be a positive count per unit", s)
+	}
+	per := map[string]time.Duration{"s": time.Second, "sec": time.Second, "m": time.Minute, "min": time.Minute, "h": time.Hour, "hour": time.Hour}[m[2]]
+	*r = Rate{N: n, Per: per}
 	return nil
 }

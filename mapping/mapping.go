@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,10 +35,19 @@ const (
 	Dispatched     Outcome = "dispatched"
 )
 
-// Target names, used for deliveries, logs and metric labels.
+// Target names, used for deliveries, logs and metric labels. Generic HTTP
+// targets are named HTTPTargetPrefix + their config name ("http.crm").
 const (
-	TargetExpertSender = "expertsender"
+	TargetExpertSender  = "expertsender"
+	TargetOrderSystem   = "order_system"
+	TargetWhatsAppOptIn = "whatsapp_opt_in"
+	TargetEverlytic     = "everlytic"
+	HTTPTargetPrefix    = "http."
 )
+
+// OptInStatus is the status of whatsapp_opt_in deliveries (what the order
+// system is asked to set).
+const OptInStatus = "ACTIVE"
 
 // Table is a compiled mapping: immutable once built, safe for concurrent use.
 type Table struct {
@@ -68,17 +78,41 @@ func New(cfg *config.Config) *Table {
 	for _, tt := range cfg.Mapping.TicketTypes {
 		t.ticketTypes[tt] = true
 	}
-	if es := cfg.Targets.ExpertSender; es != nil {
-		t.targets = append(t.targets, TargetExpertSender)
-		if !es.Enabled() {
-			t.disabled[TargetExpertSender] = "targets.expertsender has no api_key or base_url"
+	add := func(name string, configured, enabled bool, why string) {
+		if !configured {
+			return
 		}
+		t.targets = append(t.targets, name)
+		if !enabled {
+			t.disabled[name] = why
+		}
+	}
+	tg := cfg.Targets
+	add(TargetExpertSender, tg.ExpertSender != nil, tg.ExpertSender.Enabled(), "targets.expertsender has no api_key or base_url")
+	add(TargetOrderSystem, tg.OrderSystem != nil, tg.OrderSystem.Enabled(), "targets.order_system has no base_url")
+	add(TargetWhatsAppOptIn, tg.OrderSystem != nil, tg.OrderSystem.Enabled(), "targets.order_system has no base_url")
+	add(TargetEverlytic, tg.Everlytic != nil, tg.Everlytic.Enabled(), "targets.everlytic has no base_url, store_hash or customer_hash")
+	for name, h := range tg.HTTP {
+		add(HTTPTargetPrefix+name, true, h.Enabled(), "targets.http."+name+" has no url")
 	}
 	sort.Strings(t.targets)
 	for id, st := range cfg.Mapping.Statuses {
 		e := Entry{Name: st.Name, Targets: map[string]string{}}
-		if st.ExpertSender != "" {
-			e.Targets[TargetExpertSender] = st.ExpertSender
+		set := func(target, status string) {
+			if status != "" {
+				e.Targets[target] = status
+			}
+		}
+		set(TargetExpertSender, st.ExpertSender)
+		set(TargetOrderSystem, st.OrderSystem)
+		if st.WhatsAppOptIn {
+			set(TargetWhatsAppOptIn, OptInStatus)
+		}
+		if st.Everlytic != nil && st.Everlytic.WorkflowID > 0 {
+			set(TargetEverlytic, strconv.Itoa(st.Everlytic.WorkflowID)) // the workflow to trigger
+		}
+		for name, status := range st.HTTP {
+			set(HTTPTargetPrefix+name, status)
 		}
 		t.statuses[id] = e
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/statusbridge/statusbridge/config"
-	"github.com/statusbridge/statusbridge/store"
 )
 
 // ExpertSender sends order statuses to ExpertSender CDP:
@@ -29,7 +28,8 @@ type expertSenderStatus struct {
 }
 
 // Send puts the delivery's status.
-func (e *ExpertSender) Send(ctx context.Context, d *store.Delivery) (Response, error) {
+func (e *ExpertSender) Send(ctx context.Context, m *Message) (Response, error) {
+	d := m.Delivery
 	return call{
 		client:  e.client,
 		method:  http.MethodPut,

@@ -39,6 +39,9 @@ func (e *Error) Error() string { return e.Msg }
 type Response struct {
 	StatusCode int
 	Excerpt    string
+	// Result names a success that sent nothing new (already_active,
+	// already_triggered); empty for an ordinary success.
+	Result string
 }
 
 // newHTTPClient returns a client that does not follow redirects (a 3xx is a
@@ -64,26 +67,39 @@ type call struct {
 	method  string
 	url     string
 	headers map[string]string
-	body    any
+	body    any    // encoded as JSON
+	rawBody []byte // already-encoded JSON (used when body is nil)
 	failKey string
 	secrets []string // redacted from excerpts and messages
 }
 
 // do sends the request and classifies the answer: a nil error means success.
 func (c call) do(ctx context.Context) (Response, error) {
-	var body io.Reader
+	r, _, err := c.doBody(ctx)
+	return r, err
+}
+
+// doBody is do that also returns the response body (up to 64 KiB).
+func (c call) doBody(ctx context.Context) (Response, []byte, error) {
+	raw := c.rawBody
 	if c.body != nil {
-		raw, err := json.Marshal(c.body)
-		if err != nil {
-			return Response{}, &Error{Permanent: true, Msg: "encode request: " + err.Error()}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(c.body); err != nil {
+			return Response{}, nil, &Error{Permanent: true, Msg: "encode request: " + err.Error()}
 		}
+		raw = bytes.TrimRight(buf.Bytes(), "\n")
+	}
+	var body io.Reader
+	if raw != nil {
 		body = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
 	if err != nil {
-		return Response{}, &Error{Permanent: true, Msg: c.redact("build request: " + err.Error())}
+		return Response{}, nil, &Error{Permanent: true, Msg: c.redact("build request: " + err.Error())}
 	}
-	if c.body != nil {
+	if raw != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
@@ -93,12 +109,17 @@ func (c call) do(ctx context.Context) (Response, error) {
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return Response{}, &Error{Msg: c.redact(transportMessage(err))}
+		return Response{}, nil, &Error{Msg: c.redact(transportMessage(err))}
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	r := Response{StatusCode: resp.StatusCode, Excerpt: c.redact(excerpt(raw))}
-	return r, classify(resp, raw, c.failKey, r.Excerpt)
+	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	r := Response{StatusCode: resp.StatusCode, Excerpt: c.redact(excerpt(respBody))}
+	err = classify(resp, respBody, c.failKey, r.Excerpt)
+	var oe *Error
+	if errors.As(err, &oe) {
+		oe.Msg = c.redact(oe.Msg)
+	}
+	return r, respBody, err
 }
 
 // classify turns an HTTP answer into nil (success) or an *Error.
@@ -120,21 +141,37 @@ func classify(resp *http.Response, body []byte, failKey, excerpt string) error {
 	case code < 200:
 		return &Error{StatusCode: code, Msg: fmt.Sprintf("unexpected HTTP %d", code)}
 	}
-	if failKey != "" && hasKey(body, failKey) {
-		return &Error{Permanent: true, StatusCode: code,
-			Msg: fmt.Sprintf("HTTP %d with %q in the body: %s", code, failKey, excerpt)}
+	if failKey != "" {
+		if val, ok := bodyKey(body, failKey); ok {
+			msg := fmt.Sprintf("HTTP %d with %q in the body", code, failKey)
+			if val != "" {
+				msg += ": " + val
+			}
+			if reason, ok := bodyKey(body, "reason"); ok && reason != "" {
+				msg += " (reason: " + reason + ")"
+			}
+			return &Error{Permanent: true, StatusCode: code, Msg: msg}
+		}
 	}
 	return nil
 }
 
-// hasKey reports whether body is a JSON object with the given property.
-func hasKey(body []byte, key string) bool {
+// bodyKey reports whether body is a JSON object with the given property, and
+// its value as short text (a string's value, else its JSON).
+func bodyKey(body []byte, key string) (string, bool) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(body, &m) != nil {
-		return false
+		return "", false
 	}
-	_, ok := m[key]
-	return ok
+	raw, ok := m[key]
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		s = excerpt(raw)
+	}
+	return s, true
 }
 
 // retryAfter reads a Retry-After header (seconds or HTTP date).

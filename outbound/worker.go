@@ -10,13 +10,23 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/store"
 )
 
 // Sender sends one delivery to one downstream system. A nil error means the
 // delivery is done; an *Error says whether to retry.
 type Sender interface {
-	Send(ctx context.Context, d *store.Delivery) (Response, error)
+	Send(ctx context.Context, m *Message) (Response, error)
+}
+
+// OnceSender is a Sender whose calls are not idempotent: the worker never
+// sends two deliveries with the same key unless the delivery is forced.
+type OnceSender interface {
+	Sender
+	OnceKey(m *Message) string
 }
 
 // Outbox is what the worker needs from the store.
@@ -24,7 +34,13 @@ type Outbox interface {
 	Wake() <-chan struct{}
 	PendingAfter(after string, limit int) ([]store.Delivery, error)
 	Record(id string, o store.Outcome, now time.Time) error
+	GetEvent(id string) (*store.Event, []byte, error)
+	Triggered(key string) (bool, error)
 }
+
+// ResultAlreadyTriggered is the outcome of a non-idempotent delivery whose
+// key was already sent.
+const ResultAlreadyTriggered = "already_triggered"
 
 var _ Outbox = (*store.DB)(nil)
 
@@ -34,11 +50,21 @@ type Policy struct {
 	Initial     time.Duration // first retry delay (before jitter)
 	Max         time.Duration // cap of the exponential delay (Retry-After may exceed it)
 	Concurrency int           // deliveries in flight at once, all targets together
-	// TargetConcurrency caps one target's deliveries in flight (0 = Concurrency).
-	TargetConcurrency map[string]int
+	// Targets holds per-target limits (a target not listed has none).
+	Targets map[string]TargetPolicy
 	// ShutdownGrace is how long in-flight sends may finish at shutdown before
 	// they are cancelled and left pending (default 10s).
 	ShutdownGrace time.Duration
+}
+
+// TargetPolicy limits one target.
+type TargetPolicy struct {
+	Concurrency int     // deliveries in flight at once (0 = Policy.Concurrency)
+	Rate        float64 // attempts per second (0 = unlimited)
+	// BreakerFailures consecutive retryable failures pause the target for
+	// BreakerCooldown; then one probe goes through (0 = no breaker).
+	BreakerFailures int
+	BreakerCooldown time.Duration
 }
 
 // Backoff returns the delay before the attempt after attempt n (1-based):
@@ -111,23 +137,81 @@ type job struct {
 }
 
 type result struct {
-	lane    *lane
-	outcome store.Outcome
-	aborted bool // cancelled by shutdown: nothing recorded, stays pending
-	failed  bool // the outcome could not be recorded
+	lane      *lane
+	outcome   store.Outcome
+	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
+	failed    bool // the outcome could not be recorded
+	retryable bool // the attempt failed in a way that says the target is unwell
+}
+
+// targetState is a target's limits and health, owned by the scheduler.
+type targetState struct {
+	pol       TargetPolicy
+	limiter   *rate.Limiter // nil: unlimited
+	running   int
+	failures  int // consecutive retryable failures
+	openUntil time.Time
 }
 
 // scheduler is the worker's state, owned by the Run goroutine.
 type scheduler struct {
-	w          *Worker
-	lanes      map[laneKey]*lane
-	ready      map[string][]*lane // per target, FIFO
-	targets    []string           // round-robin order of targets with ready lanes
-	rr         int
-	waiting    laneHeap
-	running    int
-	runningFor map[string]int
-	cursor     string
+	w       *Worker
+	lanes   map[laneKey]*lane
+	ready   map[string][]*lane // per target, FIFO
+	targets []string           // round-robin order of targets with ready lanes
+	rr      int
+	waiting laneHeap
+	running int
+	state   map[string]*targetState
+	cursor  string
+	// blockedUntil is the earliest time a target paused by its rate limit or
+	// circuit breaker can take a delivery again (zero: none paused).
+	blockedUntil time.Time
+}
+
+func (s *scheduler) target(name string) *targetState {
+	ts := s.state[name]
+	if ts == nil {
+		ts = &targetState{pol: s.w.pol.Targets[name]}
+		if ts.pol.Rate > 0 {
+			ts.limiter = rate.NewLimiter(rate.Limit(ts.pol.Rate), max(1, int(ts.pol.Rate)))
+		}
+		s.state[name] = ts
+	}
+	return ts
+}
+
+// admit says whether target t may start a delivery now; when not, it notes
+// when it may.
+func (s *scheduler) admit(t string, now time.Time) bool {
+	ts := s.target(t)
+	if limit := ts.pol.Concurrency; limit > 0 && ts.running >= limit {
+		return false // woken by a finishing delivery
+	}
+	if ts.pol.BreakerFailures > 0 && ts.failures >= ts.pol.BreakerFailures {
+		if now.Before(ts.openUntil) {
+			s.blockAt(ts.openUntil)
+			return false
+		}
+		if ts.running > 0 {
+			return false // half-open: one probe at a time
+		}
+	}
+	if ts.limiter != nil {
+		r := ts.limiter.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			s.blockAt(now.Add(d))
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scheduler) blockAt(t time.Time) {
+	if s.blockedUntil.IsZero() || t.Before(s.blockedUntil) {
+		s.blockedUntil = t
+	}
 }
 
 // Run sends deliveries until ctx is cancelled, then lets in-flight sends
@@ -151,7 +235,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer func() { close(jobs); wg.Wait() }()
 
-	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, runningFor: map[string]int{}}
+	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, state: map[string]*targetState{}}
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -265,21 +349,27 @@ func (s *scheduler) promote() {
 }
 
 func (s *scheduler) resetTimer(t *time.Timer) {
-	if s.waiting.Len() == 0 {
+	next := s.blockedUntil
+	if s.waiting.Len() > 0 && (next.IsZero() || s.waiting[0].due.Before(next)) {
+		next = s.waiting[0].due
+	}
+	if next.IsZero() {
 		t.Reset(time.Hour)
 		return
 	}
-	t.Reset(max(time.Until(s.waiting[0].due), 0))
+	t.Reset(max(time.Until(next), 0))
 }
 
 // dispatch starts ready lanes, round-robin over targets, within the limits.
 func (s *scheduler) dispatch(jobs chan<- job) {
+	now := s.w.now()
+	s.blockedUntil = time.Time{}
 	for s.running < s.w.pol.Concurrency && len(s.targets) > 0 {
 		started := false
 		for range len(s.targets) {
 			s.rr %= len(s.targets)
 			t := s.targets[s.rr]
-			if limit := s.w.pol.TargetConcurrency[t]; limit > 0 && s.runningFor[t] >= limit {
+			if !s.admit(t, now) {
 				s.rr++
 				continue
 			}
@@ -293,7 +383,7 @@ func (s *scheduler) dispatch(jobs chan<- job) {
 			}
 			l.running = true
 			s.running++
-			s.runningFor[t]++
+			s.target(t).running++
 			s.w.setInFlight(l.queue[0].d.ID, true)
 			jobs <- job{lane: l, it: *l.queue[0]}
 			started = true
@@ -310,8 +400,10 @@ func (s *scheduler) finish(r result) {
 	head := l.queue[0]
 	l.running = false
 	s.running--
-	s.runningFor[l.key.target]--
+	ts := s.target(l.key.target)
+	ts.running--
 	s.w.setInFlight(head.d.ID, false)
+	s.health(l.key.target, ts, r)
 	switch {
 	case r.aborted:
 		return // shutting down: the delivery stays pending on disk
@@ -332,6 +424,26 @@ func (s *scheduler) finish(r result) {
 		return
 	}
 	s.schedule(l)
+}
+
+// health updates a target's circuit breaker from an attempt's result.
+func (s *scheduler) health(name string, ts *targetState, r result) {
+	if r.aborted || r.failed || ts.pol.BreakerFailures == 0 {
+		return
+	}
+	if !r.retryable {
+		if ts.failures >= ts.pol.BreakerFailures {
+			s.w.log.Info("circuit closed", "target", name)
+		}
+		ts.failures = 0
+		return
+	}
+	ts.failures++
+	if ts.failures >= ts.pol.BreakerFailures {
+		ts.openUntil = s.w.now().Add(ts.pol.BreakerCooldown)
+		s.w.log.Warn("circuit open: target paused", "target", name, "failures", ts.failures,
+			"until", ts.openUntil)
+	}
 }
 
 func (w *Worker) setInFlight(id string, on bool) {
@@ -356,8 +468,31 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 		log.Warn("delivery skipped", "reason", o.Reason)
 		return w.record(log, j, o, now)
 	}
+	msg, err := w.message(&d)
+	if err != nil {
+		o := store.Outcome{State: store.Dead, Reason: "permanent failure: " + err.Error(),
+			Attempt: &store.Attempt{At: now.UTC(), Error: err.Error()}}
+		log.Error("delivery attempt", "state", o.State, "err", err)
+		return w.record(log, j, o, now)
+	}
+	var onceKey string
+	if once, ok := sender.(OnceSender); ok && !d.Force {
+		onceKey = once.OnceKey(msg)
+		done, err := w.outbox.Triggered(onceKey)
+		if err != nil {
+			log.Error("read no-repeat key; will try again", "err", err)
+			return result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(time.Second)}}
+		}
+		if done {
+			o := store.Outcome{State: store.Done, Result: ResultAlreadyTriggered}
+			log.Info("delivery not sent: already triggered for this order, status and workflow", "state", o.State)
+			return w.record(log, j, o, now)
+		}
+	} else if ok {
+		onceKey = once.OnceKey(msg) // forced: send, and still record the key
+	}
 	start := now
-	resp, err := sender.Send(ctx, &d)
+	resp, err := sender.Send(ctx, msg)
 	dur := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
@@ -365,10 +500,11 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 	}
 	a := &store.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
 	o := store.Outcome{Attempt: a}
+	retryable := false
 	var oe *Error
 	switch {
 	case err == nil:
-		o.State = store.Done
+		o.State, o.Result, o.OnceKey = store.Done, resp.Result, onceKey
 	case !errors.As(err, &oe):
 		oe = &Error{Msg: err.Error()}
 		fallthrough
@@ -377,6 +513,7 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 		if a.StatusCode == 0 {
 			a.StatusCode = oe.StatusCode
 		}
+		retryable = !oe.Permanent
 		switch {
 		case oe.Permanent:
 			o.State, o.Reason = store.Dead, "permanent failure: "+oe.Msg
@@ -390,13 +527,32 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 	attrs := []any{"status_code", a.StatusCode, "duration", dur, "state", o.State}
 	switch {
 	case o.State == store.Done:
+		if o.Result != "" {
+			attrs = append(attrs, "result", o.Result)
+		}
 		log.Info("delivery attempt", attrs...)
 	case o.State == store.Dead:
 		log.Error("delivery attempt", append(attrs, "err", a.Error, "reason", o.Reason)...)
 	default:
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
 	}
-	return w.record(log, j, o, now)
+	r := w.record(log, j, o, now)
+	r.retryable = retryable
+	return r
+}
+
+// message builds what a sender needs, reading the event's stored payload.
+func (w *Worker) message(d *store.Delivery) (*Message, error) {
+	ev, raw, err := w.outbox.GetEvent(d.EventID)
+	if err != nil {
+		return nil, fmt.Errorf("read event %s: %w", d.EventID, err)
+	}
+	m := &Message{Delivery: d}
+	if n := len(ev.Decisions); n > 0 {
+		m.StatusName, m.ChangedAt = ev.Decisions[n-1].StatusName, ev.Decisions[n-1].ChangedAtText
+	}
+	m.Event, _ = digishare.Decode(raw) // stored events decoded once already; a shape error keeps the partial event
+	return m, nil
 }
 
 func (w *Worker) record(log *slog.Logger, j job, o store.Outcome, now time.Time) result {

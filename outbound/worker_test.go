@@ -93,7 +93,7 @@ func (h *harness) start(pol Policy) {
 	if pol.Max == 0 {
 		pol.Max = pol.Initial
 	}
-	cfg := config.ExpertSender{BaseURL: h.es.URL, APIKey: "secret-key-123", WebsiteID: 7, Timeout: config.Duration(2 * time.Second)}
+	cfg := config.ExpertSender{BaseURL: h.es.URL, APIKey: "secret-key-123", WebsiteID: 7, Limits: config.Limits{Timeout: config.Duration(2 * time.Second)}}
 	w := NewWorker(h.out, map[string]Sender{mapping.TargetExpertSender: NewExpertSender(cfg, pol.Concurrency)}, pol, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)

@@ -15,8 +15,9 @@ var (
 	bucketOrders     = []byte("orders")     // order id → mapping.OrderState JSON
 	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery JSON
 	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
+	bucketOnce       = []byte("once")       // no-repeat key (e.g. Everlytic order+status+workflow) → delivery id
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce}
 )
 
 const (

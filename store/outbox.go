@@ -55,6 +55,10 @@ type Outcome struct {
 	// NextAttemptAt is when a Pending delivery is due again.
 	NextAttemptAt time.Time
 	Reason        string
+	Result        string // see Delivery.Result
+	// OnceKey, on a Done outcome, is recorded in the same transaction so a
+	// non-idempotent call is never repeated (see Triggered).
+	OnceKey string
 }
 
 // Record appends an attempt and moves the delivery to its new state in the
@@ -81,6 +85,14 @@ func (db *DB) Record(id string, o Outcome, now time.Time) error {
 		if o.Reason != "" || o.State.Terminal() {
 			d.Reason = o.Reason
 		}
+		if o.Result != "" {
+			d.Result = o.Result
+		}
+		if o.State == Done && o.OnceKey != "" {
+			if err := tx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
+				return err
+			}
+		}
 		if o.State.Terminal() {
 			d.NextAttemptAt = time.Time{}
 			if err := tx.Bucket(bucketPending).Delete(key); err != nil {
@@ -93,6 +105,19 @@ func (db *DB) Record(id string, o Outcome, now time.Time) error {
 		return fmt.Errorf("store: record delivery %s: %w", id, err)
 	}
 	return nil
+}
+
+// Triggered reports whether a no-repeat key was recorded by a done delivery.
+func (db *DB) Triggered(key string) (bool, error) {
+	var found bool
+	err := db.view(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketOnce).Get([]byte(key)) != nil
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: read no-repeat key: %w", err)
+	}
+	return found, nil
 }
 
 // Stats counts records, for tests and operators.

@@ -51,7 +51,11 @@ type Delivery struct {
 	CreatedAt time.Time     `json:"created_at"`
 	State     DeliveryState `json:"state"`
 	// Reason says why a delivery is dead, skipped or superseded.
-	Reason        string    `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Result names a success that sent nothing new (already_active, already_triggered).
+	Result string `json:"result,omitempty"`
+	// Force sends even what a no-repeat rule would hold back (operator replays).
+	Force         bool      `json:"force,omitempty"`
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Attempts      []Attempt `json:"attempts,omitempty"`

@@ -1,0 +1,50 @@
+package outbound
+
+import (
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/mapping"
+)
+
+// Build returns a client for every configured and enabled target, keyed by
+// target name, and the worker policy from the config. Disabled targets get no
+// client: their deliveries are recorded as skipped when created.
+func Build(cfg *config.Config) (map[string]Sender, Policy) {
+	pol := Policy{
+		MaxAttempts: cfg.Delivery.MaxAttempts,
+		Initial:     cfg.Delivery.Backoff.Initial.D(),
+		Max:         cfg.Delivery.Backoff.Max.D(),
+		Concurrency: cfg.Delivery.Concurrency,
+		Targets:     map[string]TargetPolicy{},
+	}
+	senders := map[string]Sender{}
+	add := func(name string, l config.Limits, build func(conns int) Sender) {
+		conns := l.Concurrency
+		if conns == 0 {
+			conns = cfg.Delivery.Concurrency
+		}
+		senders[name] = build(conns)
+		pol.Targets[name] = TargetPolicy{
+			Concurrency:     l.Concurrency,
+			Rate:            l.Rate.PerSecond(),
+			BreakerFailures: l.CircuitBreaker.Failures,
+			BreakerCooldown: l.CircuitBreaker.Cooldown.D(),
+		}
+	}
+	t := cfg.Targets
+	if es := t.ExpertSender; es.Enabled() {
+		add(mapping.TargetExpertSender, es.Limits, func(n int) Sender { return NewExpertSender(*es, n) })
+	}
+	if os := t.OrderSystem; os.Enabled() {
+		add(mapping.TargetOrderSystem, os.Limits, func(n int) Sender { return NewOrderSystem(*os, n) })
+		add(mapping.TargetWhatsAppOptIn, os.Limits, func(n int) Sender { return NewWhatsAppOptIn(*os, n) })
+	}
+	if ev := t.Everlytic; ev.Enabled() {
+		add(mapping.TargetEverlytic, ev.Limits, func(n int) Sender { return NewEverlytic(*ev, n) })
+	}
+	for name, h := range t.HTTP {
+		if h.Enabled() {
+			add(mapping.HTTPTargetPrefix+name, h.Limits, func(n int) Sender { return NewHTTPTarget(*h, n) })
+		}
+	}
+	return senders, pol
+}

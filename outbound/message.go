@@ -1,0 +1,59 @@
+package outbound
+
+import (
+	"strings"
+
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+// Message is what a sender needs: the delivery and the ticket of the event
+// that caused it (decoded from the stored payload).
+type Message struct {
+	Delivery   *store.Delivery
+	Event      *digishare.Event
+	StatusName string
+	ChangedAt  string // the Digishare timestamp as received
+}
+
+// Lookup returns a placeholder's value (see package placeholder).
+func (m *Message) Lookup(name string) (string, bool) {
+	d, ev := m.Delivery, m.Event
+	switch name {
+	case "order_id":
+		return d.OrderID, d.OrderID != ""
+	case "status":
+		return d.Status, d.Status != ""
+	case "status_id":
+		return d.StatusID, d.StatusID != ""
+	case "status_name":
+		return m.StatusName, m.StatusName != ""
+	case "changed_at":
+		return m.ChangedAt, m.ChangedAt != ""
+	}
+	if ev == nil {
+		return "", false
+	}
+	switch name {
+	case "ticket_id":
+		return ev.TicketID, ev.TicketID != ""
+	case "ticket_number":
+		return ev.Ticket.TicketNumber, ev.Ticket.TicketNumber != ""
+	}
+	if k, ok := strings.CutPrefix(name, "third."); ok {
+		v, ok := ev.Ticket.Third[k]
+		return v, ok && v != ""
+	}
+	if k, ok := strings.CutPrefix(name, "campaign_data."); ok {
+		return ev.Ticket.CampaignString(k)
+	}
+	return "", false
+}
+
+// third returns a field of information.third ("" when absent).
+func (m *Message) third(key string) string {
+	if m.Event == nil {
+		return ""
+	}
+	return m.Event.Ticket.Third[key]
+}
