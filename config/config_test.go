@@ -177,3 +177,89 @@ func assertProblem(t *testing.T, err error, path string, line int, contains stri
 	}
 	t.Errorf("no problem at %s line %d containing %q in:\n%v", path, line, contains, ce)
 }
+
+func TestTargetReferences(t *testing.T) {
+	yaml := `targets:
+  order_system:
+    base_url: https://orders.example.com
+    phone_region: XX
+    status_update: { method: FETCH, path: "orders/{order}", body: { s: "{status}", bad: "{customer.email}" } }
+  http:
+    crm: { url: "https://crm.example.com/{order_id}", rate: fast }
+    "bad name": { url: "x" }
+mapping:
+  statuses:
+    s1:
+      everlytic: { workflow_id: 0 }
+      http: { crm: "", erp: shipped }
+      whatsapp_opt_in: true
+    s2: { order_system: confirmed, expertsender: paid }
+`
+	_, err := Parse([]byte(yaml), env(nil))
+	for _, p := range []struct {
+		path string
+		line int
+		msg  string
+	}{
+		{"targets.order_system.phone_region", 4, "region"},
+		{"targets.order_system.status_update.method", 5, "FETCH"},
+		{"targets.order_system.status_update.path", 5, "start with /"},
+		{"targets.http.crm.rate", 7, "not a rate"},
+		{"targets.http.bad name", 8, "letters, digits"},
+		{"mapping.statuses.s1.everlytic", 12, "targets.everlytic is not configured"},
+		{"mapping.statuses.s1.everlytic.workflow_id", 12, "positive integer"},
+		{"mapping.statuses.s1.http.crm", 13, "must not be empty"},
+		{"mapping.statuses.s1.http.erp", 13, "targets.http.erp is not configured"},
+		{"mapping.statuses.s1.whatsapp_opt_in", 14, "phone_region"},
+		{"mapping.statuses.s2.expertsender", 15, "targets.expertsender is not configured"},
+	} {
+		assertProblem(t, err, p.path, p.line, p.msg)
+	}
+	_, err = Parse([]byte(strings.Replace(yaml, `path: "orders/{order}"`, `path: "/orders/{order}"`, 1)), env(nil))
+	assertProblem(t, err, "targets.order_system.status_update.path", 5, "unknown placeholder {order}")
+	assertProblem(t, err, "targets.order_system.status_update.body", 5, "{customer.email}")
+}
+
+func TestOrderSystemWithoutStatusUpdate(t *testing.T) {
+	_, err := Parse([]byte(`targets: { order_system: { base_url: "https://o.example.com" } }
+mapping: { statuses: { s: { order_system: confirmed } } }
+`), env(nil))
+	assertProblem(t, err, "mapping.statuses.s.order_system", 2, "status_update is not configured")
+}
+
+func TestFullTargetsParse(t *testing.T) {
+	cfg, err := Parse([]byte(`targets:
+  order_system:
+    base_url: https://orders.example.com
+    token: ${OS_TOKEN:-}
+    account_id: "1489"
+    phone_region: MA
+    rate: 600/m
+    concurrency: 2
+    circuit_breaker: { failures: 3, cooldown: 1m }
+    status_update: { method: put, path: "/orders/{order_id}/status", body: { status: "{status}", n: 1, ok: true } }
+  everlytic: { base_url: https://x.everlytic.net, store_hash: a, customer_hash: b }
+  http:
+    crm: { url: "https://crm.example.com/{order_id}", headers: { Authorization: "Bearer ${CRM:-t}" }, success_when_body_lacks: error }
+mapping:
+  statuses:
+    s: { name: S, order_system: confirmed, whatsapp_opt_in: true, everlytic: { workflow_id: 42 }, http: { crm: confirmed } }
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.Targets.OrderSystem
+	if o.Rate.PerSecond() != 10 || o.Concurrency != 2 || o.CircuitBreaker.Failures != 3 || o.Timeout.D() != 10*time.Second || o.StatusUpdate.Method != "PUT" {
+		t.Errorf("order_system = %+v", o)
+	}
+	if b := o.StatusUpdate.Body.(map[string]any); b["n"] != 1 || b["ok"] != true || b["status"] != "{status}" {
+		t.Errorf("body = %#v", o.StatusUpdate.Body)
+	}
+	crm := cfg.Targets.HTTP["crm"]
+	if crm.Method != "POST" || crm.Headers["Authorization"] != "Bearer t" || crm.CircuitBreaker.Failures != 5 || crm.CircuitBreaker.Cooldown.D() != 30*time.Second {
+		t.Errorf("crm = %+v", crm)
+	}
+	if cfg.Mapping.Statuses["s"].Everlytic.WorkflowID != 42 || !cfg.Mapping.Statuses["s"].WhatsAppOptIn {
+		t.Errorf("mapping = %+v", cfg.Mapping.Statuses["s"])
+	}
+}

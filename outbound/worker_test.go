@@ -47,25 +47,32 @@ type harness struct {
 	db     *store.DB
 	path   string
 	out    *notifyingOutbox
+	cfg    *config.Config
 	table  *mapping.Table
-	es     *fake.Server
 	cancel context.CancelFunc
 	done   chan error
 }
 
+// newHarness is a store, a mapping and (on start) a worker for an
+// ExpertSender-only config pointed at es.
 func newHarness(t *testing.T, es *fake.Server) *harness {
 	t.Helper()
-	h := &harness{t: t, es: es, path: filepath.Join(t.TempDir(), "sb.db")}
-	h.open()
-	cfg, err := config.Parse([]byte(`
-targets: { expertsender: { api_key: secret-key-123, website_id: 7 } }
+	return newHarnessYAML(t, fmt.Sprintf(`
+targets: { expertsender: { base_url: %q, api_key: secret-key-123, website_id: 7, timeout: 2s } }
 mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }, x9q3wrlv0m7vzea8: { name: Awaiting, expertsender: placed } } }
-`), nil)
+`, es.URL))
+}
+
+// newHarnessYAML builds the harness from a whole config.
+func newHarnessYAML(t *testing.T, yaml string) *harness {
+	t.Helper()
+	h := &harness{t: t, path: filepath.Join(t.TempDir(), "sb.db")}
+	h.open()
+	cfg, err := config.Parse([]byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Targets.ExpertSender.BaseURL = es.URL
-	h.table = mapping.New(cfg)
+	h.cfg, h.table = cfg, mapping.New(cfg)
 	t.Cleanup(func() {
 		h.stop()
 		_ = h.db.Close()
@@ -82,6 +89,9 @@ func (h *harness) open() {
 	h.out = &notifyingOutbox{DB: db, recorded: make(chan struct{}, 1)}
 }
 
+// start runs a worker with the config's clients; pol overrides the config's
+// retry policy (its zero fields take test defaults) and, when set, its
+// per-target limits.
 func (h *harness) start(pol Policy) {
 	h.t.Helper()
 	if pol.MaxAttempts == 0 {
@@ -93,8 +103,11 @@ func (h *harness) start(pol Policy) {
 	if pol.Max == 0 {
 		pol.Max = pol.Initial
 	}
-	cfg := config.ExpertSender{BaseURL: h.es.URL, APIKey: "secret-key-123", WebsiteID: 7, Limits: config.Limits{Timeout: config.Duration(2 * time.Second)}}
-	w := NewWorker(h.out, map[string]Sender{mapping.TargetExpertSender: NewExpertSender(cfg, pol.Concurrency)}, pol, slog.New(slog.DiscardHandler))
+	senders, built := Build(h.cfg)
+	if pol.Targets == nil {
+		pol.Targets = built.Targets
+	}
+	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- w.Run(ctx) }()
@@ -112,7 +125,12 @@ func (h *harness) stop() {
 
 func (h *harness) ingest(ticket, order, status, at string) store.IngestResult {
 	h.t.Helper()
-	raw := fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at}.Payload()
+	return h.ingestUpdate(fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at})
+}
+
+func (h *harness) ingestUpdate(u fake.Update) store.IngestResult {
+	h.t.Helper()
+	raw := u.Payload()
 	ev, err := digishare.Decode(raw)
 	if err != nil {
 		h.t.Fatal(err)
@@ -319,8 +337,7 @@ func TestPerOrderOrderAndParallelOrders(t *testing.T) {
 		_, _ = io.WriteString(w, "{}")
 	}))
 	defer srv.Close()
-	es := &fake.Server{Server: srv}
-	h := newHarness(t, es)
+	h := newHarness(t, &fake.Server{Server: srv})
 	s1 := h.ingest("a1", "slow", awaiting, "2026-01-13 10:00:00")
 	s2 := h.ingest("a2", "slow", confirmed, "2026-01-13 11:00:00")
 	f1 := h.ingest("b1", "fast", confirmed, "2026-01-13 10:00:00")

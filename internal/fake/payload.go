@@ -10,6 +10,8 @@ type Update struct {
 	DateStatus string // changes.date_status ("" = absent)
 	TypeID     string
 	Third      map[string]string
+	Campaign   map[string]any // information.campaign_data (nil: items_count 5, order_total 500.00)
+	Subject    string         // "" = "Order Confirmation"
 }
 
 // Payload returns the JSON body Digishare would send, shaped like the
@@ -29,6 +31,14 @@ func (u Update) Payload() []byte {
 		third = map[string]string{"name": "Ahmed Alami", "email": "ahmed.alami@example.com",
 			"wa_id": "212600000000", "ext_ref": "CUSTOMER-67890"}
 	}
+	campaign := u.Campaign
+	if campaign == nil {
+		campaign = map[string]any{"items_count": "5", "order_total": "500.00"}
+	}
+	subject := u.Subject
+	if subject == "" {
+		subject = "Order Confirmation"
+	}
 	typeID := u.TypeID
 	if typeID == "" {
 		typeID = "npvrxamq9l94y8dz"
@@ -38,12 +48,12 @@ func (u Update) Payload() []byte {
 		"data": map[string]any{
 			"id": u.TicketID,
 			"data": map[string]any{
-				"id": u.TicketID, "external_id": u.OrderID, "subject": "Order Confirmation",
+				"id": u.TicketID, "external_id": u.OrderID, "subject": subject,
 				"ticket_number": "342106", "type_ticket_id": typeID, "third_id": "hashed_third_id",
 				"ticket_status_id": u.StatusID,
 				"information": map[string]any{
 					"third":         third,
-					"campaign_data": map[string]any{"items_count": "5", "order_total": "500.00"},
+					"campaign_data": campaign,
 				},
 				"priority_id": 2,
 			},
