@@ -192,7 +192,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := []string{cfg.Webhook.Token}
+	s := []string{cfg.Webhook.Token, cfg.Admin.Token}
 	if t.ExpertSender != nil {
 		s = append(s, t.ExpertSender.APIKey)
 	}
@@ -252,6 +252,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		MaxBody:     int64(cfg.Webhook.MaxBody),
 		Mapping:     func() *mapping.Table { return table },
 		Ready:       db.Ping,
+		AdminToken:  cfg.Admin.Token,
+		Admin:       db,
+		InFlight:    worker.InFlight,
 		Log:         log,
 	})
 
@@ -303,6 +306,9 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 		if !h.Enabled() {
 			log.Warn("generic target has no url: its deliveries are recorded as skipped", "target", mapping.HTTPTargetPrefix+name)
 		}
+	}
+	if cfg.Admin.Token == "" {
+		log.Warn("admin.token is empty: the admin API (/admin) is disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable it")
 	}
 	if len(cfg.Mapping.Statuses) == 0 {
 		log.Warn("mapping.statuses is empty: every status change is held as unmapped")

@@ -31,6 +31,7 @@ type Config struct {
 	Targets  Targets  `yaml:"targets"`
 	Delivery Delivery `yaml:"delivery"`
 	Mapping  Mapping  `yaml:"mapping"`
+	Admin    Admin    `yaml:"admin"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`
@@ -40,6 +41,11 @@ type Config struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Format string `yaml:"format"` // text (tint) | json
+}
+
+// Admin configures the admin API under /admin.
+type Admin struct {
+	Token string `yaml:"token"` // empty = admin API disabled (its routes answer 404)
 }
 
 // Store locates the bbolt file.

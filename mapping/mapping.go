@@ -63,8 +63,8 @@ type Table struct {
 
 // Entry is one status id's mapping: a name and the status per target.
 type Entry struct {
-	Name    string
-	Targets map[string]string // target name → status to send
+	Name    string            `json:"name"`
+	Targets map[string]string `json:"targets"` // target name → status to send
 }
 
 // New compiles a validated config into a Table.
@@ -138,6 +138,25 @@ func version(cfg *config.Config) string {
 
 // Version identifies the mapping that made a decision.
 func (t *Table) Version() string { return t.version }
+
+// Entries returns the mapping entries by status id (a copy).
+func (t *Table) Entries() map[string]Entry {
+	out := make(map[string]Entry, len(t.statuses))
+	for id, e := range t.statuses {
+		out[id] = e
+	}
+	return out
+}
+
+// TicketTypes returns the ticket types acted on (empty: every type), sorted.
+func (t *Table) TicketTypes() []string {
+	out := make([]string, 0, len(t.ticketTypes))
+	for tt := range t.ticketTypes {
+		out = append(out, tt)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Targets returns the configured target names, sorted.
 func (t *Table) Targets() []string { return append([]string(nil), t.targets...) }

@@ -39,19 +39,25 @@ type Options struct {
 	Mapping func() *mapping.Table
 	// Ready reports whether the service can take events (/readyz).
 	Ready func() error
-	Log   *slog.Logger
-	Now   func() time.Time
+	// AdminToken enables the admin API under /admin (empty: disabled, 404).
+	AdminToken string
+	Admin      AdminStore
+	// InFlight reports whether a delivery is being sent right now.
+	InFlight func(id string) bool
+	Log      *slog.Logger
+	Now      func() time.Time
 
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // Server is the HTTP front of statusbridge.
 type Server struct {
-	e    *echo.Echo
-	http *http.Server
-	opt  Options
-	in   Ingester
-	log  *slog.Logger
+	e        *echo.Echo
+	http     *http.Server
+	opt      Options
+	in       Ingester
+	log      *slog.Logger
+	loadedAt time.Time // when the mapping in force was loaded
 }
 
 // New builds the server with every route.
@@ -69,7 +75,7 @@ func New(in Ingester, opt Options) *Server {
 	setDefault(&opt.ReadTimeout, 30*time.Second)
 	setDefault(&opt.WriteTimeout, 30*time.Second)
 	setDefault(&opt.IdleTimeout, 120*time.Second)
-	s := &Server{opt: opt, in: in, log: opt.Log}
+	s := &Server{opt: opt, in: in, log: opt.Log, loadedAt: opt.Now().UTC()}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -89,6 +95,7 @@ func New(in Ingester, opt Options) *Server {
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready", "mapping_version": s.opt.Mapping().Version()})
 	})
+	s.routeAdmin(e)
 	s.e = e
 	s.http = &http.Server{
 		Handler:           e,

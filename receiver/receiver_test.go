@@ -48,7 +48,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, tok string, in Ingester) *env {
+func newEnv(t *testing.T, tok string, in Ingester, opts ...func(*Options)) *env {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "sb.db"), store.Options{})
 	if err != nil {
@@ -68,12 +68,17 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	if in == nil {
 		in = db
 	}
-	s := New(in, Options{
+	o := Options{
 		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
 		Mapping: func() *mapping.Table { return table },
 		Ready:   db.Ping,
+		Admin:   db,
 		Log:     logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}}),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	s := New(in, o)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &env{t: t, db: db, srv: srv, logs: logs}

@@ -138,8 +138,8 @@ func (db *DB) Stats() (Stats, error) {
 	return s, err
 }
 
-// ListDeliveries returns every delivery in creation order (tests, small stores).
-func (db *DB) ListDeliveries() ([]Delivery, error) {
+// AllDeliveries returns every delivery in creation order (tests, small stores).
+func (db *DB) AllDeliveries() ([]Delivery, error) {
 	var out []Delivery
 	err := db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -154,20 +155,162 @@ func (db *DB) Deliveries(ids []string) ([]Delivery, error) {
 	return out, nil
 }
 
-// ListEvents returns up to limit events, newest first (a small helper for
-// tests and operators until the admin API pages through them).
-func (db *DB) ListEvents(limit int) ([]Event, error) {
-	var out []Event
+// EventFilter selects events for ListEvents. Zero fields match everything.
+type EventFilter struct {
+	State    string
+	OrderID  string
+	TicketID string
+	Since    time.Time // received at or after
+	Until    time.Time // received before
+	Limit    int       // at most this many (default 50, at most 1000)
+	Cursor   string    // continue after this event id (from a previous page)
+}
+
+// pageCursor is the cursor for the page after one that stopped at key k:
+// the last returned id when the page is full, else (scan limit reached) the
+// key about to be examined, made exclusive by continuing after it.
+func pageCursor(lastID string, k []byte, full bool) string {
+	if full && lastID != "" {
+		return lastID
+	}
+	// k is not yet examined: the next page starts at k itself, so hand out
+	// the id just after it in iteration order (newest first = k + 1).
+	next := append([]byte(nil), k...)
+	for i := len(next) - 1; i >= 0; i-- {
+		next[i]++
+		if next[i] != 0 {
+			break
+		}
+	}
+	return idString(next)
+}
+
+// maxScan bounds the records one page examines, so a selective filter over a
+// large store never holds a read transaction for long; the page then comes
+// back short with a cursor to continue.
+var maxScan = 20000
+
+// ListEvents returns matching events newest first, and the cursor of the next
+// page ("" when there is none).
+func (db *DB) ListEvents(f EventFilter) ([]Event, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	f.Limit = min(f.Limit, 1000)
+	var start []byte
+	if f.Cursor != "" {
+		k, err := idKey(f.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: bad cursor: %w", err)
+		}
+		start = k
+	}
+	out := []Event{} // an empty page is [], not null
+	next := ""
 	err := db.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		var k, v []byte
+		if start == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Seek(start)
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, start) >= 0 {
+				k, v = c.Prev()
+			}
+		}
+		for scanned := 0; k != nil; k, v = c.Prev() {
+			if len(out) == f.Limit || scanned == maxScan {
+				var last string
+				if len(out) > 0 {
+					last = out[len(out)-1].ID
+				}
+				next = pageCursor(last, k, len(out) == f.Limit)
+				return nil
+			}
+			scanned++
 			var ev Event
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return fmt.Errorf("store: decode event %s: %w", idString(k), err)
+			}
+			if !f.Since.IsZero() && ev.ReceivedAt.Before(f.Since) {
+				return nil // newest first: everything further is older still
+			}
+			if (!f.Until.IsZero() && !ev.ReceivedAt.Before(f.Until)) ||
+				(f.State != "" && string(ev.State) != f.State) ||
+				(f.OrderID != "" && ev.OrderID != f.OrderID) ||
+				(f.TicketID != "" && ev.TicketID != f.TicketID) {
+				continue
 			}
 			out = append(out, ev)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// DeliveryFilter selects deliveries for ListDeliveries.
+type DeliveryFilter struct {
+	State  string
+	Target string
+	Limit  int
+	Cursor string
+}
+
+// ListDeliveries returns matching deliveries newest first, and the next cursor.
+func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	f.Limit = min(f.Limit, 1000)
+	out := []Delivery{}
+	next := ""
+	err := db.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDeliveries).Cursor()
+		var k, v []byte
+		if f.Cursor == "" {
+			k, v = c.Last()
+		} else {
+			start, err := idKey(f.Cursor)
+			if err != nil {
+				return fmt.Errorf("store: bad cursor: %w", err)
+			}
+			k, v = c.Seek(start)
+			if k == nil {
+				k, v = c.Last()
+			}
+			for k != nil && bytes.Compare(k, start) >= 0 {
+				k, v = c.Prev()
+			}
+		}
+		for scanned := 0; k != nil; k, v = c.Prev() {
+			if len(out) == f.Limit || scanned == maxScan {
+				var last string
+				if len(out) > 0 {
+					last = out[len(out)-1].ID
+				}
+				next = pageCursor(last, k, len(out) == f.Limit)
+				return nil
+			}
+			scanned++
+			var d Delivery
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
+			}
+			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {
+				continue
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
 }

@@ -289,3 +289,47 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 		t.Errorf("Ingest after Close = %v, want ErrClosed", err)
 	}
 }
+
+func TestListEventsScanCapKeepsPaging(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	want := map[string]bool{}
+	for i := range 20 {
+		r, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 4), StatusID: confirmed,
+			DateStatus: fmt.Sprintf("2026-01-13 10:00:%02d", i)}.Payload()), tb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 1 {
+			want[r.EventID] = true
+		}
+	}
+	defer func(old int) { maxScan = old }(maxScan)
+	maxScan = 3 // each page examines 3 records: most pages come back short
+	got := map[string]bool{}
+	cursor, pages := "", 0
+	for ; pages < 50; pages++ {
+		evs, next, err := db.ListEvents(EventFilter{OrderID: "1", Limit: 2, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if got[ev.ID] {
+				t.Errorf("event %s returned twice", ev.ID)
+			}
+			got[ev.ID] = true
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(got) != len(want) {
+		t.Errorf("paged %d events of order 1 in %d pages, want %d", len(got), pages, len(want))
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("missing %s", id)
+		}
+	}
+}

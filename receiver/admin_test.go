@@ -1,0 +1,137 @@
+package receiver
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/statusbridge/statusbridge/internal/fake"
+)
+
+const adminToken = "admin-Token-77"
+
+func withAdmin(o *Options) { o.AdminToken = adminToken }
+
+func (e *env) admin(path, token string) answer {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return e.do(req)
+}
+
+func TestAdminAuth(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	for _, p := range []string{"/admin/events", "/admin/events/x", "/admin/deliveries", "/admin/mapping", "/admin/nope"} {
+		for name, tok := range map[string]string{"missing": "", "wrong": "nope", "other case": "ADMIN-TOKEN-77", "prefix": adminToken[:5]} {
+			if a := e.admin(p, tok); a.code != http.StatusUnauthorized {
+				t.Errorf("%s with %s token: %d, want 401", p, name, a.code)
+			}
+		}
+	}
+	if a := e.admin("/admin/events", adminToken); a.code != http.StatusOK {
+		t.Errorf("right token: %d %v", a.code, a.body)
+	}
+	// Without admin.token the routes do not exist.
+	off := newEnv(t, "", nil)
+	if a := off.admin("/admin/events", adminToken); a.code != http.StatusNotFound {
+		t.Errorf("admin disabled: %d, want 404", a.code)
+	}
+}
+
+func TestAdminEventsPagesAndFilters(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	var ids []string
+	for i := range 7 {
+		a := e.post(hookPath, fake.Update{TicketID: fmt.Sprint("tk", i), OrderID: fmt.Sprint("ORDER-", i%2),
+			StatusID: confirmed, DateStatus: fmt.Sprintf("2026-01-13 10:00:0%d", i)}.Payload(), nil)
+		ids = append(ids, a.body["event_id"].(string))
+	}
+	e.post(hookPath, []byte(`{"event":"ticket.updated","data":{"id":5}}`), nil) // invalid
+	// Pages of 3, newest first, cover every event exactly once.
+	var got []string
+	cursor := ""
+	for page := 0; page < 10; page++ {
+		a := e.admin("/admin/events?limit=3&cursor="+url.QueryEscape(cursor), adminToken)
+		if a.code != 200 {
+			t.Fatalf("page %d: %d %v", page, a.code, a.body)
+		}
+		for _, row := range a.body["events"].([]any) {
+			got = append(got, row.(map[string]any)["id"].(string))
+		}
+		cursor = a.body["next_cursor"].(string)
+		if cursor == "" {
+			break
+		}
+	}
+	if len(got) != 8 || got[len(got)-1] != ids[0] || got[1] != ids[6] {
+		t.Errorf("paged ids = %v (want 8, newest first, ending with %s)", got, ids[0])
+	}
+	seen := map[string]bool{}
+	for _, id := range got {
+		if seen[id] {
+			t.Errorf("event %s on two pages", id)
+		}
+		seen[id] = true
+	}
+	a := e.admin("/admin/events?state=invalid", adminToken)
+	rows := a.body["events"].([]any)
+	if len(rows) != 1 || rows[0].(map[string]any)["error"] == "" {
+		t.Errorf("invalid events: %v", rows)
+	}
+	a = e.admin("/admin/events?order_id=1&state=dispatched", adminToken)
+	rows = a.body["events"].([]any)
+	if len(rows) != 1 { // order 1: first update dispatched, the rest unchanged
+		t.Errorf("order 1 dispatched: %d rows: %v", len(rows), rows)
+	}
+	row := rows[0].(map[string]any)
+	if row["status_name"] != "Order Confirmed" || row["deliveries"].(map[string]any)["pending"] != float64(1) {
+		t.Errorf("row = %v", row)
+	}
+	for _, bad := range []string{"?state=nope", "?limit=0", "?limit=1001", "?since=yesterday", "?cursor=zzz"} {
+		if a := e.admin("/admin/events"+bad, adminToken); a.code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", bad, a.code)
+		}
+	}
+	if a := e.admin("/admin/events?since=2999-01-01%2000:00:00", adminToken); len(a.body["events"].([]any)) != 0 {
+		t.Errorf("since in the future: %v", a.body)
+	}
+}
+
+func TestAdminEventDetailAndDeliveries(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	first := e.post(hookPath, payload("t1"), nil)
+	id := first.body["event_id"].(string)
+	a := e.admin("/admin/events/"+id, adminToken)
+	if a.code != 200 {
+		t.Fatalf("%d %v", a.code, a.body)
+	}
+	ev := a.body["event"].(map[string]any)
+	decisions := ev["decisions"].([]any)
+	if ev["state"] != "dispatched" || len(decisions) != 1 || decisions[0].(map[string]any)["mapping_version"] == "" {
+		t.Errorf("event = %v", ev)
+	}
+	if p := a.body["payload"].(map[string]any); p["event"] != "ticket.updated" {
+		t.Errorf("payload = %v", a.body["payload"])
+	}
+	if ds := a.body["deliveries"].([]any); len(ds) != 1 || ds[0].(map[string]any)["status"] != "paid" {
+		t.Errorf("deliveries = %v", a.body["deliveries"])
+	}
+	if a := e.admin("/admin/events/00000000-0000-0000-0000-000000000000", adminToken); a.code != 404 {
+		t.Errorf("unknown event: %d", a.code)
+	}
+	a = e.admin("/admin/deliveries?state=pending&target=expertsender", adminToken)
+	if ds := a.body["deliveries"].([]any); a.code != 200 || len(ds) != 1 {
+		t.Errorf("pending deliveries: %d %v", a.code, a.body)
+	}
+	if a := e.admin("/admin/deliveries?state=dead", adminToken); len(a.body["deliveries"].([]any)) != 0 {
+		t.Errorf("dead deliveries: %v", a.body)
+	}
+	a = e.admin("/admin/mapping", adminToken)
+	st := a.body["statuses"].(map[string]any)[confirmed].(map[string]any)
+	if len(a.body["version"].(string)) != 12 || st["targets"].(map[string]any)["expertsender"] != "paid" {
+		t.Errorf("mapping = %v", a.body)
+	}
+}
