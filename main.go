@@ -16,12 +16,15 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/metrics"
 	"github.com/statusbridge/statusbridge/outbound"
 	"github.com/statusbridge/statusbridge/receiver"
 	"github.com/statusbridge/statusbridge/store"
@@ -183,7 +186,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 	}
 	log := logging.New(stderr, logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level,
 		Color: isTerminal(stderr), Secrets: secrets(cfg)})
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, getenv, log); err != nil {
 		log.Error("statusbridge stopped", "err", err)
 		return exitRuntime
 	}
@@ -223,8 +226,8 @@ func isTerminal(w io.Writer) bool {
 }
 
 // serve wires the parts, runs until a signal and shuts down in order:
-// HTTP first, then the worker, then the store.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// HTTP first, then the worker and background jobs, then the store.
+func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string, bool), log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -243,28 +246,72 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 
-	table := mapping.New(cfg)
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) {
+		stats, err := db.PendingByTarget()
+		out := make(map[string]metrics.OutboxStat, len(stats))
+		for t, s := range stats {
+			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
+		}
+		return out, err
+	})
+	maps := live.New(cfg, getenv, log, met)
+	maps.OnReload = func(ids []string, t *mapping.Table) (int, error) {
+		sum, err := db.RedecideUnmapped(ids, t, time.Now())
+		return sum.Matched, err
+	}
 	senders, policy := outbound.Build(cfg)
 	worker := outbound.NewWorker(db, senders, policy, log)
+	worker.Observe(met)
 	srv := receiver.New(db, receiver.Options{
-		WebhookPath: cfg.Webhook.Path,
-		Token:       cfg.Webhook.Token,
-		MaxBody:     int64(cfg.Webhook.MaxBody),
-		Mapping:     func() *mapping.Table { return table },
-		Ready:       db.Ping,
-		AdminToken:  cfg.Admin.Token,
-		Admin:       db,
-		InFlight:    worker.InFlight,
-		Log:         log,
+		WebhookPath:     cfg.Webhook.Path,
+		Token:           cfg.Webhook.Token,
+		MaxBody:         int64(cfg.Webhook.MaxBody),
+		Mapping:         maps.Current,
+		MappingLoadedAt: maps.LoadedAt,
+		Ready:           db.Ping,
+		AdminToken:      cfg.Admin.Token,
+		Admin:           db,
+		InFlight:        worker.InFlight,
+		Observer:        met,
+		Metrics:         met.Handler(),
+		Reload:          func() (any, error) { return maps.Reload() },
+		Replay: func(sel store.ReplaySelector, opt store.ReplayOptions) (store.ReplaySummary, error) {
+			return db.Replay(sel, maps.Current(), opt, time.Now())
+		},
+		Retry: func(id string) (*store.Delivery, error) { return db.RetryDelivery(id, time.Now()) },
+		Log:   log,
 	})
 
-	workerCtx, stopWorker := context.WithCancel(context.Background())
+	bg, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- worker.Run(workerCtx) }()
+	go func() { workerDone <- worker.Run(bg) }()
+	background := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	background(func() {
+		if err := maps.Watch(bg); err != nil {
+			log.Warn("config file not watched; reload with SIGHUP or POST /admin/mapping/reload", "err", err)
+		}
+	})
+	background(func() {
+		db.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
+	})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	background(func() {
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-hup:
+				_, _ = maps.Reload() // logged either way
+			}
+		}
+	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
-		"store", cfg.Store.Path, "mapping_version", table.Version(), "targets", orNone(table.Targets()),
+		"store", cfg.Store.Path, "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
 		"version", buildVersion())
 
 	var runErr error
@@ -280,11 +327,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Error("http shutdown", "err", err)
 	}
-	stopWorker()
+	stopBackground()
+	wg.Wait()
 	if err := <-workerDone; err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
+}
+
+// retentionInterval sweeps often enough for the retention, at most hourly.
+func retentionInterval(retention time.Duration) time.Duration {
+	return min(max(retention/100, time.Minute), time.Hour)
 }
 
 // warnInsecure says loudly what runs without credentials.

@@ -35,6 +35,8 @@ type Config struct {
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`
+
+	lines map[string]int // key path → line, for later messages (CheckMapping)
 }
 
 // Log selects the log level and format.
@@ -51,6 +53,9 @@ type Admin struct {
 // Store locates the bbolt file.
 type Store struct {
 	Path string `yaml:"path"`
+	// Retention is how long events (and their finished deliveries and dedup
+	// keys) are kept; 0 keeps them for ever.
+	Retention Duration `yaml:"retention"`
 }
 
 // Webhook configures the Digishare endpoint.
@@ -207,7 +212,7 @@ func Default() *Config {
 	return &Config{
 		Listen:  "127.0.0.1:8080",
 		Log:     Log{Level: "info", Format: "text"},
-		Store:   Store{Path: "data/statusbridge.db"},
+		Store:   Store{Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
 		Webhook: Webhook{Path: "/webhooks/digishare", MaxBody: 1 << 20},
 		OrderID: OrderID{From: "external_id"},
 		Delivery: Delivery{
@@ -306,7 +311,26 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
 		return nil, &Error{Problems: d.problems}
 	}
+	cfg.lines = d.lines
 	return cfg, nil
+}
+
+// CheckMapping validates cand's mapping section against targets (those of
+// the config in force, when a reload keeps the running targets), naming
+// cand's lines. It returns a *Error, or nil.
+func CheckMapping(cand *Config, targets Targets) error {
+	d := &decoder{lines: cand.lines}
+	if d.lines == nil {
+		d.lines = map[string]int{}
+	}
+	for id, st := range cand.Mapping.Statuses {
+		d.validateEntry("mapping.statuses."+id, id, st, &targets)
+	}
+	if len(d.problems) == 0 {
+		return nil
+	}
+	sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
+	return &Error{File: cand.File, Problems: d.problems}
 }
 
 // validate checks values the YAML types cannot: ranges, references, formats.

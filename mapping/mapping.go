@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -220,6 +221,8 @@ type Decision struct {
 type Options struct {
 	// Force skips the superseded and unchanged rules (operator replays).
 	Force bool
+	// Targets, when set, restricts the deliveries to these targets.
+	Targets []string
 }
 
 // Decide returns the one outcome that applies to ev, testing the rules in the
@@ -256,6 +259,9 @@ func (t *Table) Decide(ev *digishare.Event, st OrderState, opt Options) Decision
 	}
 	var planned []Planned
 	for _, target := range t.targets {
+		if len(opt.Targets) > 0 && !slices.Contains(opt.Targets, target) {
+			continue
+		}
 		if status := entry.Targets[target]; status != "" {
 			planned = append(planned, Planned{Target: target, Status: status, Skip: t.disabled[target]})
 		}

@@ -44,6 +44,16 @@ const ResultAlreadyTriggered = "already_triggered"
 
 var _ Outbox = (*store.DB)(nil)
 
+// Observer is told every attempt's result (metrics): done, retry, dead,
+// skipped or superseded.
+type Observer interface {
+	Attempt(target, result string, d time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) Attempt(string, string, time.Duration) {}
+
 // Policy bounds retries and parallelism.
 type Policy struct {
 	MaxAttempts int           // every attempt counts, the first included
@@ -90,6 +100,7 @@ type Worker struct {
 	pol     Policy
 	log     *slog.Logger
 	now     func() time.Time
+	obs     Observer
 
 	mu       sync.Mutex
 	inFlight map[string]bool
@@ -106,8 +117,11 @@ func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.L
 	if pol.ShutdownGrace <= 0 {
 		pol.ShutdownGrace = 10 * time.Second
 	}
-	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{}}
+	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{}, obs: noObserver{}}
 }
+
+// Observe sets who is told each attempt's result.
+func (w *Worker) Observe(o Observer) { w.obs = o }
 
 // InFlight reports whether a delivery is being sent right now.
 func (w *Worker) InFlight(id string) bool {
@@ -318,6 +332,7 @@ func (s *scheduler) supersedeHead(l *lane) {
 	if err := s.w.outbox.Record(head.d.ID, store.Outcome{State: store.Superseded, Reason: reason}, s.w.now()); err != nil {
 		s.w.log.Error("record superseded delivery", "delivery_id", head.d.ID, "err", err)
 	}
+	s.w.obs.Attempt(head.d.Target, "superseded", 0)
 	s.w.log.Info("delivery superseded", "delivery_id", head.d.ID, "event_id", head.d.EventID,
 		"order_id", head.d.OrderID, "target", head.d.Target, "by", next.d.ID)
 	l.queue = l.queue[1:]
@@ -556,6 +571,12 @@ func (w *Worker) message(d *store.Delivery) (*Message, error) {
 }
 
 func (w *Worker) record(log *slog.Logger, j job, o store.Outcome, now time.Time) result {
+	label := map[store.DeliveryState]string{store.Done: "done", store.Pending: "retry", store.Dead: "dead", store.Skipped: "skipped"}[o.State]
+	var dur time.Duration
+	if o.Attempt != nil {
+		dur = o.Attempt.Duration
+	}
+	w.obs.Attempt(j.it.d.Target, label, dur)
 	if err := w.outbox.Record(j.it.d.ID, o, now); err != nil {
 		log.Error("record delivery attempt; will try again", "err", err)
 		wait := max(w.pol.Initial, time.Second)

@@ -4,13 +4,16 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/store"
@@ -40,6 +43,9 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.GET("/events/:id", s.adminEvent)
 	g.GET("/deliveries", s.adminDeliveries)
 	g.GET("/mapping", s.adminMapping)
+	g.POST("/mapping/reload", s.adminReload)
+	g.POST("/replay", s.adminReplay)
+	g.POST("/deliveries/:id/retry", s.adminRetry)
 	g.Any("/*", func(echo.Context) error { return &apiError{code: http.StatusNotFound, msg: "no such admin route"} })
 }
 
@@ -222,7 +228,94 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 func (s *Server) adminMapping(c echo.Context) error {
 	t := s.opt.Mapping()
 	return c.JSON(http.StatusOK, map[string]any{
-		"version": t.Version(), "loaded_at": s.loadedAt, "targets": t.Targets(),
+		"version": t.Version(), "loaded_at": s.opt.MappingLoadedAt(), "targets": t.Targets(),
 		"ticket_types": t.TicketTypes(), "statuses": t.Entries(),
 	})
+}
+
+// ReplayRequest is the body of POST /admin/replay.
+type ReplayRequest struct {
+	EventIDs []string `json:"event_ids"`
+	OrderID  string   `json:"order_id"`
+	Since    string   `json:"since"`
+	Until    string   `json:"until"`
+	State    string   `json:"state"`
+	Dead     bool     `json:"dead"`
+	Targets  []string `json:"targets"`
+	DryRun   bool     `json:"dry_run"`
+	Force    bool     `json:"force"`
+}
+
+func (s *Server) adminReplay(c echo.Context) error {
+	if s.opt.Replay == nil {
+		return &apiError{code: http.StatusNotFound, msg: "replay is not available"}
+	}
+	var req ReplayRequest
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return badRequest("body: " + err.Error())
+	}
+	sel := store.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+	var err error
+	if sel.Since, err = parseTime("since", req.Since); err != nil {
+		return err
+	}
+	if sel.Until, err = parseTime("until", req.Until); err != nil {
+		return err
+	}
+	if sel.State != "" && !eventStates[sel.State] {
+		return badRequest("state: unknown event state " + strconv.Quote(sel.State))
+	}
+	if req.Dead && (len(req.EventIDs) > 0 || req.OrderID != "" || req.Since != "" || req.Until != "" || req.State != "") {
+		return badRequest("dead selects deliveries: use it alone (with targets)")
+	}
+	known := s.opt.Mapping().Targets()
+	for _, t := range req.Targets {
+		if !slices.Contains(known, t) {
+			return badRequest(fmt.Sprintf("targets: %q is not a configured target (%s)", t, strings.Join(known, ", ")))
+		}
+	}
+	sum, err := s.opt.Replay(sel, store.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
+	if errors.Is(err, store.ErrNoSelector) {
+		return badRequest("select events with event_ids, order_id, since/until or state, or deliveries with dead")
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("replay", "matched", sum.Matched, "dispatched", sum.Dispatched, "superseded", sum.Superseded,
+		"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "dry_run", sum.DryRun, "force", req.Force)
+	return c.JSON(http.StatusOK, sum)
+}
+
+func (s *Server) adminRetry(c echo.Context) error {
+	if s.opt.Retry == nil {
+		return &apiError{code: http.StatusNotFound, msg: "retry is not available"}
+	}
+	d, err := s.opt.Retry(c.Param("id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
+	case errors.Is(err, store.ErrConflict):
+		return &apiError{code: http.StatusConflict, msg: err.Error()}
+	case err != nil:
+		return err
+	}
+	s.log.Info("delivery retry queued", "delivery_id", d.ID, "retry_of", c.Param("id"), "order_id", d.OrderID, "target", d.Target)
+	return c.JSON(http.StatusOK, map[string]any{"delivery": d})
+}
+
+func (s *Server) adminReload(c echo.Context) error {
+	if s.opt.Reload == nil {
+		return &apiError{code: http.StatusNotFound, msg: "reload is not available"}
+	}
+	res, err := s.opt.Reload()
+	var ce *config.Error
+	switch {
+	case errors.As(err, &ce):
+		return c.JSON(http.StatusUnprocessableEntity, map[string]any{"errors": ce.Problems})
+	case err != nil:
+		return &apiError{code: http.StatusConflict, msg: err.Error()}
+	}
+	return c.JSON(http.StatusOK, res)
 }

@@ -30,6 +30,17 @@ type Ingester interface {
 
 var _ Ingester = (*store.DB)(nil)
 
+// Observer is told the outcome of every webhook call (metrics).
+type Observer interface {
+	Webhook(outcome string)
+	Event(state string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Webhook(string) {}
+func (noObserver) Event(string)   {}
+
 // Options configure the server.
 type Options struct {
 	WebhookPath string
@@ -44,20 +55,31 @@ type Options struct {
 	Admin      AdminStore
 	// InFlight reports whether a delivery is being sent right now.
 	InFlight func(id string) bool
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Observer is told webhook outcomes (nil: nobody).
+	Observer Observer
+	// Metrics, when set, is served at GET /metrics (no token needed).
+	Metrics http.Handler
+	// Reload reloads the mapping (POST /admin/mapping/reload); nil: 404.
+	Reload func() (any, error)
+	// Replay and Retry run operator replays (POST /admin/replay and
+	// POST /admin/deliveries/{id}/retry).
+	Replay func(sel store.ReplaySelector, opt store.ReplayOptions) (store.ReplaySummary, error)
+	Retry  func(id string) (*store.Delivery, error)
+	// MappingLoadedAt says when the mapping in force was loaded.
+	MappingLoadedAt func() time.Time
+	Log             *slog.Logger
+	Now             func() time.Time
 
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // Server is the HTTP front of statusbridge.
 type Server struct {
-	e        *echo.Echo
-	http     *http.Server
-	opt      Options
-	in       Ingester
-	log      *slog.Logger
-	loadedAt time.Time // when the mapping in force was loaded
+	e    *echo.Echo
+	http *http.Server
+	opt  Options
+	in   Ingester
+	log  *slog.Logger
 }
 
 // New builds the server with every route.
@@ -71,11 +93,18 @@ func New(in Ingester, opt Options) *Server {
 	if opt.Ready == nil {
 		opt.Ready = func() error { return nil }
 	}
+	if opt.Observer == nil {
+		opt.Observer = noObserver{}
+	}
 	setDefault(&opt.ReadHeaderTimeout, 5*time.Second)
 	setDefault(&opt.ReadTimeout, 30*time.Second)
 	setDefault(&opt.WriteTimeout, 30*time.Second)
 	setDefault(&opt.IdleTimeout, 120*time.Second)
-	s := &Server{opt: opt, in: in, log: opt.Log, loadedAt: opt.Now().UTC()}
+	if opt.MappingLoadedAt == nil {
+		started := opt.Now().UTC()
+		opt.MappingLoadedAt = func() time.Time { return started }
+	}
+	s := &Server{opt: opt, in: in, log: opt.Log}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -95,6 +124,9 @@ func New(in Ingester, opt Options) *Server {
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready", "mapping_version": s.opt.Mapping().Version()})
 	})
+	if opt.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(opt.Metrics))
+	}
 	s.routeAdmin(e)
 	s.e = e
 	s.http = &http.Server{
@@ -213,6 +245,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			ok |= subtle.ConstantTimeCompare([]byte(cand), want)
 		}
 		if ok != 1 {
+			s.opt.Observer.Webhook("unauthorized")
 			s.log.Warn("webhook refused: wrong or missing credentials", "remote", c.RealIP())
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge"`)
 			return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
@@ -233,20 +266,24 @@ func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	received := s.opt.Now()
 	if r.ContentLength > s.opt.MaxBody {
+		s.opt.Observer.Webhook("too_large")
 		return tooLarge(s.opt.MaxBody)
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.opt.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			s.opt.Observer.Webhook("too_large")
 			return tooLarge(s.opt.MaxBody)
 		}
+		s.opt.Observer.Webhook("bad_request")
 		return &apiError{code: http.StatusBadRequest, msg: "reading body: " + err.Error()}
 	}
 	ev, err := digishare.Decode(raw)
 	var shape *digishare.ShapeError
 	switch {
 	case errors.Is(err, digishare.ErrNotJSON):
+		s.opt.Observer.Webhook("bad_request")
 		s.log.Warn("webhook refused: body is not JSON", "err", err)
 		return &apiError{code: http.StatusBadRequest, msg: err.Error()}
 	case errors.As(err, &shape):
@@ -259,6 +296,7 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	res, err := s.in.Ingest(in, s.opt.Mapping())
 	if err != nil {
+		s.opt.Observer.Webhook("store_error")
 		s.log.Error("webhook not stored; asking Digishare to retry", "ticket_id", ev.TicketID, "err", err)
 		if errors.Is(err, store.ErrOverloaded) {
 			return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
@@ -280,6 +318,19 @@ func (s *Server) webhook(c echo.Context) error {
 		s.log.Warn("webhook received: status id not mapped", attrs...)
 	default:
 		s.log.Info("webhook received", attrs...)
+	}
+	switch {
+	case res.Duplicate:
+		s.opt.Observer.Webhook("duplicate")
+	case res.State == mapping.Invalid:
+		s.opt.Observer.Webhook("invalid")
+	case res.State == mapping.Ignored:
+		s.opt.Observer.Webhook("ignored")
+	default:
+		s.opt.Observer.Webhook("accepted")
+	}
+	if !res.Duplicate {
+		s.opt.Observer.Event(string(res.State))
 	}
 	ans := webhookAnswer{EventID: res.EventID, Duplicate: res.Duplicate, State: res.State}
 	if res.State == mapping.Invalid {

@@ -72,6 +72,7 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, dec Decider, res *IngestResult)
 		ReceivedAt: in.ReceivedAt.UTC(),
 		Name:       in.Event.Name,
 		TicketID:   in.Event.TicketID,
+		DedupKey:   in.Event.DedupKey[:],
 	}
 	if in.Invalid != "" {
 		ev.State, ev.Error = mapping.Invalid, in.Invalid
@@ -95,33 +96,52 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, dec Decider, res *IngestResult)
 	return nil
 }
 
+// orderStateTx reads an order's state, with each target's last delivery
+// marked live or not. A delivery deleted by retention counts as live: only
+// finished deliveries are ever deleted.
+func orderStateTx(tx *bolt.Tx, orderID string) (mapping.OrderState, error) {
+	st := mapping.OrderState{}
+	if orderID == "" {
+		return st, nil
+	}
+	if _, err := getJSON(tx.Bucket(bucketOrders), []byte(orderID), &st); err != nil {
+		return st, err
+	}
+	for target, ts := range st.Targets {
+		ts.Live = true
+		if key, err := idKey(ts.DeliveryID); err == nil {
+			var d Delivery
+			if found, err := getJSON(tx.Bucket(bucketDeliveries), key, &d); err != nil {
+				return st, err
+			} else if found {
+				ts.Live = d.live()
+			}
+		}
+		st.Targets[target] = ts
+	}
+	return st, nil
+}
+
 // decideTx decides ev under dec with the order's current state, records the
 // decision on ev, creates its deliveries and advances the order's state.
 func decideTx(tx *bolt.Tx, ev *Event, dev *digishare.Event, dec Decider, opt mapping.Options, now time.Time) (mapping.Decision, []Delivery, error) {
-	orders, deliveries := tx.Bucket(bucketOrders), tx.Bucket(bucketDeliveries)
-	orderID, hasOrder := dec.OrderID(dev)
-	st := mapping.OrderState{}
-	if hasOrder {
-		if _, err := getJSON(orders, []byte(orderID), &st); err != nil {
-			return mapping.Decision{}, nil, err
-		}
-		for target, ts := range st.Targets {
-			if key, err := idKey(ts.DeliveryID); err == nil {
-				var d Delivery
-				if found, err := getJSON(deliveries, key, &d); err != nil {
-					return mapping.Decision{}, nil, err
-				} else if found {
-					ts.Live = d.live()
-				}
-			}
-			st.Targets[target] = ts
-		}
+	orderID, _ := dec.OrderID(dev)
+	st, err := orderStateTx(tx, orderID)
+	if err != nil {
+		return mapping.Decision{}, nil, err
 	}
 	d := dec.Decide(dev, st, opt)
+	created, err := applyTx(tx, ev, st, d, opt.Force, now)
+	return d, created, err
+}
+
+// applyTx records decision d on ev, creates its deliveries and advances the
+// order's state.
+func applyTx(tx *bolt.Tx, ev *Event, st mapping.OrderState, d mapping.Decision, force bool, now time.Time) ([]Delivery, error) {
 	ev.State, ev.OrderID = d.Outcome, d.OrderID
 	ev.Decisions = append(ev.Decisions, d)
 	if d.Outcome != mapping.Dispatched && d.Outcome != mapping.Unchanged {
-		return d, nil, nil
+		return nil, nil
 	}
 	var created []Delivery
 	if d.Outcome == mapping.Dispatched {
@@ -131,20 +151,20 @@ func decideTx(tx *bolt.Tx, ev *Event, dev *digishare.Event, dec Decider, opt map
 		for _, p := range d.Deliveries {
 			id, err := newID()
 			if err != nil {
-				return d, nil, err
+				return nil, err
 			}
 			del := Delivery{
 				ID: id.String(), EventID: ev.ID, OrderID: d.OrderID, Target: p.Target,
 				Status: p.Status, StatusID: d.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-				State: Pending,
+				State: Pending, Force: force,
 			}
 			if p.Skip != "" {
 				del.State, del.Reason = Skipped, p.Skip
 			} else if err := tx.Bucket(bucketPending).Put(id[:], nil); err != nil {
-				return d, nil, fmt.Errorf("store: queue delivery %s: %w", del.ID, err)
+				return nil, fmt.Errorf("store: queue delivery %s: %w", del.ID, err)
 			}
-			if err := putJSON(deliveries, id[:], &del); err != nil {
-				return d, nil, fmt.Errorf("store: put delivery %s: %w", del.ID, err)
+			if err := putJSON(tx.Bucket(bucketDeliveries), id[:], &del); err != nil {
+				return nil, fmt.Errorf("store: put delivery %s: %w", del.ID, err)
 			}
 			st.Targets[p.Target] = mapping.TargetState{Status: p.Status, DeliveryID: del.ID}
 			ev.DeliveryIDs = append(ev.DeliveryIDs, del.ID)
@@ -152,8 +172,8 @@ func decideTx(tx *bolt.Tx, ev *Event, dev *digishare.Event, dec Decider, opt map
 		}
 	}
 	st = mapping.Advance(st, d)
-	if err := putJSON(orders, []byte(d.OrderID), &st); err != nil {
-		return d, nil, fmt.Errorf("store: put order %s: %w", d.OrderID, err)
+	if err := putJSON(tx.Bucket(bucketOrders), []byte(d.OrderID), &st); err != nil {
+		return nil, fmt.Errorf("store: put order %s: %w", d.OrderID, err)
 	}
-	return d, created, nil
+	return created, nil
 }

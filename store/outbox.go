@@ -153,3 +153,32 @@ func (db *DB) AllDeliveries() ([]Delivery, error) {
 	})
 	return out, err
 }
+
+// PendingByTarget counts unfinished deliveries per target and the creation
+// time of the oldest (for the outbox gauges).
+func (db *DB) PendingByTarget() (map[string]PendingStat, error) {
+	out := map[string]PendingStat{}
+	err := db.view(func(tx *bolt.Tx) error {
+		deliveries := tx.Bucket(bucketDeliveries)
+		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
+			var d Delivery
+			if found, err := getJSON(deliveries, k, &d); err != nil || !found {
+				return err
+			}
+			s := out[d.Target]
+			s.Pending++
+			if s.Oldest.IsZero() || d.CreatedAt.Before(s.Oldest) {
+				s.Oldest = d.CreatedAt
+			}
+			out[d.Target] = s
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PendingStat is one target's backlog.
+type PendingStat struct {
+	Pending int
+	Oldest  time.Time
+}

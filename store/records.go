@@ -22,6 +22,8 @@ type Event struct {
 	// Decisions holds the original decision first, then one per replay.
 	Decisions   []mapping.Decision `json:"decisions,omitempty"`
 	DeliveryIDs []string           `json:"delivery_ids,omitempty"`
+	// DedupKey is the event's key in the dedup index, deleted with it.
+	DedupKey []byte `json:"dedup_key,omitempty"`
 }
 
 // DeliveryState is where a delivery is in its life.

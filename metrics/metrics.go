@@ -1,0 +1,108 @@
+// Package metrics owns statusbridge's Prometheus registry: webhook outcomes,
+// event states, deliveries and attempt latency per target, outbox depth and
+// age, mapping reloads, and the Go runtime. The other packages report through
+// small interfaces they declare; *Metrics implements them all.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the collectors.
+type Metrics struct {
+	reg        *prometheus.Registry
+	webhooks   *prometheus.CounterVec
+	events     *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	reloads    *prometheus.CounterVec
+}
+
+// OutboxStat is the backlog of one target.
+type OutboxStat struct {
+	Pending      int
+	OldestCreate time.Time // zero when nothing is pending
+}
+
+// New registers every collector. outbox is read at each scrape (nil: no
+// outbox gauges).
+func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_webhooks_total",
+		Help: "Webhook calls by outcome: accepted, duplicate, invalid, ignored, unauthorized, bad_request, too_large, store_error."}, []string{"outcome"})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_events_total",
+		Help: "Stored events by the state their decision gave them."}, []string{"state"})
+	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_delivery_attempts_total",
+		Help: "Delivery attempts by target and result: done, retry, dead, skipped, superseded."}, []string{"target", "result"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "statusbridge_delivery_attempt_seconds",
+		Help: "Duration of delivery attempts by target.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"target"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_mapping_reloads_total",
+		Help: "Mapping reloads by result: ok, failed."}, []string{"result"})
+	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if outbox != nil {
+		m.reg.MustRegister(&outboxCollector{read: outbox})
+	}
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Webhook counts a webhook call's outcome.
+func (m *Metrics) Webhook(outcome string) { m.webhooks.WithLabelValues(outcome).Inc() }
+
+// Event counts a stored event's state.
+func (m *Metrics) Event(state string) { m.events.WithLabelValues(state).Inc() }
+
+// Attempt counts a delivery attempt (or a skip/supersede without one) and its duration.
+func (m *Metrics) Attempt(target, result string, d time.Duration) {
+	m.deliveries.WithLabelValues(target, result).Inc()
+	if d > 0 {
+		m.latency.WithLabelValues(target).Observe(d.Seconds())
+	}
+}
+
+// Reload counts a mapping reload.
+func (m *Metrics) Reload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("failed").Inc()
+	}
+}
+
+type outboxCollector struct {
+	read func() (map[string]OutboxStat, error)
+}
+
+var (
+	depthDesc = prometheus.NewDesc("statusbridge_outbox_depth", "Deliveries not yet finished, by target.", []string{"target"}, nil)
+	ageDesc   = prometheus.NewDesc("statusbridge_outbox_oldest_pending_seconds", "Age of the oldest unfinished delivery, by target.", []string{"target"}, nil)
+)
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc; ch <- ageDesc }
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	stats, err := c.read()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(depthDesc, err)
+		return
+	}
+	now := time.Now()
+	for target, s := range stats {
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(s.Pending), target)
+		age := 0.0
+		if !s.OldestCreate.IsZero() {
+			age = now.Sub(s.OldestCreate).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, age, target)
+	}
+}

@@ -1,0 +1,364 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/mapping"
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrConflict is returned when an operation does not fit the record's state
+// (retrying a delivery that is not dead, or one a newer delivery replaced).
+var ErrConflict = errors.New("store: conflict")
+
+// ErrNoSelector is returned by Replay when nothing selects events: replaying
+// everything must be asked for explicitly (e.g. with since).
+var ErrNoSelector = errors.New("store: replay needs a selector")
+
+// ReplaySelector picks the events to replay. EventIDs and Dead are used
+// alone; OrderID, Since, Until and State combine (all must match).
+type ReplaySelector struct {
+	EventIDs []string  `json:"event_ids,omitempty"`
+	OrderID  string    `json:"order_id,omitempty"`
+	Since    time.Time `json:"since,omitzero"` // received at or after
+	Until    time.Time `json:"until,omitzero"` // received before
+	State    string    `json:"state,omitempty"`
+	// Dead selects the events of dead deliveries (of Targets, when set).
+	Dead bool `json:"dead,omitempty"`
+}
+
+func (s ReplaySelector) empty() bool {
+	return len(s.EventIDs) == 0 && s.OrderID == "" && s.Since.IsZero() && s.Until.IsZero() && s.State == "" && !s.Dead
+}
+
+// ReplayOptions change what a replay does.
+type ReplayOptions struct {
+	Targets []string // only these targets (default: all the mapping names)
+	DryRun  bool     // decide and report, write nothing
+	Force   bool     // ignore superseded/unchanged and no-repeat keys
+	// Progress, when set, is called after each chunk of events.
+	Progress func(done, total int)
+}
+
+// ReplayRequest is a delivery a replay created (or, dry, would create).
+type ReplayRequest struct {
+	EventID string `json:"event_id"`
+	OrderID string `json:"order_id"`
+	Target  string `json:"target"`
+	Status  string `json:"status"`
+	Skip    string `json:"skip,omitempty"` // why it is recorded as skipped instead of sent
+}
+
+// ReplaySummary counts what a replay did.
+type ReplaySummary struct {
+	Matched    int             `json:"matched"`
+	Dispatched int             `json:"dispatched"`
+	Superseded int             `json:"superseded"`
+	Unchanged  int             `json:"unchanged"`
+	Skipped    int             `json:"skipped"` // any other outcome, or not decidable (invalid)
+	Failed     int             `json:"failed"`  // missing events and store errors
+	DryRun     bool            `json:"dry_run"`
+	Requests   []ReplayRequest `json:"requests"`
+	Errors     []string        `json:"errors,omitempty"`
+}
+
+const replayChunk = 200
+
+// Replay re-decides the selected events, oldest first, under dec (the
+// mapping in force). Each replay appends a decision to its event; the
+// original is kept. Superseded and unchanged still hold unless forced.
+func (db *DB) Replay(sel ReplaySelector, dec Decider, opt ReplayOptions, now time.Time) (ReplaySummary, error) {
+	if sel.empty() {
+		return ReplaySummary{}, ErrNoSelector
+	}
+	ids, missing, err := db.selectEvents(sel, opt.Targets)
+	if err != nil {
+		return ReplaySummary{}, err
+	}
+	sum := ReplaySummary{Matched: len(ids) + len(missing), Failed: len(missing), DryRun: opt.DryRun, Requests: []ReplayRequest{}}
+	for _, id := range missing {
+		sum.Errors = append(sum.Errors, fmt.Sprintf("event %s: not found", id))
+	}
+	return sum, db.redecide(ids, dec, mapping.Options{Force: opt.Force, Targets: opt.Targets}, opt, now, &sum)
+}
+
+// RedecideUnmapped decides again, under dec, the events held as unmapped
+// whose status id is in statusIDs (after a mapping reload gave them an
+// entry), oldest first.
+func (db *DB) RedecideUnmapped(statusIDs []string, dec Decider, now time.Time) (ReplaySummary, error) {
+	var ids []string
+	err := db.eachEvent(func(ev *Event) bool {
+		if ev.State == mapping.Unmapped && len(ev.Decisions) > 0 && slices.Contains(statusIDs, ev.Decisions[len(ev.Decisions)-1].StatusID) {
+			ids = append(ids, ev.ID)
+		}
+		return true
+	})
+	if err != nil {
+		return ReplaySummary{}, err
+	}
+	slices.Reverse(ids)
+	sum := ReplaySummary{Matched: len(ids), Requests: []ReplayRequest{}}
+	return sum, db.redecide(ids, dec, mapping.Options{}, ReplayOptions{}, now, &sum)
+}
+
+// eachEvent calls fn for every event, newest first, in short read
+// transactions; fn returns false to stop.
+func (db *DB) eachEvent(fn func(ev *Event) bool) error {
+	cursor := ""
+	for {
+		evs, next, err := db.ListEvents(EventFilter{Limit: 1000, Cursor: cursor})
+		if err != nil {
+			return err
+		}
+		for i := range evs {
+			if !fn(&evs[i]) {
+				return nil
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// selectEvents returns the ids to replay, oldest first, and the requested
+// ids that do not exist.
+func (db *DB) selectEvents(sel ReplaySelector, targets []string) (ids, missing []string, err error) {
+	switch {
+	case len(sel.EventIDs) > 0:
+		for _, id := range sel.EventIDs {
+			if _, _, err := db.GetEvent(id); errors.Is(err, ErrNotFound) {
+				missing = append(missing, id)
+			} else if err != nil {
+				return nil, nil, err
+			} else if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids) // time-ordered ids: oldest first
+		return ids, missing, nil
+	case sel.Dead:
+		seen := map[string]bool{}
+		cursor := ""
+		for {
+			ds, next, err := db.ListDeliveries(DeliveryFilter{State: string(Dead), Limit: 1000, Cursor: cursor})
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, d := range ds {
+				if (len(targets) == 0 || slices.Contains(targets, d.Target)) && !seen[d.EventID] {
+					seen[d.EventID] = true
+					ids = append(ids, d.EventID)
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		slices.Sort(ids)
+		return ids, nil, nil
+	}
+	cursor := ""
+	for {
+		evs, next, err := db.ListEvents(EventFilter{OrderID: sel.OrderID, Since: sel.Since, Until: sel.Until,
+			State: sel.State, Limit: 1000, Cursor: cursor})
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, ev := range evs {
+			ids = append(ids, ev.ID)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	slices.Reverse(ids)
+	return ids, nil, nil
+}
+
+// redecide decides the events in chunks: each chunk is one group commit (or,
+// dry, one read transaction with the order states simulated in memory).
+func (db *DB) redecide(ids []string, dec Decider, mopt mapping.Options, opt ReplayOptions, now time.Time, sum *ReplaySummary) error {
+	sim := map[string]mapping.OrderState{} // dry run: order states as the replay would leave them
+	for start := 0; start < len(ids); start += replayChunk {
+		chunk := ids[start:min(start+replayChunk, len(ids))]
+		var part ReplaySummary
+		fn := func(tx *bolt.Tx) error {
+			part = ReplaySummary{}
+			for _, id := range chunk {
+				if err := replayOneTx(tx, id, dec, mopt, opt.DryRun, sim, now, &part); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		var err error
+		if opt.DryRun {
+			err = db.view(fn)
+		} else {
+			err = db.submit(fn, false, true)
+		}
+		if err != nil {
+			sum.Failed += len(chunk)
+			sum.Errors = append(sum.Errors, err.Error())
+			return fmt.Errorf("store: replay: %w", err)
+		}
+		sum.Dispatched += part.Dispatched
+		sum.Superseded += part.Superseded
+		sum.Unchanged += part.Unchanged
+		sum.Skipped += part.Skipped
+		sum.Failed += part.Failed
+		sum.Errors = append(sum.Errors, part.Errors...)
+		sum.Requests = append(sum.Requests, part.Requests...)
+		if opt.Progress != nil {
+			opt.Progress(start+len(chunk), len(ids))
+		}
+	}
+	return nil
+}
+
+func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry bool, sim map[string]mapping.OrderState, now time.Time, sum *ReplaySummary) error {
+	key, err := idKey(id)
+	if err != nil {
+		return err
+	}
+	var ev Event
+	found, err := getJSON(tx.Bucket(bucketEvents), key, &ev)
+	if err != nil {
+		return err
+	}
+	if !found {
+		sum.Failed++
+		sum.Errors = append(sum.Errors, fmt.Sprintf("event %s: not found", id))
+		return nil
+	}
+	if ev.State == mapping.Invalid {
+		sum.Skipped++
+		return nil
+	}
+	dev, err := digishare.Decode(tx.Bucket(bucketPayloads).Get(key))
+	if err != nil {
+		sum.Skipped++
+		return nil
+	}
+	orderID, _ := dec.OrderID(dev)
+	st, ok := sim[orderID]
+	if !ok {
+		if st, err = orderStateTx(tx, orderID); err != nil {
+			return err
+		}
+	}
+	d := dec.Decide(dev, st, mopt)
+	switch d.Outcome {
+	case mapping.Dispatched:
+		sum.Dispatched++
+	case mapping.Superseded:
+		sum.Superseded++
+	case mapping.Unchanged:
+		sum.Unchanged++
+	default:
+		sum.Skipped++
+	}
+	if dry {
+		for _, p := range d.Deliveries {
+			sum.Requests = append(sum.Requests, ReplayRequest{EventID: id, OrderID: d.OrderID, Target: p.Target, Status: p.Status, Skip: p.Skip})
+		}
+		if d.Outcome == mapping.Dispatched || d.Outcome == mapping.Unchanged {
+			next := mapping.Advance(st, d)
+			next.Targets = maps(st.Targets)
+			for _, p := range d.Deliveries {
+				next.Targets[p.Target] = mapping.TargetState{Status: p.Status, Live: p.Skip == ""}
+			}
+			sim[orderID] = next
+		}
+		return nil
+	}
+	created, err := applyTx(tx, &ev, st, d, mopt.Force, now)
+	if err != nil {
+		return err
+	}
+	for _, c := range created {
+		sum.Requests = append(sum.Requests, ReplayRequest{EventID: id, OrderID: c.OrderID, Target: c.Target, Status: c.Status, Skip: c.Reason})
+	}
+	return putJSON(tx.Bucket(bucketEvents), key, &ev)
+}
+
+func maps(m map[string]mapping.TargetState) map[string]mapping.TargetState {
+	out := make(map[string]mapping.TargetState, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// RetryDelivery queues a dead delivery again, as a new delivery with the same
+// order, target and status. It refuses (ErrConflict) a delivery that is not
+// dead, or one a newer delivery for the same order and target replaced:
+// sending it would put an older status over a newer one.
+func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	var out Delivery
+	err = db.submit(func(tx *bolt.Tx) error {
+		var old Delivery
+		found, err := getJSON(tx.Bucket(bucketDeliveries), key, &old)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+		}
+		if old.State != Dead {
+			return fmt.Errorf("%w: delivery %s is %s; only dead deliveries are retried", ErrConflict, id, old.State)
+		}
+		st, err := orderStateTx(tx, old.OrderID)
+		if err != nil {
+			return err
+		}
+		if st.Targets[old.Target].DeliveryID != id {
+			return fmt.Errorf("%w: a newer delivery for order %s and target %s exists", ErrConflict, old.OrderID, old.Target)
+		}
+		nid, err := newID()
+		if err != nil {
+			return err
+		}
+		out = Delivery{ID: nid.String(), EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
+			Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+			State: Pending, Force: old.Force, Reason: "retry of " + id}
+		if err := putJSON(tx.Bucket(bucketDeliveries), nid[:], &out); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketPending).Put(nid[:], nil); err != nil {
+			return err
+		}
+		ts := st.Targets[old.Target]
+		ts.DeliveryID = out.ID
+		st.Targets[old.Target] = ts
+		if err := putJSON(tx.Bucket(bucketOrders), []byte(old.OrderID), &st); err != nil {
+			return err
+		}
+		evKey, err := idKey(old.EventID)
+		if err != nil {
+			return err
+		}
+		var ev Event
+		if found, err := getJSON(tx.Bucket(bucketEvents), evKey, &ev); err != nil || !found {
+			return err
+		}
+		ev.DeliveryIDs = append(ev.DeliveryIDs, out.ID)
+		return putJSON(tx.Bucket(bucketEvents), evKey, &ev)
+	}, false, true)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
