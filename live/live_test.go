@@ -1,0 +1,150 @@
+package live
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/mapping"
+)
+
+type reloads chan bool
+
+func (r reloads) Reload(ok bool) { r <- ok }
+
+const base = `listen: 127.0.0.1:8080
+targets: { expertsender: { api_key: k } }
+mapping:
+  statuses:
+    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }
+`
+
+func setup(t *testing.T) (*Mapping, string, reloads) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	write(t, path, base)
+	cfg, err := config.Resolve(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := make(reloads, 10)
+	return New(cfg, nil, slog.New(slog.DiscardHandler), obs), path, obs
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInvalidReloadKeepsMapping(t *testing.T) {
+	m, path, obs := setup(t)
+	before := m.Current()
+	write(t, path, base+"    bad: { expertsender: paid, nme: x }\n")
+	_, err := m.Reload()
+	var ce *config.Error
+	if !errors.As(err, &ce) || ce.Problems[0].Line != 6 || ce.Problems[0].Path != "mapping.statuses.bad.nme" {
+		t.Fatalf("invalid reload: %v", err)
+	}
+	if m.Current() != before || <-obs {
+		t.Error("an invalid reload replaced the mapping or was counted ok")
+	}
+	// A mapping naming a target the running config does not have is refused
+	// even if the candidate file configures it: targets need a restart.
+	write(t, path, base+"targets_extra: 1\n")
+	if _, err := m.Reload(); err == nil {
+		t.Error("unknown key accepted")
+	}
+	<-obs
+	write(t, path, `listen: 127.0.0.1:8080
+targets: { expertsender: { api_key: k }, http: { crm: { url: "https://crm.example.com" } } }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid, http: { crm: x } } } }
+`)
+	_, err = m.Reload()
+	if !errors.As(err, &ce) || ce.Problems[0].Path != "mapping.statuses.yqdwrbka7kz69v8e.http.crm" {
+		t.Errorf("reference to a target not running: %v", err)
+	}
+	<-obs
+}
+
+func TestValidReloadSwapsAndDiffs(t *testing.T) {
+	m, path, obs := setup(t)
+	before := m.Current().Version()
+	var got []string
+	m.OnReload = func(ids []string, tb *mapping.Table) (int, error) {
+		got = ids
+		return 3, nil
+	}
+	write(t, path, `listen: 127.0.0.1:9999
+targets: { expertsender: { api_key: k } }
+mapping:
+  statuses:
+    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: completed }
+    newstatus0000000: { name: New, expertsender: placed }
+`)
+	res, err := m.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !<-obs {
+		t.Error("reload not counted ok")
+	}
+	if res.Version == before || m.Current().Version() != res.Version {
+		t.Errorf("version %s → %s, current %s", before, res.Version, m.Current().Version())
+	}
+	if len(res.Added) != 1 || res.Added[0] != "newstatus0000000" || len(res.Changed) != 1 || len(res.Removed) != 0 {
+		t.Errorf("diff = %+v", res)
+	}
+	if len(res.RestartNeeded) != 1 || res.RestartNeeded[0] != "listen" {
+		t.Errorf("restart_needed = %v", res.RestartNeeded)
+	}
+	if len(got) != 2 || res.Redecided != 3 {
+		t.Errorf("OnReload got %v, redecided %d", got, res.Redecided)
+	}
+	if e := m.Current().Entries()["yqdwrbka7kz69v8e"]; e.Targets["expertsender"] != "completed" {
+		t.Errorf("entry = %+v", e)
+	}
+}
+
+func TestWatchReloadsOnFileChange(t *testing.T) {
+	m, path, obs := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Watch(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Editors often save by writing a new file and renaming it over the old.
+	deadline := time.After(10 * time.Second)
+	for i := 0; ; i++ {
+		tmp := path + ".tmp"
+		write(t, tmp, base+"    added0000000000: { name: Added, expertsender: paid }\n")
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ok := <-obs:
+			if !ok {
+				t.Fatal("watch reload failed")
+			}
+			if _, has := m.Current().Entries()["added0000000000"]; !has {
+				t.Error("watched change not applied")
+			}
+			return
+		case <-time.After(time.Second): // the watcher may not be registered yet: save again
+		case <-deadline:
+			t.Fatal("no reload after the file changed")
+		}
+	}
+}
+
+func TestNoFile(t *testing.T) {
+	m := New(config.Default(), nil, slog.New(slog.DiscardHandler), make(reloads, 1))
+	if _, err := m.Reload(); !errors.Is(err, ErrNoFile) {
+		t.Errorf("reload without a file: %v", err)
+	}
+}

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/mapping"
+)
+
+func ingestAt(t *testing.T, db *DB, tb *mapping.Table, ticket, order, status, at string, received time.Time) IngestResult {
+	t.Helper()
+	in := incoming(t, fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at}.Payload())
+	in.ReceivedAt = received
+	res, err := db.Ingest(in, tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestReplaySelectorsDryRunAndForce(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	now := time.Now()
+	a := ingestAt(t, db, tb, "a", "1", confirmed, "2026-01-13 10:00:00", now.Add(-3*time.Hour))
+	ingestAt(t, db, tb, "b", "2", confirmed, "2026-01-13 10:00:00", now.Add(-2*time.Hour))
+	ingestAt(t, db, tb, "c", "2", "x9q3wrlv0m7vzea8", "2026-01-13 11:00:00", now.Add(-1*time.Hour))
+	before, _ := db.Stats()
+
+	// Dry run: decisions reported, nothing written.
+	sum, err := db.Replay(ReplaySelector{OrderID: "2"}, tb, ReplayOptions{DryRun: true}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Order 2 already has "placed" (event c) live: replaying b (older) is superseded, c unchanged.
+	if sum.Matched != 2 || sum.Superseded != 1 || sum.Unchanged != 1 || len(sum.Requests) != 0 || !sum.DryRun {
+		t.Errorf("dry run by order = %+v", sum)
+	}
+	if after, _ := db.Stats(); after != before {
+		t.Errorf("dry run wrote: %+v → %+v", before, after)
+	}
+	// Force: both dispatched again, in event order.
+	sum, err = db.Replay(ReplaySelector{OrderID: "2"}, tb, ReplayOptions{DryRun: true, Force: true}, now)
+	if err != nil || sum.Dispatched != 2 || len(sum.Requests) != 2 || sum.Requests[0].Status != "paid" || sum.Requests[1].Status != "placed" {
+		t.Errorf("forced dry run = %+v, %v", sum, err)
+	}
+	sum, err = db.Replay(ReplaySelector{OrderID: "2"}, tb, ReplayOptions{Force: true}, now)
+	if err != nil || sum.Dispatched != 2 {
+		t.Fatalf("forced replay = %+v, %v", sum, err)
+	}
+	ev, _, _ := db.GetEvent(a.EventID)
+	if len(ev.Decisions) != 1 {
+		t.Errorf("event of another order was replayed: %+v", ev.Decisions)
+	}
+	st, _ := db.Stats()
+	if st.Deliveries != before.Deliveries+2 {
+		t.Errorf("deliveries %d, want %d", st.Deliveries, before.Deliveries+2)
+	}
+	// By time range (received), by ids, and the selector is required.
+	sum, _ = db.Replay(ReplaySelector{Since: now.Add(-150 * time.Minute), Until: now.Add(-90 * time.Minute)}, tb, ReplayOptions{DryRun: true}, now)
+	if sum.Matched != 1 {
+		t.Errorf("by time range matched %d, want 1", sum.Matched)
+	}
+	sum, _ = db.Replay(ReplaySelector{EventIDs: []string{a.EventID, "01a20000-0000-7000-8000-000000000000"}}, tb, ReplayOptions{DryRun: true}, now)
+	if sum.Matched != 2 || sum.Failed != 1 || sum.Unchanged != 1 {
+		t.Errorf("by ids = %+v", sum)
+	}
+	if _, err := db.Replay(ReplaySelector{}, tb, ReplayOptions{}, now); !errors.Is(err, ErrNoSelector) {
+		t.Errorf("no selector: %v", err)
+	}
+	// Each replay appended a decision; the original is kept first.
+	evs, _, _ := db.ListEvents(EventFilter{OrderID: "2"})
+	for _, ev := range evs {
+		if len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != mapping.Dispatched {
+			t.Errorf("event %s decisions = %+v", ev.ID, ev.Decisions)
+		}
+	}
+}
+
+func TestReplayDeadAndRetry(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	res := ingestAt(t, db, tb, "a", "1", confirmed, "2026-01-13 10:00:00", time.Now())
+	id := res.Deliveries[0].ID
+	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, ErrConflict) {
+		t.Errorf("retry of a pending delivery: %v, want ErrConflict", err)
+	}
+	if err := db.Record(id, Outcome{State: Dead, Reason: "test"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := db.Replay(ReplaySelector{Dead: true}, tb, ReplayOptions{}, time.Now())
+	if err != nil || sum.Matched != 1 || sum.Dispatched != 1 || len(sum.Requests) != 1 {
+		t.Fatalf("replay dead = %+v, %v", sum, err)
+	}
+	// The dead delivery was replaced by the replay: retrying it would send an
+	// older delivery over the newer one.
+	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, ErrConflict) {
+		t.Errorf("retry of a replaced delivery: %v, want ErrConflict", err)
+	}
+	pending, _ := db.PendingAfter("", 10)
+	if len(pending) != 1 {
+		t.Fatalf("pending = %v", pending)
+	}
+	if err := db.Record(pending[0].ID, Outcome{State: Dead}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.RetryDelivery(pending[0].ID, time.Now())
+	if err != nil || d.State != Pending || d.Status != "paid" || d.ID == pending[0].ID {
+		t.Fatalf("retry = %+v, %v", d, err)
+	}
+	ev, _, _ := db.GetEvent(res.EventID)
+	if len(ev.DeliveryIDs) != 3 {
+		t.Errorf("event delivery ids = %v, want the original, the replay's and the retry's", ev.DeliveryIDs)
+	}
+	if _, err := db.RetryDelivery("01a20000-0000-7000-8000-000000000000", time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("retry unknown: %v", err)
+	}
+}
+
+func TestRedecideUnmapped(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	held := ingestAt(t, db, tb, "a", "1", "newstatus0000000", "2026-01-13 10:00:00", time.Now())
+	other := ingestAt(t, db, tb, "b", "2", "otherstatus00000", "2026-01-13 10:00:00", time.Now())
+	if held.State != mapping.Unmapped {
+		t.Fatalf("state = %s", held.State)
+	}
+	cfg, err := config.Parse([]byte(`
+targets: { expertsender: { api_key: k } }
+mapping: { statuses: { newstatus0000000: { name: New, expertsender: shipped } } }
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := db.RedecideUnmapped([]string{"newstatus0000000"}, mapping.New(cfg), time.Now())
+	if err != nil || sum.Dispatched != 1 || sum.Matched != 1 {
+		t.Fatalf("redecide = %+v, %v", sum, err)
+	}
+	ev, _, _ := db.GetEvent(held.EventID)
+	if ev.State != mapping.Dispatched || len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != mapping.Unmapped {
+		t.Errorf("held event after reload: %+v", ev)
+	}
+	if ev, _, _ := db.GetEvent(other.EventID); ev.State != mapping.Unmapped {
+		t.Errorf("an event whose status is still unmapped was re-decided: %s", ev.State)
+	}
+}
+
+func TestSweepKeepsPendingAndDropsDedup(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	old := time.Now().Add(-100 * 24 * time.Hour)
+	var doneIDs []string
+	for i := range 5 {
+		r := ingestAt(t, db, tb, fmt.Sprint("old", i), fmt.Sprint(i), confirmed, "", old)
+		if i > 0 { // the first stays pending
+			if err := db.Record(r.Deliveries[0].ID, Outcome{State: Done}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			doneIDs = append(doneIDs, r.EventID)
+		}
+	}
+	recent := ingestAt(t, db, tb, "new", "9", confirmed, "", time.Now())
+	n, err := db.Sweep(time.Now().Add(-90 * 24 * time.Hour))
+	if err != nil || n != 4 {
+		t.Fatalf("Sweep = %d, %v; want 4", n, err)
+	}
+	st, _ := db.Stats()
+	if st.Events != 2 || st.Deliveries != 2 || st.Pending != 2 {
+		t.Errorf("after sweep: %+v (want the pending old event and the recent one)", st)
+	}
+	if _, _, err := db.GetEvent(doneIDs[0]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("swept event still there: %v", err)
+	}
+	if _, _, err := db.GetEvent(recent.EventID); err != nil {
+		t.Errorf("recent event swept: %v", err)
+	}
+	// The dedup key went with its event: the same payload is new again.
+	again := ingestAt(t, db, tb, "old1", "1", confirmed, "", time.Now())
+	if again.Duplicate {
+		t.Error("dedup key outlived its event")
+	}
+}
+
+func TestCompact(t *testing.T) {
+	db, path := openTemp(t)
+	tb := testTable(t, "k")
+	for i := range 300 {
+		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "", time.Now().Add(-200*24*time.Hour))
+	}
+	if _, _, err := Compact(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
+		t.Errorf("compact while open: %v, want ErrLocked", err)
+	}
+	pending, _ := db.PendingAfter("", 1000)
+	for _, d := range pending {
+		_ = db.Record(d.ID, Outcome{State: Done}, time.Now())
+	}
+	if _, err := db.Sweep(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ingestAt(t, db, tb, "keep", "k", confirmed, "", time.Now())
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, after, err := Compact(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after >= before {
+		t.Errorf("compact: %d → %d bytes, want smaller", before, after)
+	}
+	db2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	if st, _ := db2.Stats(); st.Events != 1 || st.Pending != 1 {
+		t.Errorf("after compact: %+v", st)
+	}
+}
