@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,5 +212,23 @@ func TestAdminEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(s.logs.String(), adminTok) {
 		t.Error("admin token in the logs")
+	}
+}
+
+func TestSIGHUPReloadsMapping(t *testing.T) {
+	es := fake.NewServer(t)
+	s := startServer(t, fmt.Sprintf(adminConfig, es.URL, ""))
+	if v := s.metric(`statusbridge_mapping_reloads_total{result="ok"}`); v != "" {
+		t.Fatalf("reloads before SIGHUP: %q", v)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.metric(`statusbridge_mapping_reloads_total{result="ok"}`) != "1" {
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the mapping")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the observable counter
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/logging"
@@ -38,8 +39,16 @@ const usage = `statusbridge — Digishare webhook → order status bridge
 Usage:
   statusbridge serve [--config FILE]         run the service
   statusbridge config check [--config FILE]  validate a config file
+  statusbridge events list|show ...          stored events, their decisions and deliveries
+  statusbridge replay ...                    re-decide and re-send stored events
+  statusbridge mapping diff --config NEW     what a candidate mapping would change
+  statusbridge store compact                 shrink the store file (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
+
+events, replay and mapping diff ask the running server through its admin API
+(--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
+and read the store file directly only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
 defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
@@ -79,6 +88,14 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 			return exitConfig
 		}
 		return cmdConfigCheck(args[2:], getenv, stdout, stderr)
+	case "events":
+		return cli.Events(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "replay":
+		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "mapping":
+		return cli.MappingDiff(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "store":
+		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
 		fmt.Fprintln(stdout, "statusbridge", buildVersion())
 		return exitOK

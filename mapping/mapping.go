@@ -127,12 +127,9 @@ func New(cfg *config.Config) *Table {
 }
 
 // version is the first 12 hex digits of the SHA-256 of the canonical mapping
-// section (and the order id rule, which changes decisions too).
+// section: its JSON encoding (maps sorted by key, no whitespace).
 func version(cfg *config.Config) string {
-	canon, _ := json.Marshal(struct {
-		M config.Mapping
-		O config.OrderID
-	}{cfg.Mapping, cfg.OrderID}) // maps marshal with sorted keys
+	canon, _ := json.Marshal(cfg.Mapping)
 	sum := sha256.Sum256(canon)
 	return hex.EncodeToString(sum[:])[:12]
 }

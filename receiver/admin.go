@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,11 +20,16 @@ import (
 	"github.com/statusbridge/statusbridge/store"
 )
 
+// openapiDoc describes every /admin route; a test keeps it in step with the
+// routes registered here.
+//
+//go:embed openapi.json
+var openapiDoc []byte
+
 // AdminStore is what the admin API reads: *store.DB implements it.
 type AdminStore interface {
-	ListEvents(f store.EventFilter) ([]store.Event, string, error)
-	GetEvent(id string) (*store.Event, []byte, error)
-	Deliveries(ids []string) ([]store.Delivery, error)
+	EventSummaries(f store.EventFilter, inFlight func(string) bool) ([]store.EventSummary, string, error)
+	Detail(id string, inFlight func(string) bool) (*store.EventDetail, error)
 	ListDeliveries(f store.DeliveryFilter) ([]store.Delivery, string, error)
 }
 
@@ -46,6 +52,7 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.POST("/mapping/reload", s.adminReload)
 	g.POST("/replay", s.adminReplay)
 	g.POST("/deliveries/:id/retry", s.adminRetry)
+	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openapiDoc) })
 	g.Any("/*", func(echo.Context) error { return &apiError{code: http.StatusNotFound, msg: "no such admin route"} })
 }
 
@@ -97,22 +104,6 @@ func init() {
 	}
 }
 
-// EventSummary is one row of GET /admin/events.
-type EventSummary struct {
-	ID         string          `json:"id"`
-	ReceivedAt time.Time       `json:"received_at"`
-	Event      string          `json:"event"`
-	TicketID   string          `json:"ticket_id,omitempty"`
-	OrderID    string          `json:"order_id,omitempty"`
-	State      mapping.Outcome `json:"state"`
-	StatusID   string          `json:"status_id,omitempty"`
-	StatusName string          `json:"status_name,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	Reason     string          `json:"reason,omitempty"`
-	// Deliveries counts the event's deliveries by state.
-	Deliveries map[string]int `json:"deliveries"`
-}
-
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
 	f := store.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor")}
@@ -129,29 +120,12 @@ func (s *Server) adminEvents(c echo.Context) error {
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	events, next, err := s.opt.Admin.ListEvents(f)
+	rows, next, err := s.opt.Admin.EventSummaries(f, s.opt.InFlight)
 	if errors.Is(err, store.ErrNotFound) {
 		return badRequest("cursor: not a cursor from a previous page")
 	}
 	if err != nil {
 		return err
-	}
-	rows := make([]EventSummary, 0, len(events))
-	for _, ev := range events {
-		row := EventSummary{ID: ev.ID, ReceivedAt: ev.ReceivedAt, Event: ev.Name, TicketID: ev.TicketID,
-			OrderID: ev.OrderID, State: ev.State, Error: ev.Error, Deliveries: map[string]int{}}
-		if n := len(ev.Decisions); n > 0 {
-			d := ev.Decisions[n-1]
-			row.StatusID, row.StatusName, row.Reason = d.StatusID, d.StatusName, d.Reason
-		}
-		ds, err := s.opt.Admin.Deliveries(ev.DeliveryIDs)
-		if err != nil {
-			return err
-		}
-		for _, d := range s.overlay(ds) {
-			row.Deliveries[string(d.State)]++
-		}
-		rows = append(rows, row)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": rows, "next_cursor": next})
 }
@@ -171,22 +145,14 @@ func (s *Server) overlay(ds []store.Delivery) []store.Delivery {
 }
 
 func (s *Server) adminEvent(c echo.Context) error {
-	ev, raw, err := s.opt.Admin.GetEvent(c.Param("id"))
+	d, err := s.opt.Admin.Detail(c.Param("id"), s.opt.InFlight)
 	if errors.Is(err, store.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
 	if err != nil {
 		return err
 	}
-	ds, err := s.opt.Admin.Deliveries(ev.DeliveryIDs)
-	if err != nil {
-		return err
-	}
-	var payload any = string(raw)
-	if json.Valid(raw) {
-		payload = json.RawMessage(raw)
-	}
-	return c.JSON(http.StatusOK, map[string]any{"event": ev, "payload": payload, "deliveries": s.overlay(ds)})
+	return c.JSON(http.StatusOK, d)
 }
 
 var deliveryStates = map[string]bool{"pending": true, "in_flight": true, "done": true, "dead": true, "skipped": true, "superseded": true}

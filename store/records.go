@@ -316,3 +316,81 @@ func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
 	}
 	return out, next, nil
 }
+
+// EventSummary is one row of an event listing.
+type EventSummary struct {
+	ID         string          `json:"id"`
+	ReceivedAt time.Time       `json:"received_at"`
+	Event      string          `json:"event"`
+	TicketID   string          `json:"ticket_id,omitempty"`
+	OrderID    string          `json:"order_id,omitempty"`
+	State      mapping.Outcome `json:"state"`
+	StatusID   string          `json:"status_id,omitempty"`
+	StatusName string          `json:"status_name,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Reason     string          `json:"reason,omitempty"`
+	// Deliveries counts the event's deliveries by state.
+	Deliveries map[string]int `json:"deliveries"`
+}
+
+// EventSummaries is ListEvents with each event's last decision and its
+// deliveries counted by state; inFlight (may be nil) marks pending
+// deliveries being sent right now.
+func (db *DB) EventSummaries(f EventFilter, inFlight func(string) bool) ([]EventSummary, string, error) {
+	events, next, err := db.ListEvents(f)
+	if err != nil {
+		return nil, "", err
+	}
+	rows := make([]EventSummary, 0, len(events))
+	for _, ev := range events {
+		row := EventSummary{ID: ev.ID, ReceivedAt: ev.ReceivedAt, Event: ev.Name, TicketID: ev.TicketID,
+			OrderID: ev.OrderID, State: ev.State, Error: ev.Error, Deliveries: map[string]int{}}
+		if n := len(ev.Decisions); n > 0 {
+			d := ev.Decisions[n-1]
+			row.StatusID, row.StatusName, row.Reason = d.StatusID, d.StatusName, d.Reason
+		}
+		ds, err := db.Deliveries(ev.DeliveryIDs)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, d := range ds {
+			state := d.State
+			if state == Pending && inFlight != nil && inFlight(d.ID) {
+				state = InFlight
+			}
+			row.Deliveries[string(state)]++
+		}
+		rows = append(rows, row)
+	}
+	return rows, next, nil
+}
+
+// EventDetail is an event with its payload and every delivery and attempt.
+type EventDetail struct {
+	Event      Event           `json:"event"`
+	Payload    json.RawMessage `json:"payload"` // the body as received (a JSON string when it was not JSON)
+	Deliveries []Delivery      `json:"deliveries"`
+}
+
+// Detail returns an event's detail; inFlight (may be nil) marks pending
+// deliveries being sent right now.
+func (db *DB) Detail(id string, inFlight func(string) bool) (*EventDetail, error) {
+	ev, raw, err := db.GetEvent(id)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := db.Deliveries(ev.DeliveryIDs)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ds {
+		if ds[i].State == Pending && inFlight != nil && inFlight(ds[i].ID) {
+			ds[i].State = InFlight
+		}
+	}
+	payload := json.RawMessage(raw)
+	if !json.Valid(raw) {
+		payload, _ = json.Marshal(string(raw))
+	}
+	return &EventDetail{Event: *ev, Payload: payload, Deliveries: ds}, nil
+}

@@ -69,6 +69,14 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 	if sum.Matched != 2 || sum.Failed != 1 || sum.Unchanged != 1 {
 		t.Errorf("by ids = %+v", sum)
 	}
+	sum, _ = db.Replay(ReplaySelector{State: string(mapping.Unchanged)}, tb, ReplayOptions{DryRun: true}, now)
+	if sum.Matched != 0 {
+		t.Errorf("by state unchanged matched %d, want 0", sum.Matched)
+	}
+	sum, _ = db.Replay(ReplaySelector{State: string(mapping.Dispatched), OrderID: "1"}, tb, ReplayOptions{DryRun: true}, now)
+	if sum.Matched != 1 || sum.Unchanged != 1 {
+		t.Errorf("by state dispatched and order 1 = %+v", sum)
+	}
 	if _, err := db.Replay(ReplaySelector{}, tb, ReplayOptions{}, now); !errors.Is(err, ErrNoSelector) {
 		t.Errorf("no selector: %v", err)
 	}

@@ -1,0 +1,491 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/store"
+)
+
+// Exit statuses, as main's.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+// subcommand checks that args start with one of names; otherwise it prints
+// the usage (to stdout for --help, exit 0; to stderr, exit 2) and done is true.
+func subcommand(args []string, usage string, env Env, names ...string) (code int, done bool) {
+	if len(args) > 0 {
+		for _, n := range names {
+			if args[0] == n {
+				return 0, false
+			}
+		}
+		if args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+			fmt.Fprint(env.Stdout, usage)
+			return exitOK, true
+		}
+	}
+	fmt.Fprint(env.Stderr, usage)
+	return exitUsage, true
+}
+
+func flags(name, usage string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprint(env.Stdout, usage)
+		fs.SetOutput(env.Stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(env.Stderr)
+	}
+	return fs
+}
+
+// common registers --config and --server.
+func common(fs *flag.FlagSet) (cfgPath, server *string) {
+	return fs.String("config", "config.yaml", "config file (its listen address and store path are used)"),
+		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store file is never opened directly")
+}
+
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, true
+		}
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+func loadConfig(path string, env Env) (*config.Config, error) {
+	if path == "config.yaml" {
+		return config.Resolve("", env.Getenv) // absent: built-in defaults
+	}
+	return config.Resolve(path, env.Getenv)
+}
+
+func fail(env Env, err error) int {
+	fmt.Fprintln(env.Stderr, "statusbridge:", err)
+	return exitFailure
+}
+
+const eventsUsage = `Usage:
+  statusbridge events list [--state S] [--order ID] [--since T] [--until T] [--limit N] [--json]
+  statusbridge events show ID [--json]
+
+Lists stored events (newest first) or shows one: payload, decisions,
+deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
+The running server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN);
+when none answers, the store file is read directly.
+
+`
+
+// Events runs "events list" and "events show".
+func Events(args []string, env Env) int {
+	if code, done := subcommand(args, eventsUsage, env, "list", "show"); done {
+		return code
+	}
+	sub := args[0]
+	fs := flags("events "+sub, eventsUsage, env)
+	cfgPath, server := common(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	state := fs.String("state", "", "only events in this state (dispatched, unmapped, invalid, ...)")
+	order := fs.String("order", "", "only events of this order id")
+	since := fs.String("since", "", "received at or after this time")
+	until := fs.String("until", "", "received before this time")
+	limit := fs.Int("limit", 50, "at most this many events (1-1000)")
+	var id string
+	rest := args[1:]
+	if sub == "show" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		id, rest = rest[0], rest[1:]
+	}
+	if code, done := parse(fs, rest); done {
+		return code
+	}
+	if sub == "show" && id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	}
+	if sub == "show" && id == "" {
+		fmt.Fprint(env.Stderr, "events show needs an event id\n")
+		return exitUsage
+	}
+	cfg, err := loadConfig(*cfgPath, env)
+	if err != nil {
+		return fail(env, err)
+	}
+	srv, explicit := serverURL(cfg, *server)
+	b, err := connect(cfg, srv, explicit, env, false)
+	if err != nil {
+		return fail(env, err)
+	}
+	defer b.Close()
+	if sub == "show" {
+		d, err := b.Detail(id)
+		if err != nil {
+			return fail(env, err)
+		}
+		if *asJSON {
+			return printJSON(env.Stdout, d)
+		}
+		printDetail(env.Stdout, d)
+		return exitOK
+	}
+	f := store.EventFilter{State: *state, OrderID: *order, Limit: *limit}
+	if f.Since, err = parseTime("--since", *since); err != nil {
+		return fail(env, err)
+	}
+	if f.Until, err = parseTime("--until", *until); err != nil {
+		return fail(env, err)
+	}
+	rows, _, err := b.EventSummaries(f)
+	if err != nil {
+		return fail(env, err)
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, rows)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECEIVED\tEVENT\tTICKET\tORDER\tSTATUS\tSTATE\tDELIVERIES")
+	for _, r := range rows {
+		status := r.StatusName
+		if status == "" {
+			status = r.StatusID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ReceivedAt.UTC().Format(digishare.TimeLayout), r.Event,
+			dash(r.TicketID), dash(r.OrderID), dash(status), r.State, counts(r.Deliveries))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func counts(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", m[k], k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func printDetail(w io.Writer, d *store.EventDetail) {
+	ev := d.Event
+	fmt.Fprintf(w, "Event %s (%s)\n  received  %s\n  ticket    %s\n  order     %s\n  state     %s\n",
+		ev.ID, ev.Name, ev.ReceivedAt.UTC().Format(time.RFC3339), dash(ev.TicketID), dash(ev.OrderID), ev.State)
+	if ev.Error != "" {
+		fmt.Fprintf(w, "  error     %s\n", ev.Error)
+	}
+	for i, dec := range ev.Decisions {
+		label := "decision"
+		if i > 0 {
+			label = fmt.Sprintf("replay %d", i)
+		}
+		fmt.Fprintf(w, "  %-9s %s (mapping %s) status %s %q changed_at %s", label, dec.Outcome, dec.MappingVersion,
+			dash(dec.StatusID), dec.StatusName, dash(dec.ChangedAtText))
+		if dec.Reason != "" {
+			fmt.Fprintf(w, " — %s", dec.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "Deliveries (%d)\n", len(d.Deliveries))
+	for _, del := range d.Deliveries {
+		fmt.Fprintf(w, "  %s  %-16s %-12s status %q", del.ID, del.Target, del.State, del.Status)
+		if del.Result != "" {
+			fmt.Fprintf(w, " result %s", del.Result)
+		}
+		if del.Reason != "" {
+			fmt.Fprintf(w, " — %s", del.Reason)
+		}
+		fmt.Fprintln(w)
+		for i, a := range del.Attempts {
+			fmt.Fprintf(w, "    attempt %d  %s  HTTP %d  %v", i+1, a.At.UTC().Format(time.RFC3339), a.StatusCode, a.Duration.Round(time.Millisecond))
+			if a.Error != "" {
+				fmt.Fprintf(w, "  %s", a.Error)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	fmt.Fprintf(w, "Payload\n  %s\n", d.Payload)
+}
+
+const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead)
+                          [--target NAME]... [--dry-run] [--force]
+
+Re-decides the selected events under the current mapping and creates the
+deliveries that decision asks for; superseded and unchanged still hold
+unless --force. --dry-run prints, per event, what it would send and sends
+nothing. Ends with a summary (matched, dispatched, superseded, unchanged,
+skipped, failed); a bulk replay on the store file shows progress.
+
+`
+
+// Replay runs "replay".
+func Replay(args []string, env Env) int {
+	fs := flags("replay", replayUsage, env)
+	cfgPath, server := common(fs)
+	var events, targets multi
+	fs.Var(&events, "event", "event id to replay (repeatable)")
+	order := fs.String("order", "", "replay every event of this order")
+	since := fs.String("since", "", "replay events received at or after this time")
+	until := fs.String("until", "", "with --since: received before this time")
+	dead := fs.Bool("dead", false, "replay the events of every dead delivery")
+	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>")
+	dry := fs.Bool("dry-run", false, "print what would be sent; send nothing")
+	force := fs.Bool("force", false, "send even when superseded or unchanged (and repeat Everlytic workflows)")
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	events = append(events, fs.Args()...)
+	selectors := 0
+	for _, on := range []bool{len(events) > 0, *order != "", *since != "", *dead} {
+		if on {
+			selectors++
+		}
+	}
+	if selectors != 1 || (*until != "" && *since == "") {
+		fmt.Fprint(env.Stderr, "replay needs exactly one of --event, --order, --since (with optional --until) or --dead\n")
+		return exitUsage
+	}
+	cfg, err := loadConfig(*cfgPath, env)
+	if err != nil {
+		return fail(env, err)
+	}
+	srv, explicit := serverURL(cfg, *server)
+	b, err := connect(cfg, srv, explicit, env, !*dry)
+	if err != nil {
+		return fail(env, err)
+	}
+	defer b.Close()
+	req := receiver.ReplayRequest{EventIDs: events, OrderID: *order, Since: *since, Until: *until, Dead: *dead,
+		Targets: targets, DryRun: *dry, Force: *force}
+	start := time.Now()
+	progress := func(done, total int) {
+		if total > replayProgressMin {
+			fmt.Fprintf(env.Stderr, "\rreplayed %d/%d events", done, total)
+			if done == total {
+				fmt.Fprintln(env.Stderr)
+			}
+		}
+	}
+	sum, err := b.Replay(req, progress)
+	if err != nil {
+		return fail(env, err)
+	}
+	if *dry {
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "EVENT\tORDER\tTARGET\tSTATUS\tNOTE")
+		for _, r := range sum.Requests {
+			note := "would send"
+			if r.Skip != "" {
+				note = "skipped: " + r.Skip
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.EventID, r.OrderID, r.Target, r.Status, note)
+		}
+		tw.Flush()
+	}
+	verb := "replayed"
+	if *dry {
+		verb = "dry run"
+	}
+	fmt.Fprintf(env.Stdout, "%s: %d matched, %d dispatched, %d superseded, %d unchanged, %d skipped, %d failed (%d deliveries, %v)\n",
+		verb, sum.Matched, sum.Dispatched, sum.Superseded, sum.Unchanged, sum.Skipped, sum.Failed, len(sum.Requests),
+		time.Since(start).Round(time.Millisecond))
+	for _, e := range sum.Errors {
+		fmt.Fprintln(env.Stderr, "  ", e)
+	}
+	if sum.Failed > 0 {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// replayProgressMin: smaller replays print only their summary.
+const replayProgressMin = 200
+
+const diffUsage = `Usage: statusbridge mapping diff --config NEW.yaml [--last N] [--server URL]
+
+Decides the last N stored events under the mapping of NEW.yaml and prints
+each event whose outcome or statuses would change (old outcome → new
+outcome). Nothing is sent and nothing is written. Order history is not
+re-evaluated: superseded and unchanged count as dispatched, so the diff
+shows what the mapping itself changes. The store is read from the server
+at --server or, when none answers, from the store file of NEW.yaml.
+
+`
+
+// MappingDiff runs "mapping diff".
+func MappingDiff(args []string, env Env) int {
+	if code, done := subcommand(args, diffUsage, env, "diff"); done {
+		return code
+	}
+	fs := flags("mapping diff", diffUsage, env)
+	cfgPath, server := common(fs)
+	last := fs.Int("last", 100, "how many of the newest events to decide again (1-1000)")
+	if code, done := parse(fs, args[1:]); done {
+		return code
+	}
+	if *last < 1 || *last > 1000 {
+		fmt.Fprint(env.Stderr, "--last: a whole number from 1 to 1000\n")
+		return exitUsage
+	}
+	cand, err := config.Resolve(*cfgPath, env.Getenv)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, err)
+		return exitFailure
+	}
+	table := mapping.New(cand)
+	srv, explicit := serverURL(cand, *server)
+	b, err := connect(cand, srv, explicit, env, false)
+	if err != nil {
+		return fail(env, err)
+	}
+	defer b.Close()
+	rows, _, err := b.EventSummaries(store.EventFilter{Limit: *last})
+	if err != nil {
+		return fail(env, err)
+	}
+	changed := 0
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tORDER\tSTATUS\tOLD\t\tNEW")
+	for i := len(rows) - 1; i >= 0; i-- {
+		r := rows[i]
+		if r.State == mapping.Invalid {
+			continue
+		}
+		d, err := b.Detail(r.ID)
+		if err != nil {
+			return fail(env, err)
+		}
+		ev, err := digishare.Decode(d.Payload)
+		if err != nil {
+			continue
+		}
+		nd := table.Decide(ev, mapping.OrderState{}, mapping.Options{Force: true})
+		var old mapping.Decision
+		if n := len(d.Event.Decisions); n > 0 {
+			old = d.Event.Decisions[n-1]
+		}
+		oldSends := sends(old, d.Deliveries)
+		newSends := sends(nd, nil)
+		if class(old.Outcome) == class(nd.Outcome) && (oldSends == newSends || class(nd.Outcome) != mapping.Dispatched || oldSends == "") {
+			continue
+		}
+		changed++
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t→\t%s %s\n", r.ID, dash(r.OrderID), dash(nd.StatusID), old.Outcome, oldSends, nd.Outcome, newSends)
+	}
+	tw.Flush()
+	fmt.Fprintf(env.Stdout, "%d of %d events would change under %s (mapping version %s)\n", changed, len(rows), cand.File, table.Version())
+	return exitOK
+}
+
+// class folds the outcomes that depend on order history into dispatched.
+func class(o mapping.Outcome) mapping.Outcome {
+	if o == mapping.Superseded || o == mapping.Unchanged {
+		return mapping.Dispatched
+	}
+	return o
+}
+
+// sends describes what a decision sends: "(expertsender=paid, http.crm=x)".
+func sends(d mapping.Decision, ds []store.Delivery) string {
+	var parts []string
+	for _, p := range d.Deliveries {
+		parts = append(parts, p.Target+"="+p.Status)
+	}
+	if len(parts) == 0 {
+		for _, del := range ds {
+			parts = append(parts, del.Target+"="+del.Status)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	sort.Strings(parts)
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+const compactUsage = `Usage: statusbridge store compact [--config FILE]
+
+Rewrites the store file offline so it shrinks after retention deleted old
+events (bbolt never gives space back by itself). Refuses while a server
+holds the file: stop the service first.
+
+`
+
+// StoreCompact runs "store compact".
+func StoreCompact(args []string, env Env) int {
+	if code, done := subcommand(args, compactUsage, env, "compact"); done {
+		return code
+	}
+	fs := flags("store compact", compactUsage, env)
+	cfgPath := fs.String("config", "config.yaml", "config file (its store.path is compacted)")
+	if code, done := parse(fs, args[1:]); done {
+		return code
+	}
+	cfg, err := loadConfig(*cfgPath, env)
+	if err != nil {
+		return fail(env, err)
+	}
+	before, after, err := store.Compact(cfg.Store.Path, 500*time.Millisecond)
+	if errors.Is(err, store.ErrLocked) {
+		return fail(env, fmt.Errorf("a running server holds %s: stop it before compacting", cfg.Store.Path))
+	}
+	if err != nil {
+		return fail(env, err)
+	}
+	fmt.Fprintf(env.Stdout, "compacted %s: %d → %d bytes\n", cfg.Store.Path, before, after)
+	return exitOK
+}
+
+func parseTime(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := digishare.ParseTime(v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: use RFC 3339 or \"YYYY-MM-DD HH:MM:SS\" (UTC)", name)
+	}
+	return t, nil
+}
