@@ -263,3 +263,32 @@ mapping:
 		t.Errorf("mapping = %+v", cfg.Mapping.Statuses["s"])
 	}
 }
+
+func TestAliasCyclesAndBombsAreProblems(t *testing.T) {
+	for name, c := range map[string]struct {
+		yaml, contains string
+	}{
+		"cycle in a body": {"targets: { http: { crm: { url: \"https://x\", body: &a { x: *a } } } }\n", "cycle"},
+		"indirect cycle":  {"targets: &t { http: { crm: { url: \"https://x\", body: { all: *t } } } }\n", "cycle"},
+		"billion laughs": {`a: &a ["x","x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]
+targets: { http: { crm: { url: "https://x", body: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e] } } }
+`, "nodes"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, err := Parse([]byte(c.yaml), env(nil)); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), c.contains) {
+					t.Errorf("Parse = %v, want a problem about %q", err, c.contains)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Parse did not return")
+			}
+		})
+	}
+}

@@ -18,7 +18,14 @@ type decoder struct {
 	getenv   func(string) (string, bool)
 	lines    map[string]int // key path → line, for messages about valid-looking values
 	problems []Problem
+	// active holds the alias targets being expanded (a cycle is an error);
+	// expanded counts nodes walked, bounding alias "billion laughs" blow-ups.
+	active   map[*yaml.Node]bool
+	expanded int
 }
+
+// maxExpandedNodes bounds the nodes a config may expand to through aliases.
+const maxExpandedNodes = 100000
 
 func (d *decoder) add(path string, line int, msg string) {
 	d.problems = append(d.problems, Problem{Path: path, Line: line, Message: msg})
@@ -57,6 +64,9 @@ func (d *decoder) decodeDocument(data []byte, cfg *Config) bool {
 
 // decode fills v from n; mapping keys are never env-expanded, values are.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if !d.enter(n, path) {
+		return
+	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
@@ -174,10 +184,32 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
+// enter accounts for one node; it reports false (once, as a problem) when
+// the document expands past maxExpandedNodes.
+func (d *decoder) enter(n *yaml.Node, path string) bool {
+	d.expanded++
+	if d.expanded == maxExpandedNodes+1 {
+		d.add(path, n.Line, fmt.Sprintf("the document expands to more than %d nodes through aliases", maxExpandedNodes))
+	}
+	return d.expanded <= maxExpandedNodes
+}
+
 // generic decodes free-form YAML (a request body) into maps, slices, strings,
 // numbers and booleans, expanding ${VAR} in strings.
 func (d *decoder) generic(n *yaml.Node, path string) (any, bool) {
+	if !d.enter(n, path) {
+		return nil, false
+	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		if d.active[n.Alias] {
+			d.add(path, n.Line, "alias refers to a value that contains it (a cycle)")
+			return nil, false
+		}
+		if d.active == nil {
+			d.active = map[*yaml.Node]bool{}
+		}
+		d.active[n.Alias] = true
+		defer delete(d.active, n.Alias)
 		n = n.Alias
 	}
 	switch n.Kind {

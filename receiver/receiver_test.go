@@ -25,10 +25,11 @@ const (
 )
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	db   *store.DB
-	srv  *httptest.Server
-	logs *syncBuffer
+	srv    *httptest.Server
+	logs   *syncBuffer
+	server *Server
 }
 
 type syncBuffer struct {
@@ -48,7 +49,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, tok string, in Ingester, opts ...func(*Options)) *env {
+func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "sb.db"), store.Options{})
 	if err != nil {
@@ -81,7 +82,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	s := New(in, o)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, db: db, srv: srv, logs: logs}
+	return &env{t: t, db: db, srv: srv, logs: logs, server: s}
 }
 
 type answer struct {

@@ -1,0 +1,58 @@
+package digishare
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzDecode: no input panics or hangs the decoder; every error is one of
+// the two documented kinds; a success has what the pipeline relies on; the
+// dedup key is deterministic. Seeds: testdata/fuzz/FuzzDecode (real shapes
+// and every broken case known), run by every go test.
+func FuzzDecode(f *testing.F) {
+	if sample, err := os.ReadFile("testdata/ticket_updated.json"); err == nil {
+		f.Add(sample)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ev, err := Decode(raw)
+		var se *ShapeError
+		switch {
+		case err == nil:
+			if ev == nil || ev.Name == "" || ev.TicketID == "" {
+				t.Fatalf("success without name or ticket id: %+v", ev)
+			}
+			if ev.Name == EventTicketUpdated {
+				if _, _, ok := ev.ChangedAt(); !ok {
+					for _, k := range []string{"date_status", "updated_at"} {
+						if s, present := ev.ChangeString(k); present && s != "" {
+							t.Fatalf("%s %q present but ChangedAt failed", k, s)
+						}
+					}
+				}
+			}
+		case errors.Is(err, ErrNotJSON):
+			if ev != nil {
+				t.Fatal("ErrNotJSON with an event")
+			}
+			if utf8.Valid(raw) && len(bytes.TrimSpace(raw)) > 0 && json.Valid(raw) {
+				t.Fatalf("valid JSON reported as not JSON: %v", err)
+			}
+		case errors.As(err, &se):
+			if ev == nil {
+				t.Fatal("shape error without the partial event")
+			}
+		default:
+			t.Fatalf("undocumented error %T: %v", err, err)
+		}
+		if ev != nil {
+			again, _ := Decode(raw)
+			if again.DedupKey != ev.DedupKey {
+				t.Fatal("dedup key not deterministic")
+			}
+		}
+	})
+}
