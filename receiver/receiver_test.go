@@ -25,8 +25,8 @@ const (
 )
 
 type env struct {
-	t    testing.TB
-	db   *store.DB
+	t      testing.TB
+	db     *store.DB
 	srv    *httptest.Server
 	logs   *syncBuffer
 	server *Server
