@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,10 +32,12 @@ const (
 type notifyingOutbox struct {
 	*store.DB
 	recorded chan struct{}
+	records  atomic.Int64
 }
 
 func (n *notifyingOutbox) Record(id string, o store.Outcome, now time.Time) error {
 	err := n.DB.Record(id, o, now)
+	n.records.Add(1)
 	select {
 	case n.recorded <- struct{}{}:
 	default:
