@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/store"
 )
 
 const adminToken = "admin-Token-77"
@@ -23,11 +25,34 @@ func (e *env) admin(path, token string) answer {
 }
 
 func TestAdminAuth(t *testing.T) {
-	e := newEnv(t, "", nil, withAdmin)
-	for _, p := range []string{"/admin/events", "/admin/events/x", "/admin/deliveries", "/admin/mapping", "/admin/nope"} {
-		for name, tok := range map[string]string{"missing": "", "wrong": "nope", "other case": "ADMIN-TOKEN-77", "prefix": adminToken[:5]} {
-			if a := e.admin(p, tok); a.code != http.StatusUnauthorized {
-				t.Errorf("%s with %s token: %d, want 401", p, name, a.code)
+	e := newEnv(t, "", nil, withAdmin, func(o *Options) {
+		o.Reload = func() (any, error) { t.Error("reload ran without a valid token"); return nil, nil }
+		o.Retry = func(string) (*store.Delivery, error) { t.Error("retry ran without a valid token"); return nil, nil }
+		o.Replay = func(store.ReplaySelector, store.ReplayOptions) (store.ReplaySummary, error) {
+			t.Error("replay ran without a valid token")
+			return store.ReplaySummary{}, nil
+		}
+	})
+	// Every registered admin route, whatever its method, plus an unknown one.
+	routes := [][2]string{{http.MethodGet, "/admin/nope"}}
+	for _, r := range e.server.e.Routes() {
+		if strings.HasPrefix(r.Path, "/admin/") && !strings.HasSuffix(r.Path, "*") {
+			routes = append(routes, [2]string{r.Method, strings.ReplaceAll(r.Path, ":id", "x")})
+		}
+	}
+	if len(routes) < 9 {
+		t.Fatalf("only %d admin routes: %v", len(routes), routes)
+	}
+	for _, rt := range routes {
+		for name, auth := range map[string]string{"missing": "", "wrong": "Bearer nope", "other case": "Bearer ADMIN-TOKEN-77",
+			"prefix": "Bearer " + adminToken[:5], "longer": "Bearer " + adminToken + "7", "basic": "Basic YWRtaW46YWRtaW4tVG9rZW4tNzc=",
+			"no scheme": adminToken} {
+			req, _ := http.NewRequest(rt[0], e.srv.URL+rt[1], strings.NewReader(`{"order_id":"1"}`))
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			if a := e.do(req); a.code != http.StatusUnauthorized {
+				t.Errorf("%s %s with %s token: %d, want 401", rt[0], rt[1], name, a.code)
 			}
 		}
 	}
