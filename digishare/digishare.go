@@ -146,6 +146,16 @@ type wireInformation struct {
 // not null, is an object; `data.data` is an object (it may be absent, except on
 // ticket.updated). Unknown fields are accepted everywhere.
 func Decode(raw []byte) (*Event, error) {
+	if ev, ok := fastDecode(raw); ok {
+		return ev, nil
+	}
+	return slowDecode(raw)
+}
+
+// slowDecode is the precise decoder: it walks the body level by level so it
+// can name exactly what is wrong. Decode uses it when the one-pass fastDecode
+// cannot vouch for the body.
+func slowDecode(raw []byte) (*Event, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("%w: empty body", ErrNotJSON)
 	}

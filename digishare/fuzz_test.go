@@ -3,6 +3,7 @@ package digishare
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"errors"
 	"os"
 	"testing"
@@ -48,6 +49,16 @@ func FuzzDecode(f *testing.F) {
 		default:
 			t.Fatalf("undocumented error %T: %v", err, err)
 		}
+		// The one-pass fast path must agree with the precise decoder.
+		if fast, ok := fastDecode(raw); ok {
+			slow, err := slowDecode(raw)
+			if err != nil {
+				t.Fatalf("fast path accepted what the precise decoder refuses: %v", err)
+			}
+			if !reflect.DeepEqual(normal(fast), normal(slow)) {
+				t.Fatalf("fast and precise decoders disagree:\n fast %+v\n slow %+v", normal(fast), normal(slow))
+			}
+		}
 		if ev != nil {
 			again, _ := Decode(raw)
 			if again.DedupKey != ev.DedupKey {
@@ -55,4 +66,19 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// normal makes empty and nil maps compare equal.
+func normal(ev *Event) Event {
+	e := *ev
+	if len(e.Changes) == 0 {
+		e.Changes = nil
+	}
+	if len(e.Ticket.Third) == 0 {
+		e.Ticket.Third = nil
+	}
+	if len(e.Ticket.CampaignData) == 0 {
+		e.Ticket.CampaignData = nil
+	}
+	return e
 }

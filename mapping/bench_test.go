@@ -1,0 +1,23 @@
+package mapping
+
+import (
+	"testing"
+
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/internal/fake"
+)
+
+func BenchmarkDecide(b *testing.B) {
+	tb := table(&testing.T{}, nil)
+	ev, err := digishare.Decode(fake.Update{TicketID: "t", OrderID: "ORDER-42", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload())
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := OrderState{Targets: map[string]TargetState{TargetExpertSender: {Status: "placed", DeliveryID: "d", Live: true}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := tb.Decide(ev, st, Options{}); d.Outcome != Dispatched {
+			b.Fatal(d.Outcome)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package store
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/internal/fake"
+	bolt "go.etcd.io/bbolt"
+)
+
+// BenchmarkIngest measures durable ingest through the group committer with
+// 64 concurrent callers (as 64 HTTP connections would be): each op is one
+// webhook decided, stored with its delivery, and fsynced before it returns.
+// It also reports the store's size per event.
+func BenchmarkIngest(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "bench.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	tb := testTable(&testing.T{}, "k")
+	pad := strings.Repeat("x", 700) // ~1.5 KB payloads, as Digishare sends
+	var n atomic.Int64
+	b.SetParallelism(32) // 2 cores × 32 = 64 concurrent ingests
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
+				DateStatus: "2026-01-13 16:29:51", Campaign: map[string]any{"pad": pad}}.Payload()
+			ev, err := digishare.Decode(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.Ingest(Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}, tb); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.StopTimer()
+	if st, err := db.Stats(); err == nil && st.Events > 0 {
+		var used int64
+		_ = db.view(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+		b.ReportMetric(float64(used)/float64(st.Events), "store-B/event")
+	}
+}
