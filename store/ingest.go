@@ -42,9 +42,10 @@ type IngestResult struct {
 // case nothing was stored.
 func (db *DB) Ingest(in Incoming, dec Decider) (IngestResult, error) {
 	var res IngestResult
+	stored := compress(in.Raw) // here, in parallel, not in the single committer
 	err := db.submit(func(tx *bolt.Tx) error {
 		res = IngestResult{}
-		return db.ingestTx(tx, in, dec, &res)
+		return db.ingestTx(tx, in, stored, dec, &res)
 	}, true, true)
 	if err != nil {
 		return IngestResult{}, err
@@ -52,7 +53,7 @@ func (db *DB) Ingest(in Incoming, dec Decider) (IngestResult, error) {
 	return res, nil
 }
 
-func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, dec Decider, res *IngestResult) error {
+func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, stored []byte, dec Decider, res *IngestResult) error {
 	dedup := tx.Bucket(bucketDedup)
 	if first := dedup.Get(in.Event.DedupKey[:]); first != nil {
 		res.EventID, res.Duplicate = idString(first), true
@@ -86,7 +87,7 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, dec Decider, res *IngestResult)
 	if err := putJSON(tx.Bucket(bucketEvents), id[:], ev); err != nil {
 		return fmt.Errorf("store: put event %s: %w", ev.ID, err)
 	}
-	if err := tx.Bucket(bucketPayloads).Put(id[:], in.Raw); err != nil {
+	if err := tx.Bucket(bucketPayloads).Put(id[:], stored); err != nil {
 		return fmt.Errorf("store: put payload %s: %w", ev.ID, err)
 	}
 	if err := dedup.Put(in.Event.DedupKey[:], id[:]); err != nil {

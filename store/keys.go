@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Bucket names. Keys are chosen so cursors iterate in time order.
@@ -48,4 +49,14 @@ func idString(key []byte) string {
 	var u uuid.UUID
 	copy(u[:], key)
 	return u.String()
+}
+
+// fillAppendOnly packs the pages of buckets whose keys only grow (time-ordered
+// ids): a split then leaves full pages behind instead of half-empty ones.
+func fillAppendOnly(tx *bolt.Tx) {
+	for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketDeliveries} {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = 0.95
+		}
+	}
 }

@@ -115,8 +115,8 @@ func (db *DB) GetEvent(id string) (*Event, []byte, error) {
 		if !found {
 			return fmt.Errorf("%w: event %s", ErrNotFound, id)
 		}
-		raw = append([]byte(nil), tx.Bucket(bucketPayloads).Get(key)...)
-		return nil
+		raw, err = decompress(tx.Bucket(bucketPayloads).Get(key))
+		return err
 	})
 	if err != nil {
 		return nil, nil, err

@@ -243,7 +243,11 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 		sum.Skipped++
 		return nil
 	}
-	dev, err := digishare.Decode(tx.Bucket(bucketPayloads).Get(key))
+	raw, err := decompress(tx.Bucket(bucketPayloads).Get(key))
+	if err != nil {
+		return err
+	}
+	dev, err := digishare.Decode(raw)
 	if err != nil {
 		sum.Skipped++
 		return nil
