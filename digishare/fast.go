@@ -35,7 +35,9 @@ func (t *jtext) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (t *jtext) scalar() bool { return t.kind == '"' || t.kind == '-' || (t.kind >= '0' && t.kind <= '9') }
+func (t *jtext) scalar() bool {
+	return t.kind == '"' || t.kind == '-' || (t.kind >= '0' && t.kind <= '9')
+}
 
 type fastRoot struct {
 	Event *jtext    `json:"event"`
@@ -154,7 +156,6 @@ func canonicalObject(m map[string]json.RawMessage) ([]byte, bool) {
 	buf.WriteByte('}')
 	return buf.Bytes(), true
 }
-
 
 // plainScalar reports whether v is already in canonical form: a number, a
 // literal, or a string without escapes and without the characters the

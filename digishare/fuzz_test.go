@@ -3,9 +3,9 @@ package digishare
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"errors"
 	"os"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 )
