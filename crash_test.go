@@ -57,6 +57,12 @@ mapping:
 	defer logFile.Close()
 	var cmd *exec.Cmd
 	var exited chan struct{}
+	t.Cleanup(func() { // on every path, failures included: never leave a server running
+		if cmd != nil && cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
 	start := func() {
 		cmd = exec.Command(bin, "serve", "--config", cfg)
 		cmd.Stdout, cmd.Stderr = logFile, logFile

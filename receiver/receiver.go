@@ -262,9 +262,16 @@ type webhookAnswer struct {
 	Error     string          `json:"error,omitempty"`
 }
 
+// busy is implemented by ingesters that can say they would refuse now.
+type busy interface{ Busy() bool }
+
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	received := s.opt.Now()
+	if b, ok := s.in.(busy); ok && b.Busy() {
+		s.opt.Observer.Webhook("store_error")
+		return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
+	}
 	if r.ContentLength > s.opt.MaxBody {
 		s.opt.Observer.Webhook("too_large")
 		return tooLarge(s.opt.MaxBody)

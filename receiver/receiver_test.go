@@ -318,3 +318,20 @@ func TestHealthAndReady(t *testing.T) {
 		t.Errorf("unknown route: %d", a.code)
 	}
 }
+
+// busyStore is the real store, reporting its queue full.
+type busyStore struct{ *store.DB }
+
+func (busyStore) Busy() bool { return true }
+
+func TestBusyStoreRefusesBeforeReadingBody(t *testing.T) {
+	e := newEnv(t, "", nil)
+	b := newEnv(t, "", busyStore{e.db})
+	a := b.post(hookPath, payload("t1"), nil)
+	if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") != "1" {
+		t.Errorf("busy: %d %v, want 503 with Retry-After: 1", a.code, a.body)
+	}
+	if n := e.events(); n != 0 {
+		t.Errorf("%d events stored while busy", n)
+	}
+}

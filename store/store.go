@@ -37,7 +37,9 @@ type Options struct {
 	// LockTimeout bounds the wait for the file lock (default 1s).
 	LockTimeout time.Duration
 	// QueueSize bounds ingests waiting for a commit; past it Ingest returns
-	// ErrOverloaded at once instead of queueing (default 4096).
+	// ErrOverloaded at once instead of queueing (default 128: at a few
+	// thousand commits per second that is tens of milliseconds of waiting,
+	// so overload answers fast 503s rather than seconds of latency).
 	QueueSize int
 	// MaxBatch bounds the writes committed in one transaction (default 2048).
 	MaxBatch int
@@ -75,7 +77,7 @@ func Open(path string, opts Options) (*DB, error) {
 		opts.LockTimeout = time.Second
 	}
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 4096
+		opts.QueueSize = 128
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2048
@@ -161,6 +163,11 @@ func checkSchema(bdb *bolt.DB, readOnly bool) error {
 		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion))
 	})
 }
+
+// Busy reports whether the ingest queue is full: an Ingest now would get
+// ErrOverloaded. The receiver asks before reading a body, so refusing under
+// overload costs almost nothing.
+func (db *DB) Busy() bool { return len(db.ingest) >= cap(db.ingest) }
 
 // Wake is signalled (without blocking) after every commit that created
 // pending deliveries. The delivery worker waits on it instead of polling.

@@ -162,7 +162,11 @@ func TestIngestOrderStateAcrossEvents(t *testing.T) {
 }
 
 func TestGroupCommitUnderConcurrency(t *testing.T) {
-	db, path := openTemp(t)
+	path := filepath.Join(t.TempDir(), "sb.db")
+	db, err := Open(path, Options{QueueSize: 1024}) // room for all 200 at once
+	if err != nil {
+		t.Fatal(err)
+	}
 	tb := testTable(t, "k")
 	const n = 200
 	var wg sync.WaitGroup
@@ -332,4 +336,50 @@ func TestListEventsScanCapKeepsPaging(t *testing.T) {
 			t.Errorf("missing %s", id)
 		}
 	}
+}
+
+func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sb.db")
+	db, err := Open(path, Options{QueueSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := testTable(t, "k")
+	const n = 400
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked, refused := []string{}, 0
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()), tb)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				acked = append(acked, r.EventID)
+			case errors.Is(err, ErrOverloaded):
+				refused++
+			default:
+				t.Errorf("ingest: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if refused == 0 {
+		t.Error("400 simultaneous ingests with a queue of 4: none refused")
+	}
+	for _, id := range acked {
+		if _, _, err := db.GetEvent(id); err != nil {
+			t.Errorf("acknowledged %s not stored: %v", id, err)
+		}
+	}
+	if st, _ := db.Stats(); st.Events != len(acked) {
+		t.Errorf("%d events stored, %d acknowledged", st.Events, len(acked))
+	}
+	if db.Busy() {
+		t.Error("Busy with nothing queued")
+	}
+	_ = db.Close()
 }
