@@ -119,8 +119,10 @@ func TestWatchReloadsOnFileChange(t *testing.T) {
 	go func() { done <- m.Watch(ctx) }()
 	defer func() { cancel(); <-done }()
 	// Editors often save by writing a new file and renaming it over the old.
+	// The watcher may not be registered yet when the first save happens, so
+	// save again until a reload applies the change (or the deadline passes).
 	deadline := time.After(10 * time.Second)
-	for i := 0; ; i++ {
+	for {
 		tmp := path + ".tmp"
 		write(t, tmp, base+"    added0000000000: { name: Added, expertsender: paid }\n")
 		if err := os.Rename(tmp, path); err != nil {
@@ -131,13 +133,12 @@ func TestWatchReloadsOnFileChange(t *testing.T) {
 			if !ok {
 				t.Fatal("watch reload failed")
 			}
-			if _, has := m.Current().Entries()["added0000000000"]; !has {
-				t.Error("watched change not applied")
+			if _, has := m.Current().Entries()["added0000000000"]; has {
+				return
 			}
-			return
-		case <-time.After(time.Second): // the watcher may not be registered yet: save again
+		case <-time.After(time.Second):
 		case <-deadline:
-			t.Fatal("no reload after the file changed")
+			t.Fatal("the watched change was never applied")
 		}
 	}
 }

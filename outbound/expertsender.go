@@ -21,6 +21,9 @@ func NewExpertSender(cfg config.ExpertSender, conns int) *ExpertSender {
 	return &ExpertSender{cfg: cfg, client: newHTTPClient(cfg.Timeout.D(), conns)}
 }
 
+// ExpertSender needs only the delivery (order id and status).
+func (e *ExpertSender) eventless() {}
+
 type expertSenderStatus struct {
 	OrderID     string `json:"orderId"`
 	OrderStatus string `json:"orderStatus"`

@@ -34,6 +34,7 @@ type Outbox interface {
 	Wake() <-chan struct{}
 	PendingAfter(after string, limit int) ([]store.Delivery, error)
 	Record(id string, o store.Outcome, now time.Time) error
+	RecordAsync(id string, o store.Outcome, now time.Time, done func(error)) error
 	GetEvent(id string) (*store.Event, []byte, error)
 	Triggered(key string) (bool, error)
 }
@@ -104,6 +105,12 @@ type Worker struct {
 
 	mu       sync.Mutex
 	inFlight map[string]bool
+
+	// Attempt records committed (or failed) since the scheduler last looked:
+	// filled by the committer's callbacks, which must never block.
+	recMu     sync.Mutex
+	recorded  []result
+	recNotify chan struct{}
 }
 
 // NewWorker builds a worker. senders maps target names to their clients.
@@ -117,7 +124,8 @@ func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.L
 	if pol.ShutdownGrace <= 0 {
 		pol.ShutdownGrace = 10 * time.Second
 	}
-	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{}, obs: noObserver{}}
+	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{},
+		obs: noObserver{}, recNotify: make(chan struct{}, 1)}
 }
 
 // Observe sets who is told each attempt's result.
@@ -138,20 +146,28 @@ type item struct {
 }
 
 type lane struct {
-	key     laneKey
-	queue   []*item
-	running bool
-	due     time.Time
-	heapIdx int // index in the waiting heap, -1 when not waiting
+	key      laneKey
+	queue    []*item
+	running  bool // a job of this lane is being sent or recorded
+	recorded bool // its sender is done; the record is being committed
+	due      time.Time
+	heapIdx  int // index in the waiting heap, -1 when not waiting
 }
 
 type job struct {
-	lane *lane
-	it   item
+	lane      *lane
+	it        item
+	retryable bool // set by attempt: carried to the recorded result
 }
 
+// result is what the scheduler learns about a job. A sender goroutine reports
+// "sent" as soon as its attempt is handed to the store (its slot is free);
+// the lane stays busy until the attempt's record is on disk ("recorded"), so
+// the lane's next delivery never starts before the previous one is durably
+// finished, and per-order order survives a crash.
 type result struct {
 	lane      *lane
+	sent      bool // the sender goroutine is free; the record is pending
 	outcome   store.Outcome
 	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
 	failed    bool // the outcome could not be recorded
@@ -178,6 +194,8 @@ type scheduler struct {
 	running int
 	state   map[string]*targetState
 	cursor  string
+	// recording counts attempts handed to the store and not yet committed.
+	recording int
 	// blockedUntil is the earliest time a target paused by its rate limit or
 	// circuit breaker can take a delivery again (zero: none paused).
 	blockedUntil time.Time
@@ -236,14 +254,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	sendCtx, cancelSends := context.WithCancel(context.Background())
 	defer cancelSends()
 	jobs := make(chan job, w.pol.Concurrency)
-	results := make(chan result, w.pol.Concurrency)
 	var wg sync.WaitGroup
 	for range w.pol.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				results <- w.attempt(sendCtx, j)
+				w.attempt(sendCtx, j) // reports through pushRecorded, in order
 			}
 		}()
 	}
@@ -260,7 +277,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for {
 		if done != nil {
 			s.dispatch(jobs)
-		} else if s.running == 0 {
+		} else if s.running == 0 && s.recording == 0 {
 			return nil
 		}
 		s.resetTimer(timer)
@@ -276,10 +293,33 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		case <-timer.C:
 			s.promote()
-		case r := <-results:
-			s.finish(r)
+		case <-w.recNotify:
+			for _, r := range w.takeRecorded() {
+				s.finish(r)
+			}
 		}
 	}
+}
+
+// pushRecorded queues a job's news for the scheduler (never blocks). Sender
+// goroutines and the committer's callbacks both report here, so a job's
+// "sent" always comes before its "recorded".
+func (w *Worker) pushRecorded(r result) {
+	w.recMu.Lock()
+	w.recorded = append(w.recorded, r)
+	w.recMu.Unlock()
+	select {
+	case w.recNotify <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Worker) takeRecorded() []result {
+	w.recMu.Lock()
+	defer w.recMu.Unlock()
+	out := w.recorded
+	w.recorded = nil
+	return out
 }
 
 // load reads deliveries committed since the last load.
@@ -413,11 +453,24 @@ func (s *scheduler) dispatch(jobs chan<- job) {
 func (s *scheduler) finish(r result) {
 	l := r.lane
 	head := l.queue[0]
-	l.running = false
-	s.running--
 	ts := s.target(l.key.target)
-	ts.running--
-	s.w.setInFlight(head.d.ID, false)
+	switch {
+	case r.sent: // the sender is free; the lane waits for the record
+		s.running--
+		ts.running--
+		s.w.setInFlight(head.d.ID, false)
+		l.recorded = true
+		s.recording++
+		return
+	case l.recorded: // the record of a sent attempt is committed (or failed)
+		l.recorded = false
+		s.recording--
+	default: // the job ended without a record (shutdown, or a store read failed)
+		s.running--
+		ts.running--
+		s.w.setInFlight(head.d.ID, false)
+	}
+	l.running = false
 	s.health(l.key.target, ts, r)
 	switch {
 	case r.aborted:
@@ -471,8 +524,9 @@ func (w *Worker) setInFlight(id string, on bool) {
 	w.mu.Unlock()
 }
 
-// attempt sends one delivery, records the attempt and logs it.
-func (w *Worker) attempt(ctx context.Context, j job) result {
+// attempt sends one delivery, records the attempt and logs it; it reports
+// to the scheduler through pushRecorded.
+func (w *Worker) attempt(ctx context.Context, j job) {
 	d, n := j.it.d, j.it.attempts+1
 	log := w.log.With("delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
 		"target", d.Target, "attempt", n)
@@ -481,14 +535,16 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 	if sender == nil {
 		o := store.Outcome{State: store.Skipped, Reason: fmt.Sprintf("target %q is not configured any more", d.Target)}
 		log.Warn("delivery skipped", "reason", o.Reason)
-		return w.record(log, j, o, now)
+		w.record(log, j, o, now)
+		return
 	}
-	msg, err := w.message(&d)
+	msg, err := w.message(&d, sender)
 	if err != nil {
 		o := store.Outcome{State: store.Dead, Reason: "permanent failure: " + err.Error(),
 			Attempt: &store.Attempt{At: now.UTC(), Error: err.Error()}}
 		log.Error("delivery attempt", "state", o.State, "err", err)
-		return w.record(log, j, o, now)
+		w.record(log, j, o, now)
+		return
 	}
 	var onceKey string
 	if once, ok := sender.(OnceSender); ok && !d.Force {
@@ -496,12 +552,14 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 		done, err := w.outbox.Triggered(onceKey)
 		if err != nil {
 			log.Error("read no-repeat key; will try again", "err", err)
-			return result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(time.Second)}}
+			w.pushRecorded(result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(time.Second)}})
+			return
 		}
 		if done {
 			o := store.Outcome{State: store.Done, Result: ResultAlreadyTriggered}
 			log.Info("delivery not sent: already triggered for this order, status and workflow", "state", o.State)
-			return w.record(log, j, o, now)
+			w.record(log, j, o, now)
+			return
 		}
 	} else if ok {
 		onceKey = once.OnceKey(msg) // forced: send, and still record the key
@@ -511,7 +569,8 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 	dur := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
-		return result{lane: j.lane, aborted: true}
+		w.pushRecorded(result{lane: j.lane, aborted: true})
+		return
 	}
 	a := &store.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
 	o := store.Outcome{Attempt: a}
@@ -551,13 +610,20 @@ func (w *Worker) attempt(ctx context.Context, j job) result {
 	default:
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
 	}
-	r := w.record(log, j, o, now)
-	r.retryable = retryable
-	return r
+	j.retryable = retryable
+	w.record(log, j, o, now)
 }
 
-// message builds what a sender needs, reading the event's stored payload.
-func (w *Worker) message(d *store.Delivery) (*Message, error) {
+// eventless is implemented by senders that use only the delivery itself: the
+// worker then does not read and decode the event's payload for them.
+type eventless interface{ eventless() }
+
+// message builds what a sender needs, reading the event's stored payload
+// unless the sender does not use it.
+func (w *Worker) message(d *store.Delivery, sender Sender) (*Message, error) {
+	if _, ok := sender.(eventless); ok {
+		return &Message{Delivery: d}, nil
+	}
 	ev, raw, err := w.outbox.GetEvent(d.EventID)
 	if err != nil {
 		return nil, fmt.Errorf("read event %s: %w", d.EventID, err)
@@ -570,19 +636,32 @@ func (w *Worker) message(d *store.Delivery) (*Message, error) {
 	return m, nil
 }
 
-func (w *Worker) record(log *slog.Logger, j job, o store.Outcome, now time.Time) result {
+// record hands the outcome to the store without waiting for the commit: the
+// sender goroutine is free at once ("sent", reported first); the scheduler
+// moves the lane when the commit is on disk ("recorded").
+func (w *Worker) record(log *slog.Logger, j job, o store.Outcome, now time.Time) {
 	label := map[store.DeliveryState]string{store.Done: "done", store.Pending: "retry", store.Dead: "dead", store.Skipped: "skipped"}[o.State]
 	var dur time.Duration
 	if o.Attempt != nil {
 		dur = o.Attempt.Duration
 	}
 	w.obs.Attempt(j.it.d.Target, label, dur)
-	if err := w.outbox.Record(j.it.d.ID, o, now); err != nil {
+	failed := func(err error) result {
 		log.Error("record delivery attempt; will try again", "err", err)
 		wait := max(w.pol.Initial, time.Second)
 		return result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(wait)}}
 	}
-	return result{lane: j.lane, outcome: o}
+	w.pushRecorded(result{lane: j.lane, sent: true})
+	err := w.outbox.RecordAsync(j.it.d.ID, o, now, func(err error) {
+		if err != nil {
+			w.pushRecorded(failed(err))
+			return
+		}
+		w.pushRecorded(result{lane: j.lane, outcome: o, retryable: j.retryable})
+	})
+	if err != nil {
+		w.pushRecorded(failed(err))
+	}
 }
 
 // laneHeap orders waiting lanes by due time.

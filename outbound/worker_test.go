@@ -35,6 +35,17 @@ type notifyingOutbox struct {
 	records  atomic.Int64
 }
 
+func (n *notifyingOutbox) RecordAsync(id string, o store.Outcome, now time.Time, done func(error)) error {
+	return n.DB.RecordAsync(id, o, now, func(err error) {
+		done(err)
+		n.records.Add(1)
+		select {
+		case n.recorded <- struct{}{}:
+		default:
+		}
+	})
+}
+
 func (n *notifyingOutbox) Record(id string, o store.Outcome, now time.Time) error {
 	err := n.DB.Record(id, o, now)
 	n.records.Add(1)

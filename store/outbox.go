@@ -62,13 +62,44 @@ type Outcome struct {
 }
 
 // Record appends an attempt and moves the delivery to its new state in the
-// next group commit; a finished delivery leaves the pending index.
+// next group commit, and returns once that commit is on disk; a finished
+// delivery leaves the pending index.
 func (db *DB) Record(id string, o Outcome, now time.Time) error {
+	fn, err := recordFn(id, o, now)
+	if err == nil {
+		err = db.submit(fn, false, false)
+	}
+	if err != nil {
+		return fmt.Errorf("store: record delivery %s: %w", id, err)
+	}
+	return nil
+}
+
+// RecordAsync is Record without waiting: done is called (from the committer,
+// it must not block) once the commit is on disk or has failed. It returns an
+// error, and does not call done, when the record cannot even be queued.
+func (db *DB) RecordAsync(id string, o Outcome, now time.Time, done func(error)) error {
+	fn, err := recordFn(id, o, now)
+	if err == nil {
+		err = db.submitAsync(fn, func(err error) {
+			if err != nil {
+				err = fmt.Errorf("store: record delivery %s: %w", id, err)
+			}
+			done(err)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("store: record delivery %s: %w", id, err)
+	}
+	return nil
+}
+
+func recordFn(id string, o Outcome, now time.Time) (func(tx *bolt.Tx) error, error) {
 	key, err := idKey(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	err = db.submit(func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeliveries)
 		var d Delivery
 		found, err := getJSON(b, key, &d)
@@ -100,11 +131,7 @@ func (db *DB) Record(id string, o Outcome, now time.Time) error {
 			}
 		}
 		return putJSON(b, key, &d)
-	}, false, false)
-	if err != nil {
-		return fmt.Errorf("store: record delivery %s: %w", id, err)
-	}
-	return nil
+	}, nil
 }
 
 // Triggered reports whether a no-repeat key was recorded by a done delivery.

@@ -66,8 +66,9 @@ type DB struct {
 
 type op struct {
 	fn   func(tx *bolt.Tx) error
-	err  chan error
-	wake bool // a commit of this op should wake the delivery worker
+	err  chan error      // the result, for a caller that waits (submit)
+	done func(err error) // or: called by the committer (submitAsync)
+	wake bool            // a commit of this op should wake the delivery worker
 }
 
 // Open opens (or creates) the store at path. It refuses a file that is not a
@@ -215,6 +216,21 @@ func (db *DB) submit(fn func(tx *bolt.Tx) error, refusable, wake bool) error {
 	return <-o.err
 }
 
+// submitAsync queues fn for the next group commit and returns at once; done
+// is called with the commit's result from the committer goroutine, so it
+// must not block. It returns ErrClosed (and does not call done) when the
+// store is closing.
+func (db *DB) submitAsync(fn func(tx *bolt.Tx) error, done func(error)) error {
+	o := &op{fn: fn, done: done}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.writes <- o
+	return nil
+}
+
 // commitLoop is the group committer: it takes whatever writes are already
 // waiting (no timer window, so a lone write commits at once) and commits them
 // in one transaction.
@@ -307,7 +323,11 @@ func (db *DB) finish(batch []*op, err error) {
 		}
 	}
 	for _, o := range batch {
-		o.err <- err
+		if o.done != nil {
+			o.done(err)
+		} else {
+			o.err <- err
+		}
 	}
 }
 
