@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	}
 	switch args[0] {
 	case "serve":
-		return cmdServe(ctx, args[1:], getenv, stderr)
+		return cmdServe(ctx, args[1:], getenv, stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			if len(args) >= 2 && isHelp(args[1]) {
@@ -190,8 +190,8 @@ A config error exits 2 before listening; a start-up failure exits 1.
 
 `
 
-func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stderr io.Writer) int {
-	fs := newFlags("serve", serveUsage, stderr, stderr)
+func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := newFlags("serve", serveUsage, stdout, stderr)
 	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
 	if code, done := parseFlags(fs, args); done {
 		return code

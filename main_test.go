@@ -29,8 +29,8 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 func TestCLIHelpAndVersion(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"config", "check", "--help"}, {"config", "--help"}} {
 		code, out, errOut := runCLI(t, args...)
-		if code != 0 || !strings.Contains(out+errOut, "Usage") {
-			t.Errorf("%v: exit %d, output %q", args, code, out+errOut)
+		if code != 0 || !strings.Contains(out, "Usage") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q (help belongs on stdout)", args, code, out, errOut)
 		}
 	}
 	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "statusbridge ") {

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -168,15 +169,57 @@ type EventFilter struct {
 	Cursor   string    // continue after this event id (from a previous page)
 }
 
-// pageCursor is the cursor for the page after one that stopped at key k:
-// the last returned id when the page is full, else (scan limit reached) the
-// key about to be examined, made exclusive by continuing after it.
-func pageCursor(lastID string, k []byte, full bool) string {
-	if full && lastID != "" {
-		return lastID
+// errStopAll, returned by a page's visit function, ends the listing: no
+// later page can match either.
+var errStopAll = errors.New("store: stop listing")
+
+// pageNewestFirst walks b from the newest key (or from just before start)
+// towards the oldest, calling visit for each record. visit says whether it
+// kept the record and whether the page is full; the walk also stops after
+// maxScan records, so one page never holds a read transaction for long. It
+// returns the cursor of the next page: the last kept key when the page is
+// full, the first unexamined key (made exclusive) when the scan limit was
+// reached, "" when the bucket or the listing is exhausted.
+func pageNewestFirst(b *bolt.Bucket, start []byte, visit func(k, v []byte) (kept, full bool, err error)) (string, error) {
+	c := b.Cursor()
+	var k, v []byte
+	if start == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Seek(start)
+		if k == nil {
+			k, v = c.Last()
+		}
+		for k != nil && bytes.Compare(k, start) >= 0 {
+			k, v = c.Prev()
+		}
 	}
-	// k is not yet examined: the next page starts at k itself, so hand out
-	// the id just after it in iteration order (newest first = k + 1).
+	var lastKept []byte
+	for scanned := 0; k != nil; k, v = c.Prev() {
+		if scanned == maxScan {
+			return exclusiveAfter(k), nil
+		}
+		scanned++
+		kept, full, err := visit(k, v)
+		if errors.Is(err, errStopAll) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if full {
+			return idString(lastKept), nil
+		}
+		if kept {
+			lastKept = append(lastKept[:0], k...)
+		}
+	}
+	return "", nil
+}
+
+// exclusiveAfter is the cursor that resumes a newest-first walk at k itself
+// (cursors are exclusive: the walk starts just before them).
+func exclusiveAfter(k []byte) string {
 	next := append([]byte(nil), k...)
 	for i := len(next) - 1; i >= 0; i-- {
 		next[i]++
@@ -208,47 +251,30 @@ func (db *DB) ListEvents(f EventFilter) ([]Event, string, error) {
 		start = k
 	}
 	out := []Event{} // an empty page is [], not null
-	next := ""
+	var next string
 	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEvents).Cursor()
-		var k, v []byte
-		if start == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Seek(start)
-			if k == nil {
-				k, v = c.Last()
+		var err error
+		next, err = pageNewestFirst(tx.Bucket(bucketEvents), start, func(k, v []byte) (bool, bool, error) {
+			if len(out) == f.Limit {
+				return false, true, nil
 			}
-			for k != nil && bytes.Compare(k, start) >= 0 {
-				k, v = c.Prev()
-			}
-		}
-		for scanned := 0; k != nil; k, v = c.Prev() {
-			if len(out) == f.Limit || scanned == maxScan {
-				var last string
-				if len(out) > 0 {
-					last = out[len(out)-1].ID
-				}
-				next = pageCursor(last, k, len(out) == f.Limit)
-				return nil
-			}
-			scanned++
 			var ev Event
 			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("store: decode event %s: %w", idString(k), err)
+				return false, false, fmt.Errorf("store: decode event %s: %w", idString(k), err)
 			}
 			if !f.Since.IsZero() && ev.ReceivedAt.Before(f.Since) {
-				return nil // newest first: everything further is older still
+				return false, true, errStopAll // newest first: everything further is older still
 			}
 			if (!f.Until.IsZero() && !ev.ReceivedAt.Before(f.Until)) ||
 				(f.State != "" && string(ev.State) != f.State) ||
 				(f.OrderID != "" && ev.OrderID != f.OrderID) ||
 				(f.TicketID != "" && ev.TicketID != f.TicketID) {
-				continue
+				return false, false, nil
 			}
 			out = append(out, ev)
-		}
-		return nil
+			return true, false, nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, "", err
@@ -271,45 +297,32 @@ func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
 	}
 	f.Limit = min(f.Limit, 1000)
 	out := []Delivery{}
-	next := ""
-	err := db.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketDeliveries).Cursor()
-		var k, v []byte
-		if f.Cursor == "" {
-			k, v = c.Last()
-		} else {
-			start, err := idKey(f.Cursor)
-			if err != nil {
-				return fmt.Errorf("store: bad cursor: %w", err)
-			}
-			k, v = c.Seek(start)
-			if k == nil {
-				k, v = c.Last()
-			}
-			for k != nil && bytes.Compare(k, start) >= 0 {
-				k, v = c.Prev()
-			}
+	var start []byte
+	if f.Cursor != "" {
+		k, err := idKey(f.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("store: bad cursor: %w", err)
 		}
-		for scanned := 0; k != nil; k, v = c.Prev() {
-			if len(out) == f.Limit || scanned == maxScan {
-				var last string
-				if len(out) > 0 {
-					last = out[len(out)-1].ID
-				}
-				next = pageCursor(last, k, len(out) == f.Limit)
-				return nil
+		start = k
+	}
+	var next string
+	err := db.view(func(tx *bolt.Tx) error {
+		var err error
+		next, err = pageNewestFirst(tx.Bucket(bucketDeliveries), start, func(k, v []byte) (bool, bool, error) {
+			if len(out) == f.Limit {
+				return false, true, nil
 			}
-			scanned++
 			var d Delivery
 			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
+				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
 			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {
-				continue
+				return false, false, nil
 			}
 			out = append(out, d)
-		}
-		return nil
+			return true, false, nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, "", err
