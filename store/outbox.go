@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -163,22 +162,6 @@ func (db *DB) Stats() (Stats, error) {
 		return nil
 	})
 	return s, err
-}
-
-// AllDeliveries returns every delivery in creation order (tests, small stores).
-func (db *DB) AllDeliveries() ([]Delivery, error) {
-	var out []Delivery
-	err := db.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {
-			var d Delivery
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
-			}
-			out = append(out, d)
-			return nil
-		})
-	})
-	return out, err
 }
 
 // PendingByTarget counts unfinished deliveries per target and the creation
