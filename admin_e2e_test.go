@@ -174,17 +174,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	es.Default = fake.Answer{Code: 400, Body: `{"errors":["bad"]}`}
 	hook(fake.Update{TicketID: "t2", OrderID: "200", StatusID: "yqdwrbka7kz69v8e", DateStatus: "2026-01-13 10:00:00"})
 	es.WaitRequests(3, 10*time.Second)
-	var dead []any
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		_, body = s.call("GET", "/admin/deliveries?state=dead", nil)
-		if dead = body["deliveries"].([]any); len(dead) == 1 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // the attempt is recorded just after the fake answered
-	}
-	if len(dead) != 1 {
-		t.Fatalf("dead deliveries: %v", body)
-	}
+	dead := s.deadDeliveries(1) // the attempt is recorded just after the fake answered
 	es.Default = fake.Answer{Code: 200, Body: "{}"}
 	id := dead[0].(map[string]any)["id"].(string)
 	if code, body = s.call("POST", "/admin/deliveries/"+id+"/retry", nil); code != 200 {
@@ -224,11 +214,33 @@ func TestSIGHUPReloadsMapping(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "SIGHUP reloads the mapping", func() bool {
+		return s.metric(`statusbridge_mapping_reloads_total{result="ok"}`) == "1"
+	})
+}
+
+// eventually polls an observable condition of a running server (state that
+// is only visible over HTTP, with no push to wait on) until it holds, or
+// fails the test after 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.metric(`statusbridge_mapping_reloads_total{result="ok"}`) != "1" {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP did not reload the mapping")
+			t.Fatalf("never happened: %s", what)
 		}
-		time.Sleep(10 * time.Millisecond) // polling the observable counter
+		time.Sleep(10 * time.Millisecond) // poll pace
 	}
+}
+
+// deadDeliveries waits until the admin API lists n dead deliveries.
+func (s *server) deadDeliveries(n int) []any {
+	s.t.Helper()
+	var dead []any
+	eventually(s.t, fmt.Sprintf("%d dead deliveries", n), func() bool {
+		_, body := s.call("GET", "/admin/deliveries?state=dead", nil)
+		dead = body["deliveries"].([]any)
+		return len(dead) == n
+	})
+	return dead
 }

@@ -185,17 +185,7 @@ func TestNoSecretOrPersonalDataInLogs(t *testing.T) {
 		resp.Body.Close()
 	}
 	es.WaitRequests(1, 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, body := s.call("GET", "/admin/deliveries?state=dead", nil)
-		if len(body["deliveries"].([]any)) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the failing delivery never ended dead")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the observable state
-	}
+	s.deadDeliveries(1)
 	s.call("GET", "/admin/events?limit=5", nil)
 	s.cancel()
 	<-s.exited

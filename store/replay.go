@@ -91,11 +91,10 @@ func (db *DB) Replay(sel ReplaySelector, dec Decider, opt ReplayOptions, now tim
 // entry), oldest first.
 func (db *DB) RedecideUnmapped(statusIDs []string, dec Decider, now time.Time) (ReplaySummary, error) {
 	var ids []string
-	err := db.eachEvent(func(ev *Event) bool {
-		if ev.State == mapping.Unmapped && len(ev.Decisions) > 0 && slices.Contains(statusIDs, ev.Decisions[len(ev.Decisions)-1].StatusID) {
+	err := db.eachEvent(EventFilter{State: string(mapping.Unmapped)}, func(ev *Event) {
+		if len(ev.Decisions) > 0 && slices.Contains(statusIDs, ev.Decisions[len(ev.Decisions)-1].StatusID) {
 			ids = append(ids, ev.ID)
 		}
-		return true
 	})
 	if err != nil {
 		return ReplaySummary{}, err
@@ -105,24 +104,40 @@ func (db *DB) RedecideUnmapped(statusIDs []string, dec Decider, now time.Time) (
 	return sum, db.redecide(ids, dec, mapping.Options{}, ReplayOptions{}, now, &sum)
 }
 
-// eachEvent calls fn for every event, newest first, in short read
-// transactions; fn returns false to stop.
-func (db *DB) eachEvent(fn func(ev *Event) bool) error {
-	cursor := ""
+// eachEvent calls fn for every event matching f, newest first, one page (one
+// short read transaction) at a time.
+func (db *DB) eachEvent(f EventFilter, fn func(ev *Event)) error {
+	f.Limit, f.Cursor = 1000, ""
 	for {
-		evs, next, err := db.ListEvents(EventFilter{Limit: 1000, Cursor: cursor})
+		evs, next, err := db.ListEvents(f)
 		if err != nil {
 			return err
 		}
 		for i := range evs {
-			if !fn(&evs[i]) {
-				return nil
-			}
+			fn(&evs[i])
 		}
 		if next == "" {
 			return nil
 		}
-		cursor = next
+		f.Cursor = next
+	}
+}
+
+// eachDelivery is eachEvent for deliveries.
+func (db *DB) eachDelivery(f DeliveryFilter, fn func(d *Delivery)) error {
+	f.Limit, f.Cursor = 1000, ""
+	for {
+		ds, next, err := db.ListDeliveries(f)
+		if err != nil {
+			return err
+		}
+		for i := range ds {
+			fn(&ds[i])
+		}
+		if next == "" {
+			return nil
+		}
+		f.Cursor = next
 	}
 }
 
@@ -144,43 +159,19 @@ func (db *DB) selectEvents(sel ReplaySelector, targets []string) (ids, missing [
 		return ids, missing, nil
 	case sel.Dead:
 		seen := map[string]bool{}
-		cursor := ""
-		for {
-			ds, next, err := db.ListDeliveries(DeliveryFilter{State: string(Dead), Limit: 1000, Cursor: cursor})
-			if err != nil {
-				return nil, nil, err
+		err := db.eachDelivery(DeliveryFilter{State: string(Dead)}, func(d *Delivery) {
+			if (len(targets) == 0 || slices.Contains(targets, d.Target)) && !seen[d.EventID] {
+				seen[d.EventID] = true
+				ids = append(ids, d.EventID)
 			}
-			for _, d := range ds {
-				if (len(targets) == 0 || slices.Contains(targets, d.Target)) && !seen[d.EventID] {
-					seen[d.EventID] = true
-					ids = append(ids, d.EventID)
-				}
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
-		}
-		slices.Sort(ids)
-		return ids, nil, nil
+		})
+		slices.Sort(ids) // time-ordered ids: oldest first
+		return ids, nil, err
 	}
-	cursor := ""
-	for {
-		evs, next, err := db.ListEvents(EventFilter{OrderID: sel.OrderID, Since: sel.Since, Until: sel.Until,
-			State: sel.State, Limit: 1000, Cursor: cursor})
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, ev := range evs {
-			ids = append(ids, ev.ID)
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
-	}
-	slices.Reverse(ids)
-	return ids, nil, nil
+	err = db.eachEvent(EventFilter{OrderID: sel.OrderID, Since: sel.Since, Until: sel.Until, State: sel.State},
+		func(ev *Event) { ids = append(ids, ev.ID) })
+	slices.Reverse(ids) // listed newest first
+	return ids, nil, err
 }
 
 // redecide decides the events in chunks: each chunk is one group commit (or,
