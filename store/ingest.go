@@ -55,10 +55,15 @@ func (db *DB) Ingest(in Incoming, dec Decider) (IngestResult, error) {
 
 func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, stored []byte, dec Decider, res *IngestResult) error {
 	dedup := tx.Bucket(bucketDedup)
-	if first := dedup.Get(in.Event.DedupKey[:]); first != nil {
+	dkey := in.Event.DedupKey[:dedupKeyLen]
+	first := dedup.Get(dkey)
+	if first == nil && db.legacyDedup {
+		first = dedup.Get(in.Event.DedupKey[:])
+	}
+	if first != nil {
 		res.EventID, res.Duplicate = idString(first), true
 		var ev Event
-		if _, err := getJSON(tx.Bucket(bucketEvents), first, &ev); err != nil {
+		if _, err := getRecord(tx.Bucket(bucketEvents), first, &ev); err != nil {
 			return err
 		}
 		res.State = ev.State
@@ -73,7 +78,7 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, stored []byte, dec Decider, res
 		ReceivedAt: in.ReceivedAt.UTC(),
 		Name:       in.Event.Name,
 		TicketID:   in.Event.TicketID,
-		DedupKey:   in.Event.DedupKey[:],
+		DedupKey:   dkey,
 	}
 	if in.Invalid != "" {
 		ev.State, ev.Error = mapping.Invalid, in.Invalid
@@ -84,13 +89,13 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, stored []byte, dec Decider, res
 		}
 		res.Decision, res.Deliveries = &d, created
 	}
-	if err := putJSON(tx.Bucket(bucketEvents), id[:], ev); err != nil {
+	if err := putRecord(tx.Bucket(bucketEvents), id[:], ev); err != nil {
 		return fmt.Errorf("store: put event %s: %w", ev.ID, err)
 	}
 	if err := tx.Bucket(bucketPayloads).Put(id[:], stored); err != nil {
 		return fmt.Errorf("store: put payload %s: %w", ev.ID, err)
 	}
-	if err := dedup.Put(in.Event.DedupKey[:], id[:]); err != nil {
+	if err := dedup.Put(dkey, id[:]); err != nil {
 		return fmt.Errorf("store: put dedup key for %s: %w", ev.ID, err)
 	}
 	res.EventID, res.State = ev.ID, ev.State
@@ -105,14 +110,14 @@ func orderStateTx(tx *bolt.Tx, orderID string) (mapping.OrderState, error) {
 	if orderID == "" {
 		return st, nil
 	}
-	if _, err := getJSON(tx.Bucket(bucketOrders), []byte(orderID), &st); err != nil {
+	if _, err := getRecord(tx.Bucket(bucketOrders), []byte(orderID), &st); err != nil {
 		return st, err
 	}
 	for target, ts := range st.Targets {
 		ts.Live = true
 		if key, err := idKey(ts.DeliveryID); err == nil {
 			var d Delivery
-			if found, err := getJSON(tx.Bucket(bucketDeliveries), key, &d); err != nil {
+			if found, err := getRecord(tx.Bucket(bucketDeliveries), key, &d); err != nil {
 				return st, err
 			} else if found {
 				ts.Live = d.live()
@@ -164,7 +169,7 @@ func applyTx(tx *bolt.Tx, ev *Event, st mapping.OrderState, d mapping.Decision, 
 			} else if err := tx.Bucket(bucketPending).Put(id[:], nil); err != nil {
 				return nil, fmt.Errorf("store: queue delivery %s: %w", del.ID, err)
 			}
-			if err := putJSON(tx.Bucket(bucketDeliveries), id[:], &del); err != nil {
+			if err := putRecord(tx.Bucket(bucketDeliveries), id[:], &del); err != nil {
 				return nil, fmt.Errorf("store: put delivery %s: %w", del.ID, err)
 			}
 			st.Targets[p.Target] = mapping.TargetState{Status: p.Status, DeliveryID: del.ID}
@@ -173,7 +178,7 @@ func applyTx(tx *bolt.Tx, ev *Event, st mapping.OrderState, d mapping.Decision, 
 		}
 	}
 	st = mapping.Advance(st, d)
-	if err := putJSON(tx.Bucket(bucketOrders), []byte(d.OrderID), &st); err != nil {
+	if err := putRecord(tx.Bucket(bucketOrders), []byte(d.OrderID), &st); err != nil {
 		return nil, fmt.Errorf("store: put order %s: %w", d.OrderID, err)
 	}
 	return created, nil

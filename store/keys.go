@@ -9,10 +9,10 @@ import (
 
 // Bucket names. Keys are chosen so cursors iterate in time order.
 var (
-	bucketMeta       = []byte("meta")       // "schema" → schemaVersion
+	bucketMeta       = []byte("meta")       // "schema" → schemaVersion; "legacy_dedup" when set
 	bucketEvents     = []byte("events")     // event id (16-byte UUIDv7) → Event JSON
 	bucketPayloads   = []byte("payloads")   // event id → raw webhook body, byte for byte
-	bucketDedup      = []byte("dedup")      // sha256 dedup key → event id
+	bucketDedup      = []byte("dedup")      // first 16 bytes of the sha256 dedup key → event id
 	bucketOrders     = []byte("orders")     // order id → mapping.OrderState JSON
 	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery JSON
 	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
@@ -21,10 +21,21 @@ var (
 	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce}
 )
 
+// Schema versions. statusbridge/2 writes records in the binary form of
+// codec.go and 16-byte dedup keys; a statusbridge/1 store (JSON records,
+// 32-byte dedup keys) is upgraded in place when opened for writing: its old
+// records stay readable and its old dedup keys are still consulted. Binaries
+// that know only /1 refuse a /2 store instead of misreading it.
 const (
-	metaSchemaKey = "schema"
-	schemaVersion = "statusbridge/1"
+	metaSchemaKey      = "schema"
+	metaLegacyDedupKey = "legacy_dedup" // set: the dedup index may hold 32-byte keys
+	schemaVersion      = "statusbridge/2"
+	schemaVersion1     = "statusbridge/1"
 )
+
+// dedupKeyLen is how much of the sha256 dedup key the index keeps: 128 bits
+// make an accidental collision as unlikely as a UUID's, at half the size.
+const dedupKeyLen = 16
 
 // newID returns a time-ordered id: UUIDv7 is monotonic within the process, so
 // new keys append to the end of their bucket.
@@ -51,12 +62,27 @@ func idString(key []byte) string {
 	return u.String()
 }
 
-// fillAppendOnly packs the pages of buckets whose keys only grow (time-ordered
-// ids): a split then leaves full pages behind instead of half-empty ones.
-func fillAppendOnly(tx *bolt.Tx) {
-	for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketDeliveries} {
-		if b := tx.Bucket(name); b != nil {
-			b.FillPercent = 0.95
+// fillPercent is how full a page is left when it splits. bbolt's default
+// (50%) suits random inserts; keys that only grow (time-ordered ids) would
+// leave every page half empty behind them. A page that does not overflow is
+// never split, so records can grow in place up to the page size.
+var fillPercent = map[string]float64{
+	// Written once (replays append a decision, rarely).
+	string(bucketEvents):   1.0,
+	string(bucketPayloads): 1.0,
+	// A delivery is written pending (~75 bytes with its key) and rewritten
+	// when done with its attempt (~95): pages left 80% full take that growth
+	// without splitting and end ~97% full.
+	string(bucketDeliveries): 0.8,
+	// Order ids often grow (shop order numbers); random ones still fill ~70%.
+	string(bucketOrders): 0.9,
+}
+
+// setFill applies fillPercent to a write transaction's buckets.
+func setFill(tx *bolt.Tx) {
+	for name, f := range fillPercent {
+		if b := tx.Bucket([]byte(name)); b != nil {
+			b.FillPercent = f
 		}
 	}
 }

@@ -31,7 +31,7 @@ func (db *DB) PendingAfter(after string, limit int) ([]Delivery, error) {
 		}
 		for ; k != nil && len(out) < limit; k, _ = c.Next() {
 			var d Delivery
-			found, err := getJSON(deliveries, k, &d)
+			found, err := getRecord(deliveries, k, &d)
 			if err != nil {
 				return err
 			}
@@ -101,7 +101,7 @@ func recordFn(id string, o Outcome, now time.Time) (func(tx *bolt.Tx) error, err
 	return func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeliveries)
 		var d Delivery
-		found, err := getJSON(b, key, &d)
+		found, err := getRecord(b, key, &d)
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func recordFn(id string, o Outcome, now time.Time) (func(tx *bolt.Tx) error, err
 				return err
 			}
 		}
-		return putJSON(b, key, &d)
+		return putRecord(b, key, &d)
 	}, nil
 }
 
@@ -172,7 +172,7 @@ func (db *DB) PendingByTarget() (map[string]PendingStat, error) {
 		deliveries := tx.Bucket(bucketDeliveries)
 		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
 			var d Delivery
-			if found, err := getJSON(deliveries, k, &d); err != nil || !found {
+			if found, err := getRecord(deliveries, k, &d); err != nil || !found {
 				return err
 			}
 			s := out[d.Target]

@@ -81,25 +81,6 @@ func (d *Delivery) live() bool {
 	return d.State == Pending || d.State == InFlight || d.State == Done
 }
 
-func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
-	raw := b.Get(key)
-	if raw == nil {
-		return false, nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return true, fmt.Errorf("store: decode %s record: %w", b.Tx().DB().Path(), err)
-	}
-	return true, nil
-}
-
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("store: encode record: %w", err)
-	}
-	return b.Put(key, raw)
-}
-
 // GetEvent returns a stored event and its raw payload.
 func (db *DB) GetEvent(id string) (*Event, []byte, error) {
 	key, err := idKey(id)
@@ -109,7 +90,7 @@ func (db *DB) GetEvent(id string) (*Event, []byte, error) {
 	var ev Event
 	var raw []byte
 	err = db.view(func(tx *bolt.Tx) error {
-		found, err := getJSON(tx.Bucket(bucketEvents), key, &ev)
+		found, err := getRecord(tx.Bucket(bucketEvents), key, &ev)
 		if err != nil {
 			return err
 		}
@@ -133,7 +114,7 @@ func (db *DB) GetDelivery(id string) (*Delivery, error) {
 	}
 	var d Delivery
 	err = db.view(func(tx *bolt.Tx) error {
-		found, err := getJSON(tx.Bucket(bucketDeliveries), key, &d)
+		found, err := getRecord(tx.Bucket(bucketDeliveries), key, &d)
 		if err == nil && !found {
 			err = fmt.Errorf("%w: delivery %s", ErrNotFound, id)
 		}
@@ -259,7 +240,7 @@ func (db *DB) ListEvents(f EventFilter) ([]Event, string, error) {
 				return false, true, nil
 			}
 			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
+			if err := decodeRecord(k, v, &ev); err != nil {
 				return false, false, fmt.Errorf("store: decode event %s: %w", idString(k), err)
 			}
 			if !f.Since.IsZero() && ev.ReceivedAt.Before(f.Since) {
@@ -313,7 +294,7 @@ func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
 				return false, true, nil
 			}
 			var d Delivery
-			if err := json.Unmarshal(v, &d); err != nil {
+			if err := decodeRecord(k, v, &d); err != nil {
 				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
 			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {

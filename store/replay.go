@@ -221,7 +221,7 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 		return err
 	}
 	var ev Event
-	found, err := getJSON(tx.Bucket(bucketEvents), key, &ev)
+	found, err := getRecord(tx.Bucket(bucketEvents), key, &ev)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 	for _, c := range created {
 		sum.Requests = append(sum.Requests, ReplayRequest{EventID: id, OrderID: c.OrderID, Target: c.Target, Status: c.Status, Skip: c.Reason})
 	}
-	return putJSON(tx.Bucket(bucketEvents), key, &ev)
+	return putRecord(tx.Bucket(bucketEvents), key, &ev)
 }
 
 func maps(m map[string]mapping.TargetState) map[string]mapping.TargetState {
@@ -305,7 +305,7 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
 	var out Delivery
 	err = db.submit(func(tx *bolt.Tx) error {
 		var old Delivery
-		found, err := getJSON(tx.Bucket(bucketDeliveries), key, &old)
+		found, err := getRecord(tx.Bucket(bucketDeliveries), key, &old)
 		if err != nil {
 			return err
 		}
@@ -329,7 +329,7 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
 		out = Delivery{ID: nid.String(), EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
 			Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 			State: Pending, Force: old.Force, Reason: "retry of " + id}
-		if err := putJSON(tx.Bucket(bucketDeliveries), nid[:], &out); err != nil {
+		if err := putRecord(tx.Bucket(bucketDeliveries), nid[:], &out); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketPending).Put(nid[:], nil); err != nil {
@@ -338,7 +338,7 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
 		ts := st.Targets[old.Target]
 		ts.DeliveryID = out.ID
 		st.Targets[old.Target] = ts
-		if err := putJSON(tx.Bucket(bucketOrders), []byte(old.OrderID), &st); err != nil {
+		if err := putRecord(tx.Bucket(bucketOrders), []byte(old.OrderID), &st); err != nil {
 			return err
 		}
 		evKey, err := idKey(old.EventID)
@@ -346,11 +346,11 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
 			return err
 		}
 		var ev Event
-		if found, err := getJSON(tx.Bucket(bucketEvents), evKey, &ev); err != nil || !found {
+		if found, err := getRecord(tx.Bucket(bucketEvents), evKey, &ev); err != nil || !found {
 			return err
 		}
 		ev.DeliveryIDs = append(ev.DeliveryIDs, out.ID)
-		return putJSON(tx.Bucket(bucketEvents), evKey, &ev)
+		return putRecord(tx.Bucket(bucketEvents), evKey, &ev)
 	}, false, true)
 	if err != nil {
 		return nil, err

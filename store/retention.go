@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -39,8 +38,8 @@ func (db *DB) Sweep(cutoff time.Time) (int, error) {
 			for examined := 0; k != nil && examined < sweepBatch; k, v = c.Next() {
 				examined++
 				var ev Event
-				if err := getJSONValue(v, &ev); err != nil {
-					return err
+				if err := decodeRecord(k, v, &ev); err != nil {
+					return fmt.Errorf("store: decode event %s: %w", idString(k), err)
 				}
 				if !ev.ReceivedAt.Before(cutoff) {
 					break
@@ -70,13 +69,6 @@ func (db *DB) Sweep(cutoff time.Time) (int, error) {
 		}
 		after = last
 	}
-}
-
-func getJSONValue(v []byte, out *Event) error {
-	if err := json.Unmarshal(v, out); err != nil {
-		return fmt.Errorf("store: decode event: %w", err)
-	}
-	return nil
 }
 
 func pendingAny(tx *bolt.Tx, ids []string) bool {

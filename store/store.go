@@ -62,6 +62,9 @@ type DB struct {
 	closed bool
 	done   chan struct{}
 	opts   Options
+	// legacyDedup: the store began as statusbridge/1, so its dedup index may
+	// hold full 32-byte keys as well as 16-byte ones.
+	legacyDedup bool
 }
 
 type op struct {
@@ -110,6 +113,9 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	// bbolt extends a large file 16 MB at a time; 4 MB keeps the unused tail
+	// small (an extension costs one extra fsync, every few thousand events).
+	bdb.AllocSize = 4 << 20
 	if err := checkSchema(bdb, opts.ReadOnly); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -123,6 +129,10 @@ func Open(path string, opts Options) (*DB, error) {
 		done:   make(chan struct{}),
 		opts:   opts,
 	}
+	_ = bdb.View(func(tx *bolt.Tx) error {
+		db.legacyDedup = tx.Bucket(bucketMeta).Get([]byte(metaLegacyDedupKey)) != nil
+		return nil
+	})
 	if opts.ReadOnly {
 		close(db.done)
 		db.closed = true
@@ -134,12 +144,14 @@ func Open(path string, opts Options) (*DB, error) {
 
 // checkSchema initialises an empty file and refuses one written by anything else.
 func checkSchema(bdb *bolt.DB, readOnly bool) error {
-	var empty, ours bool
+	var empty, ours, v1 bool
 	err := bdb.View(func(tx *bolt.Tx) error {
 		empty = true
 		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
 		if m := tx.Bucket(bucketMeta); m != nil {
-			ours = bytes.Equal(m.Get([]byte(metaSchemaKey)), []byte(schemaVersion))
+			schema := m.Get([]byte(metaSchemaKey))
+			v1 = bytes.Equal(schema, []byte(schemaVersion1))
+			ours = v1 || bytes.Equal(schema, []byte(schemaVersion))
 		}
 		return nil
 	})
@@ -161,7 +173,13 @@ func checkSchema(bdb *bolt.DB, readOnly bool) error {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
 			}
 		}
-		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion))
+		meta := tx.Bucket(bucketMeta)
+		if v1 {
+			if err := meta.Put([]byte(metaLegacyDedupKey), []byte("32")); err != nil {
+				return fmt.Errorf("store: upgrade schema: %w", err)
+			}
+		}
+		return meta.Put([]byte(metaSchemaKey), []byte(schemaVersion))
 	})
 }
 
@@ -284,7 +302,7 @@ func (db *DB) commit(batch []*op) {
 	}
 	var failed *op
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		fillAppendOnly(tx)
+		setFill(tx)
 		for _, o := range batch {
 			if err := o.fn(tx); err != nil {
 				failed = o

@@ -1,0 +1,234 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/klauspost/compress/zstd"
+	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/mapping"
+	bolt "go.etcd.io/bbolt"
+)
+
+func sampleRecords(t testing.TB) (key []byte, ev Event, del Delivery, st mapping.OrderState) {
+	id, did, did2 := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	at := time.Date(2026, 11, 24, 1, 2, 3, 456789012, time.UTC)
+	ev = Event{
+		ID: id.String(), ReceivedAt: at, Name: "ticket.updated", TicketID: "t-é\"x", OrderID: "12345",
+		State: mapping.Dispatched, Error: "",
+		Decisions: []mapping.Decision{
+			{Outcome: mapping.Unmapped, Reason: "status x is not mapped", OrderID: "12345", StatusID: "zzz",
+				MappingVersion: "aaaaaaaaaaaa"},
+			{Outcome: mapping.Dispatched, OrderID: "12345", StatusID: "yqdwrbka7kz69v8e", StatusName: "Order Confirmed",
+				ChangedAt: time.Date(2026, 1, 13, 16, 29, 51, 0, time.UTC), ChangedAtText: "2026-01-13 16:29:51",
+				Deliveries:     []mapping.Planned{{Target: "expertsender", Status: "paid"}, {Target: "http.crm", Status: "x", Skip: "no api_key"}},
+				MappingVersion: "eab75a6db305"},
+		},
+		DeliveryIDs: []string{did.String(), "not-a-uuid"},
+		DedupKey:    []byte("0123456789abcdef"),
+	}
+	del = Delivery{
+		ID: did.String(), EventID: id.String(), OrderID: "12345", Target: "http.crm", Status: "Paid 💸", StatusID: "yqdwrbka7kz69v8e",
+		CreatedAt: at, State: Dead, Reason: "400 Bad Request", Result: "", Force: true,
+		NextAttemptAt: at.Add(time.Hour), UpdatedAt: at.Add(time.Second),
+		Attempts: []Attempt{
+			{At: at, StatusCode: 0, Duration: 5 * time.Second, Error: "timeout"},
+			{At: at.Add(time.Minute), StatusCode: 400, Duration: 1234567, Error: "400", Excerpt: `{"error":"bad"}`},
+		},
+	}
+	st = mapping.OrderState{Watermark: at, Targets: map[string]mapping.TargetState{
+		"expertsender": {Status: "paid", DeliveryID: did2.String()},
+		"http.crm":     {Status: "Paid", DeliveryID: ""},
+	}}
+	return id[:], ev, del, st
+}
+
+// Every field survives the binary form, ids come back from the key, and the
+// records are as small as the size budget assumes.
+func TestRecordRoundTrip(t *testing.T) {
+	key, ev, del, st := sampleRecords(t)
+	dkey, _ := idKey(del.ID)
+	for _, c := range []struct {
+		name     string
+		key      []byte
+		in, out  any
+		maxBytes int
+	}{
+		{"event", key, &ev, &Event{}, 260},
+		{"delivery", dkey, &del, &Delivery{}, 180},
+		{"order", []byte("12345"), &st, &mapping.OrderState{}, 60},
+		{"empty event", key, &Event{ID: idString(key)}, &Event{}, 12},
+	} {
+		raw, err := encodeRecord(c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(raw) > c.maxBytes {
+			t.Errorf("%s: %d bytes, want at most %d", c.name, len(raw), c.maxBytes)
+		}
+		if err := decodeRecord(c.key, raw, c.out); err != nil {
+			t.Fatalf("%s: decode: %v", c.name, err)
+		}
+		if !reflect.DeepEqual(c.in, c.out) {
+			t.Errorf("%s: round trip\n got %+v\nwant %+v", c.name, c.out, c.in)
+		}
+	}
+}
+
+// Records written as JSON by statusbridge/1 still decode.
+func TestRecordReadsJSON(t *testing.T) {
+	key, ev, del, st := sampleRecords(t)
+	dkey, _ := idKey(del.ID)
+	for _, c := range []struct {
+		key     []byte
+		in, out any
+	}{{key, &ev, &Event{}}, {dkey, &del, &Delivery{}}, {nil, &st, &mapping.OrderState{}}} {
+		raw, _ := json.Marshal(c.in)
+		if err := decodeRecord(c.key, raw, c.out); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(c.in, c.out) {
+			t.Errorf("JSON record\n got %+v\nwant %+v", c.out, c.in)
+		}
+	}
+}
+
+// A damaged record is an error, never a panic or a huge allocation; whatever
+// decodes re-encodes to a record that decodes the same.
+func FuzzDecodeRecord(f *testing.F) {
+	key, ev, del, st := sampleRecords(f)
+	for _, v := range []any{&ev, &del, &st} {
+		raw, _ := encodeRecord(v)
+		f.Add(raw)
+		f.Add(raw[:len(raw)/2])
+	}
+	f.Add([]byte{recordV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add([]byte(`{"id":1}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for _, fresh := range []func() any{
+			func() any { return &Event{} }, func() any { return &Delivery{} }, func() any { return &mapping.OrderState{} },
+		} {
+			v := fresh()
+			if err := decodeRecord(key, raw, v); err != nil || raw[0] == '{' {
+				continue
+			}
+			again, err := encodeRecord(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := fresh()
+			if err := decodeRecord(key, again, w); err != nil {
+				t.Fatalf("re-encoded %T does not decode: %v", v, err)
+			}
+			if !reflect.DeepEqual(v, w) {
+				t.Fatalf("%T changed on re-encoding\n%+v\n%+v", v, v, w)
+			}
+		}
+	})
+}
+
+func TestDecodeRecordRefusesDamage(t *testing.T) {
+	key, ev, _, _ := sampleRecords(t)
+	raw, _ := encodeRecord(&ev)
+	for _, bad := range [][]byte{nil, {0x7f}, raw[:len(raw)-1], append(append([]byte{}, raw...), 0)} {
+		var got Event
+		if err := decodeRecord(key, bad, &got); !errors.Is(err, errCorrupt) {
+			t.Errorf("decode %x: err %v, want errCorrupt", bad, err)
+		}
+	}
+}
+
+// A statusbridge/1 store (JSON records, 32-byte dedup keys, payloads
+// compressed without the dictionary) is upgraded in place: everything in it
+// reads back, repeats of its events are still duplicates, its deliveries
+// finish, its orders' states still decide, and retention removes its records.
+func TestOpenUpgradesSchema1Store(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	tb := testTable(t, "k")
+	raw := fake.Update{TicketID: "t1", OrderID: "ORDER-7", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51",
+		Campaign: map[string]any{"note": string(make([]byte, 300))}}.Payload()
+	in := incoming(t, raw)
+	old := time.Date(2026, 1, 13, 16, 30, 0, 0, time.UTC)
+	evID, delID := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	d := tb.Decide(in.Event, mapping.OrderState{}, mapping.Options{})
+	ev := Event{ID: evID.String(), ReceivedAt: old, Name: in.Event.Name, TicketID: in.Event.TicketID, OrderID: "7",
+		State: d.Outcome, Decisions: []mapping.Decision{d}, DeliveryIDs: []string{delID.String()}, DedupKey: in.Event.DedupKey[:]}
+	del := Delivery{ID: delID.String(), EventID: ev.ID, OrderID: "7", Target: "expertsender", Status: "paid",
+		StatusID: confirmed, CreatedAt: old, UpdatedAt: old, State: Pending}
+	st := mapping.Advance(mapping.OrderState{Targets: map[string]mapping.TargetState{
+		"expertsender": {Status: "paid", DeliveryID: del.ID}}}, d)
+	plain, _ := zstd.NewWriter(nil)
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		put := func(bucket, k []byte, v any) {
+			j, _ := json.Marshal(v)
+			if err := tx.Bucket(bucket).Put(k, j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(bucketEvents, evID[:], &ev)
+		put(bucketDeliveries, delID[:], &del)
+		put(bucketOrders, []byte("7"), &st)
+		_ = tx.Bucket(bucketPending).Put(delID[:], nil)
+		_ = tx.Bucket(bucketPayloads).Put(evID[:], plain.EncodeAll(raw, nil))
+		_ = tx.Bucket(bucketDedup).Put(in.Event.DedupKey[:], evID[:])
+		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, payload, err := db.GetEvent(ev.ID)
+	if err != nil || got.OrderID != "7" || string(payload) != string(raw) {
+		t.Fatalf("old event: %+v, payload equal %v, err %v", got, string(payload) == string(raw), err)
+	}
+	res, err := db.Ingest(incoming(t, raw), tb)
+	if err != nil || !res.Duplicate || res.EventID != ev.ID {
+		t.Fatalf("repeat of an old event: %+v %v, want a duplicate of %s", res, err, ev.ID)
+	}
+	pending, err := db.PendingAfter("", 10)
+	if err != nil || len(pending) != 1 || pending[0].ID != del.ID {
+		t.Fatalf("old pending delivery: %+v %v", pending, err)
+	}
+	if err := db.Record(del.ID, Outcome{Attempt: &Attempt{At: time.Now(), StatusCode: 200}, State: Done}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := db.GetDelivery(del.ID); err != nil || d.State != Done || len(d.Attempts) != 1 {
+		t.Fatalf("old delivery after its attempt: %+v %v", d, err)
+	}
+	// The same status again for the old order: its state says already sent.
+	again := fake.Update{TicketID: "t2", OrderID: "ORDER-7", StatusID: confirmed, DateStatus: "2026-01-13 17:00:00"}.Payload()
+	if res, err := db.Ingest(incoming(t, again), tb); err != nil || res.State != mapping.Unchanged {
+		t.Fatalf("new event on an old order: %+v %v, want unchanged", res, err)
+	}
+	if n, err := db.Sweep(old.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("sweep: %d %v, want the old event deleted", n, err)
+	}
+	if res, err := db.Ingest(incoming(t, raw), tb); err != nil || res.Duplicate {
+		t.Fatalf("after its event is swept, a repeat is new again: %+v %v", res, err)
+	}
+	var schema string
+	_ = db.view(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey))); return nil })
+	if schema != schemaVersion {
+		t.Errorf("schema %q after opening, want %q", schema, schemaVersion)
+	}
+}
