@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -199,6 +200,16 @@ func TestAdminEndToEnd(t *testing.T) {
 	}
 	if s.metric("go_goroutines") == "" {
 		t.Error("no Go runtime metrics")
+	}
+	if v := s.metric("statusbridge_webhook_seconds_count"); v != "2" {
+		t.Errorf("webhook latency observations = %q, want 2 (one per stored webhook)", v)
+	}
+	// Two ingests, the attempts' records, the retry: several group commits.
+	if v, _ := strconv.Atoi(s.metric("statusbridge_store_commit_seconds_count")); v < 3 {
+		t.Errorf("group commits observed = %d, want at least 3", v)
+	}
+	if v, _ := strconv.Atoi(s.metric("statusbridge_store_commit_writes_sum")); v < 5 {
+		t.Errorf("writes through the committer = %d, want at least 5", v)
 	}
 	if strings.Contains(s.logs.String(), adminTok) {
 		t.Error("admin token in the logs")

@@ -249,7 +249,16 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	defer stop()
 
 	warnInsecure(cfg, log)
-	db, err := store.Open(cfg.Store.Path, store.Options{Logger: log})
+	var db *store.DB
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once db is open
+		stats, err := db.PendingByTarget()
+		out := make(map[string]metrics.OutboxStat, len(stats))
+		for t, s := range stats {
+			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
+		}
+		return out, err
+	})
+	db, err := store.Open(cfg.Store.Path, store.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
 	}
@@ -263,14 +272,6 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 
-	met := metrics.New(func() (map[string]metrics.OutboxStat, error) {
-		stats, err := db.PendingByTarget()
-		out := make(map[string]metrics.OutboxStat, len(stats))
-		for t, s := range stats {
-			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
-		}
-		return out, err
-	})
 	maps := live.New(cfg, getenv, log, met)
 	maps.OnReload = func(ids []string, t *mapping.Table) (int, error) {
 		sum, err := db.RedecideUnmapped(ids, t, time.Now())

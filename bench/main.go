@@ -10,6 +10,12 @@
 // comes from vegeta (as a library): closed loop with 64 connections for
 // saturation, open loop (requests sent on schedule whatever the answers) for
 // fixed rates. Payloads are ~1.5 KB with unique ticket and order ids.
+//
+// For each statusbridge phase it also reads the server's own /metrics before
+// and after, and reports the server-side p99 (handler arrival → answer, from
+// statusbridge_webhook_seconds), group-commit p50/p99 and size, and server
+// CPU per stored webhook: what the server spent, apart from the load
+// generator sharing the machine.
 package main
 
 import (
@@ -76,6 +82,13 @@ type Result struct {
 	RefusedP99 float64 `json:"refused_p99_ms,omitempty"`
 	E2EP50ms   float64 `json:"e2e_p50_ms,omitempty"`
 	E2EP99ms   float64 `json:"e2e_p99_ms,omitempty"`
+	// Server-side figures from statusbridge's own histograms (bucket
+	// resolution): time in the handler for stored webhooks, and group commits.
+	ServerP99ms     float64 `json:"server_p99_ms,omitempty"`
+	CommitP50ms     float64 `json:"commit_p50_ms,omitempty"`
+	CommitP99ms     float64 `json:"commit_p99_ms,omitempty"`
+	WritesPerCommit float64 `json:"writes_per_commit,omitempty"`
+	CPUPerReqUs     float64 `json:"server_cpu_us_per_stored_webhook,omitempty"`
 }
 
 // Report is everything one run measured.
@@ -113,8 +126,25 @@ func run(short bool, outPath string, events int) error {
 	es := newExpertSender()
 	defer es.Close()
 	rep := &Report{When: time.Now().UTC(), Machine: machine(), Ratios: map[string]float64{}}
+	// onBridge runs a phase against a statusbridge and adds its server-side figures.
+	onBridge := func(addr string, run func() Result) Result {
+		before := scrape(addr)
+		r := run()
+		after := scrape(addr)
+		if n := after["statusbridge_webhook_seconds_count"] - before["statusbridge_webhook_seconds_count"]; n > 0 {
+			r.CPUPerReqUs = 1e6 * (after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]) / n
+		}
+		r.ServerP99ms = 1000 * histQuantile(before, after, "statusbridge_webhook_seconds", 0.99)
+		r.CommitP50ms = 1000 * histQuantile(before, after, "statusbridge_store_commit_seconds", 0.50)
+		r.CommitP99ms = 1000 * histQuantile(before, after, "statusbridge_store_commit_seconds", 0.99)
+		if n := after["statusbridge_store_commit_writes_count"] - before["statusbridge_store_commit_writes_count"]; n > 0 {
+			r.WritesPerCommit = (after["statusbridge_store_commit_writes_sum"] - before["statusbridge_store_commit_writes_sum"]) / n
+		}
+		return r
+	}
 	phase := func(r Result) Result {
-		fmt.Fprintf(os.Stderr, "  %-36s %8.0f/s  p99 %7.2f ms  ok %5.1f%%\n", r.Name, r.Throughput, r.P99ms, 100*r.Success)
+		fmt.Fprintf(os.Stderr, "  %-36s %8.0f/s  p99 %7.2f ms  ok %5.1f%%  server p99 %.2f ms  commit p50/p99 %.2f/%.2f ms × %.1f writes\n",
+			r.Name, r.Throughput, r.P99ms, 100*r.Success, r.ServerP99ms, r.CommitP50ms, r.CommitP99ms, r.WritesPerCommit)
 		rep.Phases = append(rep.Phases, r)
 		return r
 	}
@@ -137,12 +167,20 @@ func run(short bool, outPath string, events int) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "statusbridge, targets paused:")
-	ingestSat := phase(attack("ingest saturation (64 conns)", ingestAddr, nil, vegeta.Rate{}, dur))
-	phase(attack("ingest 1000/s", ingestAddr, nil, vegeta.Rate{Freq: 1000, Per: time.Second}, dur))
-	phase(attack("ingest 5000/s", ingestAddr, nil, vegeta.Rate{Freq: 5000, Per: time.Second}, dur))
+	ingestSat := phase(onBridge(ingestAddr, func() Result {
+		return attack("ingest saturation (64 conns)", ingestAddr, nil, vegeta.Rate{}, dur)
+	}))
+	phase(onBridge(ingestAddr, func() Result {
+		return attack("ingest 1000/s", ingestAddr, nil, vegeta.Rate{Freq: 1000, Per: time.Second}, dur)
+	}))
+	phase(onBridge(ingestAddr, func() Result {
+		return attack("ingest 5000/s", ingestAddr, nil, vegeta.Rate{Freq: 5000, Per: time.Second}, dur)
+	}))
 	capacity := ingestSat.Throughput
-	over := phase(attack(fmt.Sprintf("overload 2× capacity (%.0f/s)", 2*capacity), ingestAddr, nil,
-		vegeta.Rate{Freq: int(2 * capacity), Per: time.Second}, overload))
+	over := phase(onBridge(ingestAddr, func() Result {
+		return attack(fmt.Sprintf("overload 2× capacity (%.0f/s)", 2*capacity), ingestAddr, nil,
+			vegeta.Rate{Freq: int(2 * capacity), Per: time.Second}, overload)
+	}))
 	ingest.stop()
 
 	// 3. Ingest and delivery to the no-op ExpertSender.
@@ -152,9 +190,13 @@ func run(short bool, outPath string, events int) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "statusbridge delivering to a no-op ExpertSender:")
-	deliverSat := phase(attack("ingest+delivery saturation (64 conns)", deliverAddr, es, vegeta.Rate{}, dur))
+	deliverSat := phase(onBridge(deliverAddr, func() Result {
+		return attack("ingest+delivery saturation (64 conns)", deliverAddr, es, vegeta.Rate{}, dur)
+	}))
 	es.reset()
-	deliver1k := phase(attack("ingest+delivery 1000/s", deliverAddr, es, vegeta.Rate{Freq: 1000, Per: time.Second}, dur))
+	deliver1k := phase(onBridge(deliverAddr, func() Result {
+		return attack("ingest+delivery 1000/s", deliverAddr, es, vegeta.Rate{Freq: 1000, Per: time.Second}, dur)
+	}))
 
 	// 4. Fill to the event count, then read RSS and the store's size.
 	stored := deliverSat.OK + deliver1k.OK // every 2xx of a new id is a stored event
@@ -409,6 +451,61 @@ func rss(pid int) (anon, total float64) {
 	return anon, total
 }
 
+// scrape reads a statusbridge's /metrics as name{labels} → value.
+func scrape(addr string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// histQuantile estimates quantile q of what histogram name observed between
+// two scrapes, interpolating linearly inside the bucket (as PromQL does).
+func histQuantile(before, after map[string]float64, name string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	prefix := name + `_bucket{le="`
+	for k, v := range after {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		le, err := strconv.ParseFloat(strings.TrimSuffix(k[len(prefix):], `"}`), 64)
+		if err != nil {
+			continue // +Inf
+		}
+		bs = append(bs, bucket{le, v - before[k]})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	total := after[name+"_count"] - before[name+"_count"]
+	if total <= 0 || len(bs) == 0 {
+		return 0
+	}
+	rank, lo, below := q*total, 0.0, 0.0
+	for _, b := range bs {
+		if b.n >= rank {
+			return lo + (b.le-lo)*(rank-below)/max(b.n-below, 1)
+		}
+		lo, below = b.le, b.n
+	}
+	return bs[len(bs)-1].le
+}
+
 func machine() string {
 	out, _ := exec.Command("nproc").Output()
 	return strings.TrimSpace(string(out)) + " cores, " + strings.TrimSpace(goVersion())
@@ -422,13 +519,24 @@ func goVersion() string {
 func printReport(r *Report) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "statusbridge benchmark, %s, %s\n\n", r.When.Format(time.RFC3339), r.Machine)
-	fmt.Fprintln(w, "PHASE\tSENT/S\tOK/S\tP50 MS\tP99 MS\t503s\tE2E P99 MS")
-	for _, p := range r.Phases {
-		e2e := "-"
-		if p.E2EP99ms > 0 {
-			e2e = fmt.Sprintf("%.2f", p.E2EP99ms)
+	fmt.Fprintln(w, "PHASE\tSENT/S\tOK/S\tP50 MS\tP99 MS\t503s\tE2E P99 MS\tSERVER P99 MS\tCOMMIT P50/P99 MS\tWRITES/COMMIT\tCPU µs/REQ")
+	dash := func(v float64) string {
+		if v <= 0 {
+			return "-"
 		}
-		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t%s\n", p.Name, p.Rate, p.Throughput, p.P50ms, p.P99ms, p.Refused, e2e)
+		return fmt.Sprintf("%.2f", v)
+	}
+	for _, p := range r.Phases {
+		commit := "-"
+		if p.CommitP99ms > 0 {
+			commit = dash(p.CommitP50ms) + " / " + dash(p.CommitP99ms)
+		}
+		cpu := "-"
+		if p.CPUPerReqUs > 0 {
+			cpu = fmt.Sprintf("%.0f", p.CPUPerReqUs)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Rate, p.Throughput, p.P50ms, p.P99ms,
+			p.Refused, dash(p.E2EP99ms), dash(p.ServerP99ms), commit, dash(p.WritesPerCommit), cpu)
 	}
 	fmt.Fprintf(w, "\nRSS after %d events: %.1f MB anonymous, %.1f MB total; store %.0f bytes per event\n\n", r.Events, r.RSSAnonMB, r.RSSMB, r.StoreB)
 	fmt.Fprintln(w, "FIGURE\tMEASURED\tTARGET")

@@ -21,6 +21,9 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	reloads    *prometheus.CounterVec
+	ack        prometheus.Histogram
+	commit     prometheus.Histogram
+	commitOps  prometheus.Histogram
 }
 
 // OutboxStat is the backlog of one target.
@@ -43,7 +46,14 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 		Help: "Duration of delivery attempts by target.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"target"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_mapping_reloads_total",
 		Help: "Mapping reloads by result: ok, failed."}, []string{"result"})
-	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads,
+	fine := prometheus.ExponentialBuckets(0.00025, 2, 15) // 0.25 ms … 4 s
+	m.ack = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_webhook_seconds",
+		Help: "Time from a webhook's arrival in the handler to its answer, for webhooks stored (on disk) and answered 2xx.", Buckets: fine})
+	m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_seconds",
+		Help: "Duration of each group commit (the transaction and its fsyncs).", Buckets: fine})
+	m.commitOps = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_writes",
+		Help: "Writes (ingests and delivery records) per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
+	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
 		m.reg.MustRegister(&outboxCollector{read: outbox})
@@ -58,6 +68,15 @@ func (m *Metrics) Handler() http.Handler {
 
 // Webhook counts a webhook call's outcome.
 func (m *Metrics) Webhook(outcome string) { m.webhooks.WithLabelValues(outcome).Inc() }
+
+// Stored records how long a stored webhook took to be answered.
+func (m *Metrics) Stored(d time.Duration) { m.ack.Observe(d.Seconds()) }
+
+// Commit records one group commit: how many writes it held and how long it took.
+func (m *Metrics) Commit(writes int, d time.Duration) {
+	m.commit.Observe(d.Seconds())
+	m.commitOps.Observe(float64(writes))
+}
 
 // Event counts a stored event's state.
 func (m *Metrics) Event(state string) { m.events.WithLabelValues(state).Inc() }

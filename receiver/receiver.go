@@ -34,12 +34,15 @@ var _ Ingester = (*store.DB)(nil)
 type Observer interface {
 	Webhook(outcome string)
 	Event(state string)
+	// Stored is told how long a stored webhook took to answer.
+	Stored(d time.Duration)
 }
 
 type noObserver struct{}
 
-func (noObserver) Webhook(string) {}
-func (noObserver) Event(string)   {}
+func (noObserver) Webhook(string)       {}
+func (noObserver) Event(string)         {}
+func (noObserver) Stored(time.Duration) {}
 
 // Options configure the server.
 type Options struct {
@@ -267,6 +270,7 @@ type busy interface{ Busy() bool }
 
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
+	start := time.Now()
 	received := s.opt.Now()
 	if b, ok := s.in.(busy); ok && b.Busy() {
 		s.opt.Observer.Webhook("store_error")
@@ -340,14 +344,15 @@ func (s *Server) webhook(c echo.Context) error {
 		s.opt.Observer.Event(string(res.State))
 	}
 	ans := webhookAnswer{EventID: res.EventID, Duplicate: res.Duplicate, State: res.State}
+	code := http.StatusOK
 	if res.State == mapping.Invalid {
-		ans.Error = in.Invalid
+		code, ans.Error = http.StatusAccepted, in.Invalid
 		if res.Duplicate {
 			ans.Error = "duplicate of an invalid event"
 		}
-		return c.JSON(http.StatusAccepted, ans)
 	}
-	return c.JSON(http.StatusOK, ans)
+	s.opt.Observer.Stored(time.Since(start))
+	return c.JSON(code, ans)
 }
 
 func tooLarge(limit int64) error {
