@@ -45,6 +45,10 @@ type Options struct {
 	MaxBatch int
 	// ReadOnly opens the file for reading only (CLI inspection).
 	ReadOnly bool
+	// AsyncDelay is how long a commit of only asynchronous writes (delivery
+	// records) may wait for a synchronous write to share it (default 2ms;
+	// negative: never wait). Acknowledgements never wait on a timer.
+	AsyncDelay time.Duration
 	// OnCommit, when set, is told each group commit's size and duration.
 	OnCommit func(writes int, d time.Duration)
 	Logger   *slog.Logger
@@ -85,6 +89,9 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2048
+	}
+	if opts.AsyncDelay == 0 {
+		opts.AsyncDelay = 2 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -250,12 +257,20 @@ func (db *DB) submitAsync(fn func(tx *bolt.Tx) error, done func(error)) error {
 }
 
 // commitLoop is the group committer: it takes whatever writes are already
-// waiting (no timer window, so a lone write commits at once) and commits them
-// in one transaction.
+// waiting (no timer window, so a lone ingest commits at once) and commits
+// them in one transaction.
+//
+// One exception: a batch of nothing but asynchronous writes (delivery
+// records, which nobody waits on to answer a caller) waits up to
+// Options.AsyncDelay for a write that someone does wait on, and rides along
+// with it. At a steady webhook rate the records of the deliveries just sent
+// then share the next ingest's commit instead of taking one of their own,
+// which would make the next webhook wait behind two fsyncs it has no part in.
 func (db *DB) commitLoop() {
 	defer close(db.done)
 	ingest, writes := db.ingest, db.writes
 	batch := make([]*op, 0, db.opts.MaxBatch)
+	var timer *time.Timer
 	for ingest != nil || writes != nil {
 		batch = batch[:0]
 		select {
@@ -272,27 +287,73 @@ func (db *DB) commitLoop() {
 			}
 			batch = append(batch, o)
 		}
-	drain:
-		for len(batch) < db.opts.MaxBatch {
-			select {
-			case o, ok := <-writes:
-				if !ok {
-					writes = nil
-					break drain
-				}
-				batch = append(batch, o)
-			case o, ok := <-ingest:
-				if !ok {
-					ingest = nil
-					break drain
-				}
-				batch = append(batch, o)
-			default:
-				break drain
+		db.drain(&batch, &ingest, &writes)
+		if db.opts.AsyncDelay > 0 && onlyAsync(batch) && ingest != nil && writes != nil {
+			if timer == nil {
+				timer = time.NewTimer(db.opts.AsyncDelay)
+			} else {
+				timer.Reset(db.opts.AsyncDelay)
 			}
+		wait:
+			for len(batch) < db.opts.MaxBatch {
+				select {
+				case o, ok := <-ingest:
+					if !ok {
+						ingest = nil
+						break wait
+					}
+					batch = append(batch, o)
+					break wait
+				case o, ok := <-writes:
+					if !ok {
+						writes = nil
+						break wait
+					}
+					batch = append(batch, o)
+					if o.done == nil {
+						break wait
+					}
+				case <-timer.C:
+					break wait
+				}
+			}
+			timer.Stop()
+			db.drain(&batch, &ingest, &writes)
 		}
 		db.commit(batch)
 	}
+}
+
+// drain adds to batch whatever is already waiting, without blocking.
+func (db *DB) drain(batch *[]*op, ingest, writes *chan *op) {
+	for len(*batch) < db.opts.MaxBatch {
+		select {
+		case o, ok := <-*writes:
+			if !ok {
+				*writes = nil
+				return
+			}
+			*batch = append(*batch, o)
+		case o, ok := <-*ingest:
+			if !ok {
+				*ingest = nil
+				return
+			}
+			*batch = append(*batch, o)
+		default:
+			return
+		}
+	}
+}
+
+// onlyAsync reports whether no write of batch has a caller waiting on it.
+func onlyAsync(batch []*op) bool {
+	for _, o := range batch {
+		if o.done == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (db *DB) commit(batch []*op) {

@@ -383,3 +383,76 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 	}
 	_ = db.Close()
 }
+
+// A delivery record nobody waits on rides along with the next ingest's
+// commit instead of taking a commit (two fsyncs) of its own; alone, it is
+// committed after AsyncDelay; at Close it is committed at once.
+func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
+	commits := make(chan int, 16)
+	path := filepath.Join(t.TempDir(), "sb.db")
+	db, err := Open(path, Options{AsyncDelay: time.Hour, OnCommit: func(writes int, _ time.Duration) { commits <- writes }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := testTable(t, "k")
+	res, err := db.Ingest(incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed}.Payload()), tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := <-commits; n != 1 {
+		t.Fatalf("first ingest: commit of %d writes", n)
+	}
+	recorded := make(chan error, 1)
+	if err := db.RecordAsync(res.Deliveries[0].ID, Outcome{Attempt: &Attempt{StatusCode: 200}, State: Done}, time.Now(),
+		func(err error) { recorded <- err }); err != nil {
+		t.Fatal(err)
+	}
+	// The record waits (AsyncDelay is an hour) until an ingest comes.
+	if _, err := db.Ingest(incoming(t, fake.Update{TicketID: "t2", OrderID: "2", StatusID: confirmed}.Payload()), tb); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-commits; n != 2 {
+		t.Errorf("record and ingest: commit of %d writes, want both in one", n)
+	}
+	if err := <-recorded; err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := db.GetDelivery(res.Deliveries[0].ID); d.State != Done {
+		t.Errorf("recorded delivery is %s", d.State)
+	}
+	// Close does not wait out the delay.
+	pending, _ := db.PendingAfter("", 10)
+	if err := db.RecordAsync(pending[0].ID, Outcome{State: Dead, Reason: "x"}, time.Now(), func(err error) { recorded <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-recorded; err != nil {
+		t.Fatalf("record queued at close: %v", err)
+	}
+	db, err = Open(path, Options{AsyncDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
+		t.Errorf("record queued at close was lost: %+v", p)
+	}
+	// Alone, a record is committed once the (short) delay has passed.
+	res, err = db.Ingest(incoming(t, fake.Update{TicketID: "t3", OrderID: "3", StatusID: confirmed}.Payload()), tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordAsync(res.Deliveries[0].ID, Outcome{State: Done}, time.Now(), func(err error) { recorded <- err }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-recorded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone record was never committed")
+	}
+}
