@@ -4,7 +4,8 @@
 //	go run ./bench [-short] [-out bench/out/results.json]
 //
 // It builds the binary, starts a no-op Echo server (this program re-executed
-// with -noop), statusbridge with its targets paused (deliveries recorded as
+// with -noop), the disk's floor (-bolt: one bbolt Update per request, the
+// issue's reference figure, measured here), statusbridge with its targets paused (deliveries recorded as
 // skipped) and statusbridge delivering to a no-op ExpertSender served by this
 // program, which records when each PUT arrives (end-to-end latency). Load
 // comes from vegeta (as a library): closed loop with 64 connections for
@@ -19,6 +20,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -40,16 +42,26 @@ import (
 
 	"github.com/labstack/echo/v4"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	bolt "go.etcd.io/bbolt"
 )
 
 func main() {
 	noop := flag.String("noop", "", "run only the no-op Echo server on this address (used by the bench itself)")
+	boltBase := flag.String("bolt", "", "run only the one-bbolt-Update-per-request Echo server on this address, storing in the file -bolt-path (used by the bench itself)")
+	boltPath := flag.String("bolt-path", "", "the file of -bolt")
 	short := flag.Bool("short", false, "shorter phases (a quick look, noisier figures)")
 	out := flag.String("out", "bench/out/results.json", "where to write the results as JSON")
 	events := flag.Int("events", 100000, "events to store before measuring RSS and store size")
 	flag.Parse()
 	if *noop != "" {
 		runNoop(*noop)
+		return
+	}
+	if *boltBase != "" {
+		if err := runBolt(*boltBase, *boltPath); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -bolt:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	if err := run(*short, *out, *events); err != nil {
@@ -67,6 +79,38 @@ func runNoop(addr string) {
 		return c.JSON(http.StatusOK, map[string]any{"event_id": "x", "duplicate": false, "state": "dispatched"})
 	})
 	_ = e.Start(addr)
+}
+
+// runBolt is the disk's floor: Echo, read the body, store it with one bbolt
+// Update (two fdatasyncs), answer 200 — the issue's "one bbolt Update per
+// request" reference, measured on this machine.
+func runBolt(addr, path string) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var n atomic.Uint64
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/webhooks/digishare", func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		if err != nil {
+			return err
+		}
+		key := binary.BigEndian.AppendUint64(nil, n.Add(1))
+		if err := db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("events"))
+			if err != nil {
+				return err
+			}
+			return b.Put(key, body)
+		}); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"event_id": "x", "duplicate": false, "state": "dispatched"})
+	})
+	return e.Start(addr)
 }
 
 // Result is one measured phase.
@@ -160,6 +204,17 @@ func run(short bool, outPath string, events int) error {
 	noop1k := phase(attack("noop 1000/s", noopAddr, nil, vegeta.Rate{Freq: 1000, Per: time.Second}, dur))
 	noop.stop()
 
+	// 1b. The disk's floor: one bbolt Update (two fdatasyncs) per request.
+	boltAddr := freeAddr()
+	boltSrv, err := startProcess(self, []string{"-bolt", boltAddr, "-bolt-path", filepath.Join(dir, "baseline.db")}, boltAddr, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "one bbolt Update per request (the disk's floor):")
+	boltSat := phase(attack("bbolt Update/request saturation", boltAddr, nil, vegeta.Rate{}, dur))
+	bolt1k := phase(attack("bbolt Update/request 500/s", boltAddr, nil, vegeta.Rate{Freq: 500, Per: time.Second}, dur))
+	boltSrv.stop()
+
 	// 2. Ingest only (deliveries recorded as skipped, nothing sent).
 	ingestAddr := freeAddr()
 	ingest, err := startBridge(bin, dir, "ingest", ingestAddr, "")
@@ -219,6 +274,8 @@ func run(short bool, outPath string, events int) error {
 	rep.Ratios["ingest_delivery_saturation_vs_noop"] = deliverSat.Throughput / noopSat.Throughput
 	rep.Ratios["ack_p99_1000_with_delivery_ms"] = deliver1k.P99ms
 	rep.Ratios["ack_p99_1000_vs_noop_p99"] = deliver1k.P99ms / max(noop1k.P99ms, 0.001)
+	rep.Ratios["bolt_update_per_request_per_s"] = boltSat.Throughput
+	rep.Ratios["bolt_update_per_request_p99_500_ms"] = bolt1k.P99ms
 	rep.Ratios["e2e_p99_1000_ms"] = deliver1k.E2EP99ms
 	rep.Ratios["overload_throughput_vs_capacity"] = over.Throughput / capacity
 	rep.Ratios["overload_p99_ms"] = over.P99ms
@@ -545,6 +602,8 @@ func printReport(r *Report) {
 		v            float64
 		pct          bool
 	}{
+		{"one bbolt Update per request, saturation (req/s)", "reference", r.Ratios["bolt_update_per_request_per_s"], false},
+		{"  … its p99 at 500/s (ms)", "reference", r.Ratios["bolt_update_per_request_p99_500_ms"], false},
 		{"durable ingest at saturation ÷ no-op Echo", "≥ 25%", r.Ratios["durable_ingest_saturation_vs_noop"], true},
 		{"ingest + delivery at saturation ÷ no-op Echo", "≥ 15%", r.Ratios["ingest_delivery_saturation_vs_noop"], true},
 		{"p99 ack at 1,000/s with delivery (ms)", "≤ 3 ms", r.Ratios["ack_p99_1000_with_delivery_ms"], false},
