@@ -452,8 +452,20 @@ func (p *process) stop() {
 	}
 }
 
-// waitQuiet gives the delivery worker a moment to drain before RSS is read.
-func (p *process) waitQuiet() { time.Sleep(2 * time.Second) }
+// waitQuiet waits (up to two minutes) until the delivery worker has drained
+// its outbox — RSS is read in the steady state of a bridge holding the
+// events, not in the middle of a backlog — then a moment more.
+func (p *process) waitQuiet() {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		m := scrape(p.addr)
+		if depth, ok := m[`statusbridge_outbox_depth{target="expertsender"}`]; ok && depth == 0 {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+}
 
 func startBridge(bin, dir, name, addr, esURL string) (*process, error) {
 	db := filepath.Join(dir, name+".db")

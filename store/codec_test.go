@@ -232,3 +232,22 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 		t.Errorf("schema %q after opening, want %q", schema, schemaVersion)
 	}
 }
+
+// Payloads of any size come back byte for byte, whether or not they are
+// compressed and whatever the encoder's window.
+func TestPayloadCompressionRoundTrip(t *testing.T) {
+	big := make([]byte, 300_000)
+	for i := range big {
+		big[i] = byte('a' + (i*7+i/1000)%26)
+	}
+	for _, raw := range [][]byte{[]byte(`{}`), fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload(), big} {
+		stored := compress(raw)
+		back, err := decompress(stored)
+		if err != nil || string(back) != string(raw) {
+			t.Fatalf("%d bytes: round trip failed (%v)", len(raw), err)
+		}
+		if len(raw) > 1000 && len(stored) >= len(raw) {
+			t.Errorf("%d bytes stored as %d: not compressed", len(raw), len(stored))
+		}
+	}
+}
