@@ -298,16 +298,32 @@ func payload(id int64) []byte {
 // attack runs one phase; rate Freq 0 means closed loop with 64 connections.
 // With es set, end-to-end latency (sent → the downstream got the PUT) is
 // measured for the events of this phase.
+//
+// Fixed-rate phases count latency from each request's intended send time
+// (phase start + (its sequence number + 1) × the interval, as vegeta's
+// constant pacer schedules them), not from when vegeta
+// got round to sending it: a generator that falls behind (it shares the
+// CPU) would otherwise hide the wait (coordinated omission).
 func attack(name, addr string, es *expertSender, rate vegeta.Rate, d time.Duration) Result {
 	url := "http://" + addr + "/webhooks/digishare"
 	sent := sync.Map{}
+	var interval time.Duration
+	if rate.Freq > 0 {
+		interval = rate.Per / time.Duration(rate.Freq)
+	}
+	first := seq.Load() + 1
+	start := time.Now()
 	targeter := func(t *vegeta.Target) error {
 		id := seq.Add(1)
 		t.Method, t.URL = http.MethodPost, url
 		t.Header = http.Header{"Content-Type": {"application/json"}}
 		t.Body = payload(id)
 		if es != nil {
-			sent.Store(strconv.FormatInt(id, 10), time.Now())
+			at := time.Now()
+			if interval > 0 {
+				at = start.Add(time.Duration(id-first+1) * interval)
+			}
+			sent.Store(strconv.FormatInt(id, 10), at)
 		}
 		return nil
 	}
@@ -320,14 +336,18 @@ func attack(name, addr string, es *expertSender, rate vegeta.Rate, d time.Durati
 	atk := vegeta.NewAttacker(opts...)
 	var ok, refused []time.Duration
 	total := 0
-	start := time.Now()
 	for res := range atk.Attack(targeter, rate, d, name) {
 		total++
+		lat := res.Latency
+		if interval > 0 {
+			intended := start.Add(time.Duration(res.Seq+1) * interval) // vegeta's pacer: hit n at (n+1) intervals
+			lat = res.Timestamp.Add(res.Latency).Sub(intended)
+		}
 		switch {
 		case res.Code >= 200 && res.Code < 300:
-			ok = append(ok, res.Latency)
+			ok = append(ok, lat)
 		case res.Code == http.StatusServiceUnavailable:
-			refused = append(refused, res.Latency)
+			refused = append(refused, lat)
 		}
 	}
 	elapsed := time.Since(start)
