@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +110,11 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Add([]byte{recordV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte(`{"id":1}`))
+	withPayload := ev
+	withPayload.payload = []byte("stored payload")
+	if raw, err := encodeRecord(&withPayload); err == nil {
+		f.Add(raw)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, fresh := range []func() any{
 			func() any { return &Event{} }, func() any { return &Delivery{} }, func() any { return &mapping.OrderState{} },
@@ -249,5 +255,60 @@ func TestPayloadCompressionRoundTrip(t *testing.T) {
 		if len(raw) > 1000 && len(stored) >= len(raw) {
 			t.Errorf("%d bytes stored as %d: not compressed", len(raw), len(stored))
 		}
+	}
+}
+
+// An event written with its payload inline decodes to the same event, gives
+// the payload back, and keeps it when the event is rewritten (a replay
+// appending a decision) without the writer knowing about the payload.
+func TestEventInlinePayload(t *testing.T) {
+	key, ev, _, _ := sampleRecords(t)
+	stored := compress(fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed,
+		Campaign: map[string]any{"note": strings.Repeat("livraison rapide ", 30)}}.Payload())
+	withPayload := ev
+	withPayload.payload = stored
+	raw, err := encodeRecord(&withPayload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw[0] != eventV2 {
+		t.Fatalf("format %#x, want the inline-payload form", raw[0])
+	}
+	var got Event
+	if err := decodeRecord(key, raw, &got); err != nil || !reflect.DeepEqual(got, ev) {
+		t.Fatalf("decoded %+v (%v), want %+v", got, err, ev)
+	}
+	if p := inlinePayload(raw); string(p) != string(stored) {
+		t.Fatalf("inline payload %d bytes, want %d", len(p), len(stored))
+	}
+	for _, cut := range []int{1, 2, len(raw) - len(stored) - 1} {
+		var e Event
+		if err := decodeRecord(key, raw[:cut], &e); err == nil {
+			t.Errorf("record cut at %d decoded", cut)
+		}
+	}
+
+	db, _ := openTemp(t)
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		if err := putRecord(b, key, &withPayload); err != nil {
+			return err
+		}
+		var e Event
+		if _, err := getRecord(b, key, &e); err != nil {
+			return err
+		}
+		e.Decisions = append(e.Decisions, mapping.Decision{Outcome: mapping.Dispatched, MappingVersion: "x"})
+		return putRecord(b, key, &e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got2, payload, err := db.GetEvent(ev.ID)
+	if err != nil || len(got2.Decisions) != len(ev.Decisions)+1 {
+		t.Fatalf("rewritten event: %+v %v", got2, err)
+	}
+	if want, _ := decompress(stored); string(payload) != string(want) {
+		t.Fatalf("payload lost or changed by the rewrite: %d bytes, want %d", len(payload), len(want))
 	}
 }

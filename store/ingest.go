@@ -79,6 +79,7 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, stored []byte, dec Decider, res
 		Name:       in.Event.Name,
 		TicketID:   in.Event.TicketID,
 		DedupKey:   dkey,
+		payload:    stored,
 	}
 	if in.Invalid != "" {
 		ev.State, ev.Error = mapping.Invalid, in.Invalid
@@ -91,9 +92,6 @@ func (db *DB) ingestTx(tx *bolt.Tx, in Incoming, stored []byte, dec Decider, res
 	}
 	if err := putRecord(tx.Bucket(bucketEvents), id[:], ev); err != nil {
 		return fmt.Errorf("store: put event %s: %w", ev.ID, err)
-	}
-	if err := tx.Bucket(bucketPayloads).Put(id[:], stored); err != nil {
-		return fmt.Errorf("store: put payload %s: %w", ev.ID, err)
 	}
 	if err := dedup.Put(dkey, id[:]); err != nil {
 		return fmt.Errorf("store: put dedup key for %s: %w", ev.ID, err)

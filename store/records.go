@@ -25,6 +25,9 @@ type Event struct {
 	DeliveryIDs []string           `json:"delivery_ids,omitempty"`
 	// DedupKey is the event's key in the dedup index, deleted with it.
 	DedupKey []byte `json:"dedup_key,omitempty"`
+	// payload, when set, is the stored (compressed) body to write inline
+	// with the record; records are always decoded without it.
+	payload []byte
 }
 
 // DeliveryState is where a delivery is in its life.
@@ -97,13 +100,23 @@ func (db *DB) GetEvent(id string) (*Event, []byte, error) {
 		if !found {
 			return fmt.Errorf("%w: event %s", ErrNotFound, id)
 		}
-		raw, err = decompress(tx.Bucket(bucketPayloads).Get(key))
+		raw, err = decompress(storedPayload(tx, key))
 		return err
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return &ev, raw, nil
+}
+
+// storedPayload returns an event's stored payload: inline in its record, or
+// in the payloads bucket for events written before payloads were inline. The
+// bytes are valid only inside tx.
+func storedPayload(tx *bolt.Tx, key []byte) []byte {
+	if p := inlinePayload(tx.Bucket(bucketEvents).Get(key)); p != nil {
+		return p
+	}
+	return tx.Bucket(bucketPayloads).Get(key)
 }
 
 // GetDelivery returns one delivery.

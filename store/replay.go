@@ -234,7 +234,7 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 		sum.Skipped++
 		return nil
 	}
-	raw, err := decompress(tx.Bucket(bucketPayloads).Get(key))
+	raw, err := decompress(storedPayload(tx, key))
 	if err != nil {
 		return err
 	}

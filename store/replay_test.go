@@ -80,11 +80,17 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 	if _, err := db.Replay(ReplaySelector{}, tb, ReplayOptions{}, now); !errors.Is(err, ErrNoSelector) {
 		t.Errorf("no selector: %v", err)
 	}
-	// Each replay appended a decision; the original is kept first.
+	// Each replay appended a decision; the original is kept first, and the
+	// rewritten event still has its payload byte for byte.
 	evs, _, _ := db.ListEvents(EventFilter{OrderID: "2"})
 	for _, ev := range evs {
 		if len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != mapping.Dispatched {
 			t.Errorf("event %s decisions = %+v", ev.ID, ev.Decisions)
+		}
+		_, payload, err := db.GetEvent(ev.ID)
+		want := fake.Update{TicketID: ev.TicketID, OrderID: "2", StatusID: ev.Decisions[0].StatusID, DateStatus: ev.Decisions[0].ChangedAtText}.Payload()
+		if err != nil || string(payload) != string(want) {
+			t.Errorf("event %s payload after replay: %q (%v), want %q", ev.ID, payload, err, want)
 		}
 	}
 }
