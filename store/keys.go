@@ -10,11 +10,11 @@ import (
 // Bucket names. Keys are chosen so cursors iterate in time order.
 var (
 	bucketMeta       = []byte("meta")       // "schema" → schemaVersion; "legacy_dedup" when set
-	bucketEvents     = []byte("events")     // event id (16-byte UUIDv7) → Event JSON
-	bucketPayloads   = []byte("payloads")   // event id → raw webhook body, byte for byte
+	bucketEvents     = []byte("events")     // event id (16-byte UUIDv7) → event record with its stored payload (codec.go)
+	bucketPayloads   = []byte("payloads")   // event id → stored payload, for events written before payloads were inline
 	bucketDedup      = []byte("dedup")      // first 16 bytes of the sha256 dedup key → event id
-	bucketOrders     = []byte("orders")     // order id → mapping.OrderState JSON
-	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery JSON
+	bucketOrders     = []byte("orders")     // order id → mapping.OrderState record
+	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery record
 	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
 	bucketOnce       = []byte("once")       // no-repeat key (e.g. Everlytic order+status+workflow) → delivery id
 
