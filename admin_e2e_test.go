@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,32 +26,13 @@ type server struct {
 	cfg    string
 	cancel context.CancelFunc
 	exited chan struct{}
-	logs   *syncBuffer
-}
-
-// syncBuffer is the server's log output: written by the running server,
-// read by the test while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *fake.LogBuffer
 }
 
 func startServer(t *testing.T, yaml string) *server {
 	t.Helper()
 	dir := t.TempDir()
-	s := &server{t: t, addr: freeAddr(t), cfg: filepath.Join(dir, "config.yaml"), exited: make(chan struct{}), logs: &syncBuffer{}}
+	s := &server{t: t, addr: freeAddr(t), cfg: filepath.Join(dir, "config.yaml"), exited: make(chan struct{}), logs: &fake.LogBuffer{}}
 	s.write(strings.ReplaceAll(strings.ReplaceAll(yaml, "ADDR", s.addr), "STORE", filepath.Join(dir, "sb.db")))
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/statusbridge/statusbridge/config"
@@ -28,25 +27,8 @@ type env struct {
 	t      testing.TB
 	db     *store.DB
 	srv    *httptest.Server
-	logs   *syncBuffer
+	logs   *fake.LogBuffer
 	server *Server
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
@@ -65,7 +47,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 		t.Fatal(err)
 	}
 	table := mapping.New(cfg)
-	logs := &syncBuffer{}
+	logs := &fake.LogBuffer{}
 	if in == nil {
 		in = db
 	}
