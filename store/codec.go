@@ -452,17 +452,13 @@ func decodeRecord(key, raw []byte, v any) error {
 	if raw[0] == '{' {
 		return json.Unmarshal(raw, v)
 	}
-	if raw[0] == eventV2 {
-		if x, ok := v.(*Event); ok {
-			return decodeEvent(key, raw, x)
-		}
+	if x, ok := v.(*Event); ok && (raw[0] == recordV1 || raw[0] == eventV2) {
+		return decodeEvent(key, raw, x)
 	}
 	if raw[0] != recordV1 {
 		return fmt.Errorf("%w: unknown format %#x", errCorrupt, raw[0])
 	}
 	switch x := v.(type) {
-	case *Event:
-		return decodeEvent(key, raw, x)
 	case *Delivery:
 		return decodeDelivery(key, raw, x)
 	case *mapping.OrderState:
