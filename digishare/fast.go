@@ -7,62 +7,333 @@ import (
 	"unicode/utf8"
 )
 
-// The fast path decodes a well-shaped body in one pass of encoding/json into
-// typed structs; anything unusual (a wrong kind anywhere, a syntax error, an
+// The fast path reads a well-shaped body in one pass over its bytes,
+// validating the whole document as it goes and keeping only the fields the
+// bridge needs; anything unusual (a wrong kind where an object belongs, a
+// repeated or case-folded field name, an escaped key, deep nesting, an
 // unreadable timestamp) makes it give up, and slowDecode, which walks the
-// body level by level, decides and names the problem. Both must agree on
-// every input: FuzzDecode checks it.
+// body level by level with encoding/json, decides and names the problem.
+// Both must agree on every input: FuzzDecode checks it.
+//
+// It replaced a fast path that unmarshalled into typed structs with
+// encoding/json: 35 µs and 89 allocations for a 1.2 KB webhook, a fifth of
+// the server's CPU per webhook at saturation.
 
-// jtext records a JSON scalar as text (a string's value or a number's
-// literal) and the kind of any value, without failing on the unexpected.
-type jtext struct {
-	s    string
-	kind byte // first byte of the value: '"', '{', '[', 't', 'f', 'n', or a digit/'-'
+// maxScanDepth: deeper documents go to slowDecode (encoding/json allows 10,000).
+const maxScanDepth = 64
+
+// scanner walks one JSON document; every method leaves i after what it read
+// and returns false on anything it does not accept.
+type scanner struct {
+	b     []byte
+	i     int
+	depth int
 }
 
-func (t *jtext) UnmarshalJSON(b []byte) error {
-	t.kind = b[0]
-	switch {
-	case t.kind == '"':
-		if bytes.IndexByte(b, '\\') < 0 {
-			t.s = string(b[1 : len(b)-1]) // no escapes: the bytes are the value
-			return nil
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
 		}
-		return json.Unmarshal(b, &t.s)
-	case t.kind == '-' || (t.kind >= '0' && t.kind <= '9'):
-		t.s = string(b)
 	}
-	return nil
 }
 
-func (t *jtext) scalar() bool {
-	return t.kind == '"' || t.kind == '-' || (t.kind >= '0' && t.kind <= '9')
+// eat consumes c, after whitespace, if it is next.
+func (s *scanner) eat(c byte) bool {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
 }
 
-type fastRoot struct {
-	Event *jtext    `json:"event"`
-	Data  *fastData `json:"data"`
+// str reads a string and returns its contents' span and whether it holds
+// escapes.
+func (s *scanner) str() (start, end int, esc, ok bool) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return 0, 0, false, false
+	}
+	s.i++
+	start = s.i
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			end = s.i
+			s.i++
+			return start, end, esc, true
+		case c == '\\':
+			esc = true
+			if s.i+1 >= len(s.b) {
+				return 0, 0, false, false
+			}
+			switch s.b[s.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i += 2
+			case 'u':
+				if s.i+5 >= len(s.b) {
+					return 0, 0, false, false
+				}
+				for _, h := range s.b[s.i+2 : s.i+6] {
+					if !isHex(h) {
+						return 0, 0, false, false
+					}
+				}
+				s.i += 6
+			default:
+				return 0, 0, false, false
+			}
+		case c < 0x20:
+			return 0, 0, false, false
+		default:
+			s.i++
+		}
+	}
+	return 0, 0, false, false
 }
 
-type fastData struct {
-	ID      *jtext                     `json:"id"`
-	Data    *fastTicket                `json:"data"`
-	Changes map[string]json.RawMessage `json:"changes"`
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
-type fastTicket struct {
-	ID           jtext     `json:"id"`
-	ExternalID   jtext     `json:"external_id"`
-	Subject      jtext     `json:"subject"`
-	TicketNumber jtext     `json:"ticket_number"`
-	TypeTicketID jtext     `json:"type_ticket_id"`
-	StatusID     jtext     `json:"ticket_status_id"`
-	Information  *fastInfo `json:"information"`
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// number reads a number by JSON's grammar.
+func (s *scanner) number() bool {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	s.i = i
+	return true
 }
 
-type fastInfo struct {
-	Third        map[string]jtext           `json:"third"`
-	CampaignData map[string]json.RawMessage `json:"campaign_data"`
+// value reads any value (after whitespace) and returns its span.
+func (s *scanner) value() (start, end int, ok bool) {
+	s.ws()
+	start = s.i
+	if s.i >= len(s.b) {
+		return 0, 0, false
+	}
+	switch c := s.b[s.i]; {
+	case c == '"':
+		_, _, _, ok = s.str()
+	case c == '{':
+		ok = s.members(func([]byte, bool) bool { _, _, ok := s.value(); return ok })
+	case c == '[':
+		ok = s.elements()
+	case c == 't':
+		ok = s.literal("true")
+	case c == 'f':
+		ok = s.literal("false")
+	case c == 'n':
+		ok = s.literal("null")
+	case c == '-' || isDigit(c):
+		ok = s.number()
+	}
+	return start, s.i, ok
+}
+
+func (s *scanner) literal(word string) bool {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		return false
+	}
+	s.i += len(word)
+	return true
+}
+
+func (s *scanner) elements() bool {
+	if s.depth++; s.depth > maxScanDepth {
+		return false
+	}
+	s.i++ // '['
+	if s.eat(']') {
+		s.depth--
+		return true
+	}
+	for {
+		if _, _, ok := s.value(); !ok {
+			return false
+		}
+		if s.eat(']') {
+			s.depth--
+			return true
+		}
+		if !s.eat(',') {
+			return false
+		}
+	}
+}
+
+// members reads the object at i (its '{' next), calling member with each
+// key (raw, as written between the quotes) and whether it holds escapes;
+// member must read the value.
+func (s *scanner) members(member func(key []byte, esc bool) bool) bool {
+	if s.depth++; s.depth > maxScanDepth {
+		return false
+	}
+	s.i++ // '{'
+	if s.eat('}') {
+		s.depth--
+		return true
+	}
+	for {
+		s.ws()
+		start, end, esc, ok := s.str()
+		if !ok || !s.eat(':') || !member(s.b[start:end], esc) {
+			return false
+		}
+		if s.eat('}') {
+			s.depth--
+			return true
+		}
+		if !s.eat(',') {
+			return false
+		}
+	}
+}
+
+// objectOrNull reads null (found is false) or an object, calling member
+// for each of its keys as members does.
+func (s *scanner) objectOrNull(member func(key []byte, esc bool) bool) (found, ok bool) {
+	switch s.next() {
+	case 'n':
+		return false, s.literal("null")
+	case '{':
+		return true, s.members(member)
+	}
+	return false, false
+}
+
+// next returns the first byte of the next value, after whitespace.
+func (s *scanner) next() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// text is a scalar read as text: a string's value or a number's literal,
+// with the kind of any value (its first byte).
+type text struct {
+	s    string
+	kind byte
+	seen bool
+}
+
+func (s *scanner) text(t *text) bool {
+	start, end, ok := s.value()
+	if !ok || t.seen {
+		return false
+	}
+	t.seen, t.kind = true, s.b[start]
+	v := s.b[start:end]
+	switch {
+	case t.kind == '"' && bytes.IndexByte(v, '\\') < 0:
+		t.s = string(v[1 : len(v)-1])
+	case t.kind == '"':
+		return json.Unmarshal(v, &t.s) == nil
+	case t.kind == '-' || isDigit(t.kind):
+		t.s = string(v)
+	}
+	return true
+}
+
+func (t *text) scalar() bool { return t.kind == '"' || t.kind == '-' || isDigit(t.kind) }
+
+// fields are the names wanted from one struct-like object, and which of
+// them were seen.
+type fields struct {
+	wanted []string
+	seen   uint32
+}
+
+// match returns the wanted name key is, or "" for others. ok is false when
+// encoding/json might read the key as a wanted name it is not written as
+// (escapes, case folding), or when a wanted name repeats: slowDecode
+// decides those.
+func (f *fields) match(key []byte, esc bool) (name string, ok bool) {
+	if esc {
+		return "", false
+	}
+	for i, w := range f.wanted {
+		if string(key) == w {
+			if f.seen&(1<<i) != 0 {
+				return "", false
+			}
+			f.seen |= 1 << i
+			return w, true
+		}
+	}
+	ascii := isASCII(key)
+	for _, w := range f.wanted {
+		if (len(key) == len(w) || !ascii) && bytes.EqualFold(key, []byte(w)) {
+			return "", false
+		}
+	}
+	return "", true
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// rawMap reads an object of any values into a map of their raw text;
+// null leaves *m nil. Escaped or repeated keys give up.
+func (s *scanner) rawMap(m *map[string]json.RawMessage) bool {
+	seen := map[string]json.RawMessage{}
+	found, ok := s.objectOrNull(func(key []byte, esc bool) bool {
+		if _, dup := seen[string(key)]; dup || esc {
+			return false
+		}
+		start, end, ok := s.value()
+		seen[string(key)] = s.b[start:end:end]
+		return ok
+	})
+	if found {
+		*m = seen
+	}
+	return ok
 }
 
 // fastDecode returns ok=false whenever slowDecode must look.
@@ -70,41 +341,136 @@ func fastDecode(raw []byte) (*Event, bool) {
 	if !utf8.Valid(raw) {
 		return nil, false
 	}
-	var w fastRoot
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, false // syntax or kind error: let the precise path say which
+	// RawMessages point into one copy of the body, never into the caller's.
+	s := &scanner{b: bytes.Clone(raw)}
+	var (
+		name, id                              text
+		ticket                                Ticket
+		tID, ext, subj, num, typ, status      text
+		hasData, hasTicket, hasInfo, hasThird bool
+		changes, campaign                     map[string]json.RawMessage
+		third                                 map[string]string
+	)
+	rootF := fields{wanted: []string{"event", "data"}}
+	dataF := fields{wanted: []string{"id", "data", "changes"}}
+	tickF := fields{wanted: []string{"id", "external_id", "subject", "ticket_number", "type_ticket_id", "ticket_status_id", "information"}}
+	infoF := fields{wanted: []string{"third", "campaign_data"}}
+	info := func(key []byte, esc bool) bool {
+		f, ok := infoF.match(key, esc)
+		if !ok {
+			return false
+		}
+		switch f {
+		case "third":
+			third = map[string]string{}
+			hasThird, ok = s.objectOrNull(func(key []byte, esc bool) bool {
+				var t text
+				if _, dup := third[string(key)]; dup || esc || !s.text(&t) {
+					return false
+				}
+				if t.scalar() {
+					third[string(key)] = t.s
+				}
+				return true
+			})
+			return ok
+		case "campaign_data":
+			return s.rawMap(&campaign)
+		}
+		_, _, ok = s.value()
+		return ok
 	}
-	if w.Event == nil || w.Event.kind != '"' || w.Event.s == "" || w.Data == nil ||
-		w.Data.ID == nil || w.Data.ID.kind != '"' || w.Data.ID.s == "" {
+	tick := func(key []byte, esc bool) bool {
+		f, ok := tickF.match(key, esc)
+		if !ok {
+			return false
+		}
+		switch f {
+		case "id":
+			return s.text(&tID)
+		case "external_id":
+			return s.text(&ext)
+		case "subject":
+			return s.text(&subj)
+		case "ticket_number":
+			return s.text(&num)
+		case "type_ticket_id":
+			return s.text(&typ)
+		case "ticket_status_id":
+			return s.text(&status)
+		case "information":
+			hasInfo, ok = s.objectOrNull(info)
+			return ok
+		}
+		_, _, ok = s.value()
+		return ok
+	}
+	data := func(key []byte, esc bool) bool {
+		f, ok := dataF.match(key, esc)
+		if !ok {
+			return false
+		}
+		switch f {
+		case "id":
+			return s.text(&id)
+		case "data":
+			hasTicket, ok = s.objectOrNull(tick)
+			return ok
+		case "changes":
+			return s.rawMap(&changes)
+		}
+		_, _, ok = s.value()
+		return ok
+	}
+	root := func(key []byte, esc bool) bool {
+		f, ok := rootF.match(key, esc)
+		if !ok {
+			return false
+		}
+		switch f {
+		case "event":
+			return s.text(&name)
+		case "data":
+			if s.next() != '{' {
+				return false
+			}
+			hasData = true
+			return s.members(data)
+		}
+		_, _, ok = s.value()
+		return ok
+	}
+	if s.next() != '{' || !s.members(root) {
 		return nil, false
 	}
-	if w.Data.Data == nil && w.Event.s == EventTicketUpdated {
+	if s.ws(); s.i != len(s.b) {
+		return nil, false // trailing bytes
+	}
+	if name.kind != '"' || name.s == "" || !hasData || id.kind != '"' || id.s == "" {
 		return nil, false
 	}
-	if w.Data.Data != nil && w.Data.Data.Information != nil && (w.Data.Data.Information.Third == nil || w.Data.Data.Information.CampaignData == nil) {
+	if !hasTicket && name.s == EventTicketUpdated {
+		return nil, false
+	}
+	if hasInfo && (!hasThird || campaign == nil) {
 		return nil, false // information present but third/campaign_data absent, null or odd: rare, be precise
 	}
-	ev := &Event{Name: w.Event.s, TicketID: w.Data.ID.s, Changes: w.Data.Changes}
+	ev := &Event{Name: name.s, TicketID: id.s, Changes: changes}
 	if len(ev.Changes) == 0 {
 		ev.Changes = nil
 	}
-	canonical, ok := canonicalObject(w.Data.Changes)
+	canonical, ok := canonicalObject(changes)
 	if !ok {
 		return nil, false
 	}
 	ev.DedupKey = dedupKey(ev.Name, ev.TicketID, canonical)
-	if t := w.Data.Data; t != nil {
-		ev.Ticket = Ticket{ID: t.ID.s, ExternalID: t.ExternalID.s, Subject: t.Subject.s,
-			TicketNumber: t.TicketNumber.s, TypeTicketID: t.TypeTicketID.s, StatusID: t.StatusID.s}
-		if info := t.Information; info != nil {
-			ev.Ticket.Third = make(map[string]string, len(info.Third))
-			for k, v := range info.Third {
-				if v.scalar() {
-					ev.Ticket.Third[k] = v.s
-				}
-			}
-			ev.Ticket.CampaignData = info.CampaignData
+	if hasTicket {
+		ticket = Ticket{ID: tID.s, ExternalID: ext.s, Subject: subj.s,
+			TicketNumber: num.s, TypeTicketID: typ.s, StatusID: status.s}
+		if hasInfo {
+			ticket.Third, ticket.CampaignData = third, campaign
 		}
+		ev.Ticket = ticket
 	}
 	if ev.Name == EventTicketUpdated {
 		for _, k := range []string{"date_status", "updated_at"} {
@@ -138,11 +504,17 @@ func canonicalObject(m map[string]json.RawMessage) ([]byte, bool) {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		if err := enc.Encode(k); err != nil {
-			return nil, false
+		if plainKey(k) {
+			buf.WriteByte('"')
+			buf.WriteString(k)
+			buf.WriteString(`":`)
+		} else {
+			if err := enc.Encode(k); err != nil {
+				return nil, false
+			}
+			buf.Truncate(buf.Len() - 1) // Encode's newline
+			buf.WriteByte(':')
 		}
-		buf.Truncate(buf.Len() - 1) // Encode's newline
-		buf.WriteByte(':')
 		if v := bytes.TrimSpace(m[k]); plainScalar(v) {
 			buf.Write(v) // already canonical
 			continue
@@ -155,6 +527,16 @@ func canonicalObject(m map[string]json.RawMessage) ([]byte, bool) {
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), true
+}
+
+// plainKey reports whether k encodes as itself between quotes.
+func plainKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c < 0x20 || c == '"' || c == '\\' || c == 0xE2 {
+			return false
+		}
+	}
+	return true
 }
 
 // plainScalar reports whether v is already in canonical form: a number, a

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -22,10 +23,12 @@ import (
 // dictionary gets a new id, and the decoder keeps every old one.
 var (
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-	// A 64 KB window and the low-memory mode keep the encoder at ~0.75 MB
+	// A 64 KB window and the low-memory mode keep each encoder at ~0.75 MB
 	// instead of ~5 MB (its history is sized from the window); webhooks are
-	// a few KB, so they compress exactly as well.
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+	// a few KB, so they compress exactly as well. One encoder per core (up
+	// to 4): EncodeAll waits for a free one, and webhooks compress in their
+	// handlers, in parallel.
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(min(runtime.GOMAXPROCS(0), 4)),
 		zstd.WithEncoderDictRaw(payloadDictID, []byte(payloadDict)),
 		zstd.WithWindowSize(1<<16), zstd.WithLowerEncoderMem(true))
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
