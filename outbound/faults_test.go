@@ -120,10 +120,7 @@ mapping:
 	dead := 0
 	for _, r := range all {
 		id := r.Deliveries[0].ID
-		d, _ := h.db.GetDelivery(id)
-		for !d.State.Terminal() {
-			d = h.waitDelivery(id, store.Done)
-		}
+		d := h.waitTerminal(id) // done, dead, or superseded by the order's next delivery
 		switch {
 		case strings.HasPrefix(d.OrderID, "perm"):
 			if d.State != store.Dead && d.State != store.Superseded {
@@ -173,7 +170,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 	const pending = 20000
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for range 120 { // many concurrent ingests (within the 128-deep queue): batched commits
+	for range 60 { // many concurrent ingests (within the 64-deep queue): batched commits
 
 		wg.Add(1)
 		go func() {

@@ -177,6 +177,27 @@ func (h *harness) waitDelivery(id string, state store.DeliveryState) *store.Deli
 	}
 }
 
+// waitTerminal waits until the delivery is finished, whichever way.
+func (h *harness) waitTerminal(id string) *store.Delivery {
+	h.t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		d, err := h.db.GetDelivery(id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if d.State.Terminal() {
+			return d
+		}
+		select {
+		case <-h.out.recorded:
+		case <-deadline.C:
+			h.t.Fatalf("delivery %s is still %s (attempts %d, reason %q)", id, d.State, len(d.Attempts), d.Reason)
+		}
+	}
+}
+
 func TestDeliverySendsExpertSenderRequest(t *testing.T) {
 	es := fake.NewServer(t)
 	h := newHarness(t, es)
