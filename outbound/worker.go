@@ -524,12 +524,33 @@ func (w *Worker) setInFlight(id string, on bool) {
 	w.mu.Unlock()
 }
 
+// attemptLog writes a delivery attempt's lines with its ids. Unlike
+// slog.Logger.With it formats nothing unless a line is written: With
+// pre-formats its attributes (masking included) at once, which cost ~6% of
+// the server's CPU at delivery saturation with info lines switched off.
+type attemptLog struct {
+	l   *slog.Logger
+	ids []any
+}
+
+func (a attemptLog) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !a.l.Enabled(ctx, level) {
+		return
+	}
+	a.l.Log(ctx, level, msg, append(a.ids[:len(a.ids):len(a.ids)], args...)...)
+}
+
+func (a attemptLog) Info(msg string, args ...any)  { a.log(slog.LevelInfo, msg, args...) }
+func (a attemptLog) Warn(msg string, args ...any)  { a.log(slog.LevelWarn, msg, args...) }
+func (a attemptLog) Error(msg string, args ...any) { a.log(slog.LevelError, msg, args...) }
+
 // attempt sends one delivery, records the attempt and logs it; it reports
 // to the scheduler through pushRecorded.
 func (w *Worker) attempt(ctx context.Context, j job) {
 	d, n := j.it.d, j.it.attempts+1
-	log := w.log.With("delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
-		"target", d.Target, "attempt", n)
+	log := attemptLog{l: w.log, ids: []any{"delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
+		"target", d.Target, "attempt", n}}
 	sender := w.senders[d.Target]
 	now := w.now()
 	if sender == nil {
@@ -639,7 +660,7 @@ func (w *Worker) message(d *store.Delivery, sender Sender) (*Message, error) {
 // record hands the outcome to the store without waiting for the commit: the
 // sender goroutine is free at once ("sent", reported first); the scheduler
 // moves the lane when the commit is on disk ("recorded").
-func (w *Worker) record(log *slog.Logger, j job, o store.Outcome, now time.Time) {
+func (w *Worker) record(log attemptLog, j job, o store.Outcome, now time.Time) {
 	label := map[store.DeliveryState]string{store.Done: "done", store.Pending: "retry", store.Dead: "dead", store.Skipped: "skipped"}[o.State]
 	var dur time.Duration
 	if o.Attempt != nil {
