@@ -317,3 +317,51 @@ func TestBusyStoreRefusesBeforeReadingBody(t *testing.T) {
 		t.Errorf("%d events stored while busy", n)
 	}
 }
+
+// TestOneLogLinePerEvent: each stored webhook gets one line, at warn when
+// something needs a look (invalid, unmapped) with what is wrong, and the
+// info line only when info is on.
+func TestOneLogLinePerEvent(t *testing.T) {
+	lines := func(logs *fake.LogBuffer) []map[string]any {
+		var out []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] != "http request" {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	e := newEnv(t, "", nil)
+	unmapped := fake.Update{TicketID: "u1", OrderID: "ORDER-u1", StatusID: "nope", DateStatus: "2026-01-13 16:29:51"}.Payload()
+	for _, body := range [][]byte{payload("a1"), unmapped, []byte(`{"event":"ticket.updated","data":{"id":"i1"}}`)} {
+		if a := e.post(hookPath, body, nil); a.code/100 != 2 {
+			t.Fatalf("%d %v", a.code, a.body)
+		}
+	}
+	got := lines(e.logs)
+	want := []struct{ level, msg, extra string }{
+		{"INFO", "webhook received", "order_id"},
+		{"WARN", "webhook received: status id not mapped", "status_id"},
+		{"WARN", "webhook stored as invalid", "error"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d lines, want %d: %v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g["level"] != w.level || g["msg"] != w.msg || g["event_id"] == nil || g[w.extra] == nil {
+			t.Errorf("line %d = %v, want %s %q with event_id and %s", i, g, w.level, w.msg, w.extra)
+		}
+	}
+
+	warnOnly := &fake.LogBuffer{}
+	q := newEnv(t, "", nil, func(o *Options) {
+		o.Log = logging.New(warnOnly, logging.Options{Format: "json", Level: "warn"})
+	})
+	q.post(hookPath, payload("a2"), nil)
+	q.post(hookPath, fake.Update{TicketID: "u2", OrderID: "ORDER-u2", StatusID: "nope", DateStatus: "2026-01-13 16:29:51"}.Payload(), nil)
+	if got := lines(warnOnly); len(got) != 1 || got[0]["msg"] != "webhook received: status id not mapped" {
+		t.Errorf("at level warn: %v, want only the unmapped line", got)
+	}
+}
