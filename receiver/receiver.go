@@ -282,7 +282,7 @@ func (s *Server) webhook(c echo.Context) error {
 		s.opt.Observer.Webhook("too_large")
 		return tooLarge(s.opt.MaxBody)
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.opt.MaxBody))
+	raw, err := readBody(http.MaxBytesReader(c.Response(), r.Body, s.opt.MaxBody), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -368,6 +368,29 @@ func (s *Server) logStored(ctx context.Context, ev *digishare.Event, in store.In
 		attrs = append(attrs, "error", in.Invalid)
 	}
 	s.log.Log(ctx, level, msg, attrs...)
+}
+
+// readBody reads a body whose declared length (already checked against the
+// limit; -1 when unknown) sizes the buffer: one allocation instead of
+// io.ReadAll's doubling from 512 bytes (three for a 1.5 KB webhook, 3.5 KB).
+func readBody(body io.Reader, declared int64) ([]byte, error) {
+	if declared < 0 {
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, 0, declared+1) // +1: EOF is seen without growing
+	for {
+		if len(buf) == cap(buf) { // longer than declared: the reader will say so
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 func tooLarge(limit int64) error {
