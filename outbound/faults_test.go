@@ -192,9 +192,10 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 	wg.Wait()
 	runtime.GC()
 	base := runtime.NumGoroutine()
-	h.start(Policy{Initial: time.Second, Max: time.Minute, MaxAttempts: 1000, Concurrency: 16})
-	// The worker loads the whole backlog before it sends; sample while it
-	// works through the first 2,000 attempts.
+	const maxHeld = 2000
+	h.start(Policy{Initial: time.Second, Max: time.Minute, MaxAttempts: 1000, Concurrency: 16, MaxHeld: maxHeld})
+	// The worker holds the first 2,000 of the backlog; sample while it works
+	// through them.
 	deadline := time.Now().Add(60 * time.Second)
 	peak := 0
 	for h.out.records.Load() < 2000 {
@@ -221,5 +222,9 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 	if ms.HeapInuse > 256<<20 {
 		t.Errorf("heap in use %d MiB with %d pending", ms.HeapInuse>>20, pending)
 	}
-	t.Logf("%d pending, target down: goroutines %d → peak %d, heap in use %d MiB", pending, base, peak, ms.HeapInuse>>20)
+	if held := h.w.peakHeld.Load(); held > maxHeld {
+		t.Errorf("the worker held %d deliveries of the target, limit %d", held, maxHeld)
+	}
+	t.Logf("%d pending, target down: goroutines %d → peak %d, %d held in memory, heap in use %d MiB",
+		pending, base, peak, h.w.peakHeld.Load(), ms.HeapInuse>>20)
 }

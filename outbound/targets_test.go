@@ -336,16 +336,22 @@ mapping:
 // order system is down, the other three deliver; the fourth retries and
 // delivers once it recovers; each target receives each order's statuses in
 // event order.
-func TestFanOutWithOneTargetDown(t *testing.T) {
-	es, ev, crm, osys := fake.NewServer(t), fake.NewServer(t), fake.NewServer(t), fake.NewServer(t)
-	var down atomic.Bool
+// downUntilRestored makes srv answer 503 until the returned flag is cleared.
+func downUntilRestored(srv *fake.Server) *atomic.Bool {
+	down := &atomic.Bool{}
 	down.Store(true)
-	osys.Respond = func(r fake.Request) fake.Answer {
+	srv.Respond = func(r fake.Request) fake.Answer {
 		if down.Load() {
 			return fake.Answer{Code: 503, Body: "maintenance"}
 		}
 		return fake.Answer{Code: 200, Body: "{}"}
 	}
+	return down
+}
+
+func TestFanOutWithOneTargetDown(t *testing.T) {
+	es, ev, crm, osys := fake.NewServer(t), fake.NewServer(t), fake.NewServer(t), fake.NewServer(t)
+	down := downUntilRestored(osys)
 	h := newHarnessYAML(t, fmt.Sprintf(`
 targets:
   expertsender: { base_url: %q, api_key: k-123456, timeout: 2s }
@@ -472,5 +478,80 @@ func TestRateLimit(t *testing.T) {
 	// 4/s with a burst of 4: the last 4 need about one more second.
 	if span := reqs[7].At.Sub(reqs[0].At); span < 800*time.Millisecond {
 		t.Errorf("8 requests within %v at 4/s", span)
+	}
+}
+
+// TestHeldDeliveriesAreBounded: with a target down and far more deliveries
+// pending for it than Policy.MaxHeld, the worker holds at most MaxHeld of
+// them, the healthy target is not held up, and once the target is back it
+// gets every order's newest status without an older one after it.
+func TestHeldDeliveriesAreBounded(t *testing.T) {
+	es, osys := fake.NewServer(t), fake.NewServer(t)
+	down := downUntilRestored(osys)
+	h := newHarnessYAML(t, fmt.Sprintf(`
+targets:
+  expertsender: { base_url: %q, api_key: k-123456, timeout: 2s }
+  order_system:
+    base_url: %q
+    timeout: 2s
+    circuit_breaker: { failures: 1000, cooldown: 1s }
+    status_update: { method: PUT, path: "/orders/{order_id}/status", body: { status: "{status}" } }
+mapping:
+  statuses:
+    x9q3wrlv0m7vzea8: { name: Awaiting, expertsender: placed, order_system: awaiting }
+    yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid, order_system: confirmed }
+`, es.URL, osys.URL))
+	const maxHeld, orders = 10, 60
+	var results []store.IngestResult
+	// Half the backlog is on disk before the worker starts, half arrives
+	// while it runs: both load paths meet the limit.
+	for i := range orders {
+		if i == orders/2 {
+			h.start(Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 100000, MaxHeld: maxHeld})
+		}
+		order := fmt.Sprint("o", i)
+		results = append(results, h.ingest("a"+order, order, awaiting, "2026-01-13 10:00:00"))
+		results = append(results, h.ingest("b"+order, order, confirmed, "2026-01-13 11:00:00"))
+	}
+	for _, r := range results {
+		h.waitDelivery(deliveryFor(t, r, "expertsender"), store.Done)
+	}
+	if got := osys.WaitRequests(2*maxHeld, 10*time.Second); len(got) < 2*maxHeld {
+		t.Fatalf("order system got %d attempts while down", len(got))
+	}
+	if peak := h.w.peakHeld.Load(); peak > maxHeld {
+		t.Fatalf("held %d deliveries of one target, limit %d", peak, maxHeld)
+	}
+	st, err := h.db.PendingByTarget()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st["order_system"].Pending; n <= maxHeld {
+		t.Fatalf("%d order_system deliveries pending: the test needs more than the %d held", n, maxHeld)
+	}
+	down.Store(false)
+	for _, r := range results {
+		h.waitTerminal(deliveryFor(t, r, "order_system"))
+	}
+	if peak := h.w.peakHeld.Load(); peak > maxHeld {
+		t.Errorf("held %d deliveries of one target, limit %d", peak, maxHeld)
+	}
+	seen := map[string][]string{}
+	for _, r := range osys.Requests() {
+		o := strings.Split(r.Path, "/")[2]
+		seen[o] = append(seen[o], fmt.Sprint(decodeBody(t, r)["status"]))
+	}
+	for i := range orders {
+		o := fmt.Sprint("o", i)
+		ss := seen[o]
+		last := -1
+		for j, st := range ss {
+			if st == "confirmed" {
+				last = j
+			}
+		}
+		if len(ss) == 0 || ss[len(ss)-1] != "confirmed" || (last >= 0 && strings.Contains(strings.Join(ss[last:], ","), "awaiting")) {
+			t.Errorf("order %s: order system got %v, want confirmed last and never awaiting after it", o, ss)
+		}
 	}
 }

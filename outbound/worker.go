@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -66,6 +67,11 @@ type Policy struct {
 	// ShutdownGrace is how long in-flight sends may finish at shutdown before
 	// they are cancelled and left pending (default 10s).
 	ShutdownGrace time.Duration
+	// MaxHeld bounds the pending deliveries of one target held in memory
+	// (default 10,000, ~1 KB each); the rest wait on disk and are read, in
+	// commit order, as held ones finish. A target that is down for long
+	// therefore costs bounded memory and never delays the other targets.
+	MaxHeld int
 }
 
 // TargetPolicy limits one target.
@@ -93,8 +99,9 @@ func (p Policy) Backoff(n int, random float64) time.Duration {
 // Worker sends pending deliveries: one at a time per (target, order) lane in
 // commit order, lanes in parallel up to the concurrency limits. It is woken
 // by the store after each commit and by its own timer for retries; it never
-// polls. Memory holds one small record per pending delivery and a fixed
-// number of goroutines, however many are pending.
+// polls. Memory holds one small record per pending delivery, up to
+// Policy.MaxHeld per target, and a fixed number of goroutines, however many
+// are pending.
 type Worker struct {
 	outbox  Outbox
 	senders map[string]Sender
@@ -111,6 +118,8 @@ type Worker struct {
 	recMu     sync.Mutex
 	recorded  []result
 	recNotify chan struct{}
+
+	peakHeld atomic.Int64 // most deliveries of one target ever held (tests)
 }
 
 // NewWorker builds a worker. senders maps target names to their clients.
@@ -123,6 +132,9 @@ func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.L
 	}
 	if pol.ShutdownGrace <= 0 {
 		pol.ShutdownGrace = 10 * time.Second
+	}
+	if pol.MaxHeld <= 0 {
+		pol.MaxHeld = 10000
 	}
 	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{},
 		obs: noObserver{}, recNotify: make(chan struct{}, 1)}
@@ -193,7 +205,13 @@ type scheduler struct {
 	waiting laneHeap
 	running int
 	state   map[string]*targetState
-	cursor  string
+	cursor  string // every pending delivery up to here was read once
+	// held counts each target's deliveries in memory. behind holds, for a
+	// target that reached Policy.MaxHeld, the id up to which its deliveries
+	// are held: the ones after it (up to cursor) wait on disk and are read
+	// by catchUp, in id order, as held ones finish.
+	held   map[string]int
+	behind map[string]string
 	// recording counts attempts handed to the store and not yet committed.
 	recording int
 	// blockedUntil is the earliest time a target paused by its rate limit or
@@ -266,7 +284,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer func() { close(jobs); wg.Wait() }()
 
-	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, state: map[string]*targetState{}}
+	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, state: map[string]*targetState{},
+		held: map[string]int{}, behind: map[string]string{}}
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -291,11 +310,17 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err := s.load(); err != nil {
 				w.log.Error("read pending deliveries", "err", err)
 			}
+			if err := s.catchUp(); err != nil {
+				w.log.Error("read pending deliveries", "err", err)
+			}
 		case <-timer.C:
 			s.promote()
 		case <-w.recNotify:
 			for _, r := range w.takeRecorded() {
 				s.finish(r)
+			}
+			if err := s.catchUp(); err != nil {
+				w.log.Error("read pending deliveries", "err", err)
 			}
 		}
 	}
@@ -322,7 +347,9 @@ func (w *Worker) takeRecorded() []result {
 	return out
 }
 
-// load reads deliveries committed since the last load.
+// load reads deliveries committed since the last load. A target at
+// Policy.MaxHeld, or already behind, is left behind: its deliveries stay on
+// disk for catchUp, so each target's are still taken in commit order.
 func (s *scheduler) load() error {
 	for {
 		batch, err := s.w.outbox.PendingAfter(s.cursor, 1000)
@@ -331,15 +358,66 @@ func (s *scheduler) load() error {
 		}
 		for i := range batch {
 			d := batch[i]
-			it := &item{d: d, attempts: len(d.Attempts)}
-			it.d.Attempts = nil
-			s.add(it)
+			t := d.Target
+			if _, late := s.behind[t]; !late && s.held[t] >= s.w.pol.MaxHeld {
+				s.behind[t] = s.cursor // all of t's up to here are held
+			}
+			if _, late := s.behind[t]; !late {
+				s.hold(d)
+			}
 			s.cursor = d.ID
 		}
 		if len(batch) < 1000 {
 			return nil
 		}
 	}
+}
+
+// catchUp reads, for each target left behind whose held deliveries fell to
+// half of Policy.MaxHeld, the deliveries it left on disk, in id order, up to
+// the cursor; a target that caught up is taken by load again.
+func (s *scheduler) catchUp() error {
+	for t, after := range s.behind {
+		for s.held[t] <= s.w.pol.MaxHeld/2 {
+			batch, err := s.w.outbox.PendingAfter(after, 1000)
+			if err != nil {
+				return err
+			}
+			caughtUp := len(batch) < 1000
+			for i := range batch {
+				d := batch[i]
+				if d.ID > s.cursor { // not read by load yet: it will be, in order
+					caughtUp = true
+					break
+				}
+				if d.Target == t {
+					if s.held[t] >= s.w.pol.MaxHeld {
+						caughtUp = false
+						break
+					}
+					s.hold(d)
+				}
+				after = d.ID
+			}
+			s.behind[t] = after
+			if caughtUp {
+				delete(s.behind, t)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// hold takes a delivery into memory.
+func (s *scheduler) hold(d store.Delivery) {
+	it := &item{d: d, attempts: len(d.Attempts)}
+	it.d.Attempts = nil
+	s.held[d.Target]++
+	if n := int64(s.held[d.Target]); n > s.w.peakHeld.Load() {
+		s.w.peakHeld.Store(n)
+	}
+	s.add(it)
 }
 
 func (s *scheduler) add(it *item) {
@@ -376,6 +454,7 @@ func (s *scheduler) supersedeHead(l *lane) {
 	s.w.log.Info("delivery superseded", "delivery_id", head.d.ID, "event_id", head.d.EventID,
 		"order_id", head.d.OrderID, "target", head.d.Target, "by", next.d.ID)
 	l.queue = l.queue[1:]
+	s.held[l.key.target]--
 }
 
 // schedule makes a lane's head ready now or puts it in the waiting heap.
@@ -486,6 +565,7 @@ func (s *scheduler) finish(r result) {
 		}
 	default:
 		l.queue = l.queue[1:]
+		s.held[l.key.target]--
 	}
 	if len(l.queue) == 0 {
 		delete(s.lanes, l.key)

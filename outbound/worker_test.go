@@ -65,6 +65,7 @@ type harness struct {
 	table  *mapping.Table
 	cancel context.CancelFunc
 	done   chan error
+	w      *Worker // the running worker, once started
 }
 
 // newHarness is a store, a mapping and (on start) a worker for an
@@ -122,6 +123,7 @@ func (h *harness) start(pol Policy) {
 		pol.Targets = built.Targets
 	}
 	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
+	h.w = w
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- w.Run(ctx) }()
