@@ -253,15 +253,14 @@ func (s *scanner) next() byte {
 type text struct {
 	s    string
 	kind byte
-	seen bool
 }
 
 func (s *scanner) text(t *text) bool {
 	start, end, ok := s.value()
-	if !ok || t.seen {
+	if !ok {
 		return false
 	}
-	t.seen, t.kind = true, s.b[start]
+	t.kind = s.b[start]
 	v := s.b[start:end]
 	switch {
 	case t.kind == '"' && bytes.IndexByte(v, '\\') < 0:
@@ -276,37 +275,43 @@ func (s *scanner) text(t *text) bool {
 
 func (t *text) scalar() bool { return t.kind == '"' || t.kind == '-' || isDigit(t.kind) }
 
-// fields are the names wanted from one struct-like object, and which of
-// them were seen.
-type fields struct {
-	wanted []string
-	seen   uint32
-}
+// The fields read from each struct-like object of a webhook.
+var (
+	rootFields   = []string{"event", "data"}
+	dataFields   = []string{"id", "data", "changes"}
+	ticketFields = []string{"id", "external_id", "subject", "ticket_number", "type_ticket_id", "ticket_status_id", "information"}
+	infoFields   = []string{"third", "campaign_data"}
+)
 
-// match returns the wanted name key is, or "" for others. ok is false when
-// encoding/json might read the key as a wanted name it is not written as
-// (escapes, case folding), or when a wanted name repeats: slowDecode
-// decides those.
-func (f *fields) match(key []byte, esc bool) (name string, ok bool) {
-	if esc {
-		return "", false
-	}
-	for i, w := range f.wanted {
-		if string(key) == w {
-			if f.seen&(1<<i) != 0 {
-				return "", false
+// wanted returns a members callback for an object whose fields named in
+// wanted are handed to read (with i at the value, which read must consume)
+// and whose other fields are skipped. It gives up when encoding/json might
+// read a key as a wanted name it is not written as (escapes, case folding)
+// or when a wanted name repeats: slowDecode decides those.
+func (s *scanner) wanted(wanted []string, read func(name string) bool) func(key []byte, esc bool) bool {
+	var seen uint32
+	return func(key []byte, esc bool) bool {
+		if esc {
+			return false
+		}
+		for i, w := range wanted {
+			if string(key) == w {
+				if seen&(1<<i) != 0 {
+					return false
+				}
+				seen |= 1 << i
+				return read(w)
 			}
-			f.seen |= 1 << i
-			return w, true
 		}
-	}
-	ascii := isASCII(key)
-	for _, w := range f.wanted {
-		if (len(key) == len(w) || !ascii) && bytes.EqualFold(key, []byte(w)) {
-			return "", false
+		ascii := isASCII(key)
+		for _, w := range wanted {
+			if (len(key) == len(w) || !ascii) && bytes.EqualFold(key, []byte(w)) {
+				return false
+			}
 		}
+		_, _, ok := s.value()
+		return ok
 	}
-	return "", true
 }
 
 func isASCII(b []byte) bool {
@@ -351,15 +356,7 @@ func fastDecode(raw []byte) (*Event, bool) {
 		changes, campaign                     map[string]json.RawMessage
 		third                                 map[string]string
 	)
-	rootF := fields{wanted: []string{"event", "data"}}
-	dataF := fields{wanted: []string{"id", "data", "changes"}}
-	tickF := fields{wanted: []string{"id", "external_id", "subject", "ticket_number", "type_ticket_id", "ticket_status_id", "information"}}
-	infoF := fields{wanted: []string{"third", "campaign_data"}}
-	info := func(key []byte, esc bool) bool {
-		f, ok := infoF.match(key, esc)
-		if !ok {
-			return false
-		}
+	info := s.wanted(infoFields, func(f string) (ok bool) {
 		switch f {
 		case "third":
 			third = map[string]string{}
@@ -374,17 +371,11 @@ func fastDecode(raw []byte) (*Event, bool) {
 				return true
 			})
 			return ok
-		case "campaign_data":
+		default: // campaign_data
 			return s.rawMap(&campaign)
 		}
-		_, _, ok = s.value()
-		return ok
-	}
-	tick := func(key []byte, esc bool) bool {
-		f, ok := tickF.match(key, esc)
-		if !ok {
-			return false
-		}
+	})
+	tick := s.wanted(ticketFields, func(f string) (ok bool) {
 		switch f {
 		case "id":
 			return s.text(&tID)
@@ -398,48 +389,32 @@ func fastDecode(raw []byte) (*Event, bool) {
 			return s.text(&typ)
 		case "ticket_status_id":
 			return s.text(&status)
-		case "information":
+		default: // information
 			hasInfo, ok = s.objectOrNull(info)
 			return ok
 		}
-		_, _, ok = s.value()
-		return ok
-	}
-	data := func(key []byte, esc bool) bool {
-		f, ok := dataF.match(key, esc)
-		if !ok {
-			return false
-		}
+	})
+	data := s.wanted(dataFields, func(f string) (ok bool) {
 		switch f {
 		case "id":
 			return s.text(&id)
 		case "data":
 			hasTicket, ok = s.objectOrNull(tick)
 			return ok
-		case "changes":
+		default: // changes
 			return s.rawMap(&changes)
 		}
-		_, _, ok = s.value()
-		return ok
-	}
-	root := func(key []byte, esc bool) bool {
-		f, ok := rootF.match(key, esc)
-		if !ok {
+	})
+	root := s.wanted(rootFields, func(f string) bool {
+		if f == "event" {
+			return s.text(&name)
+		}
+		if s.next() != '{' { // data
 			return false
 		}
-		switch f {
-		case "event":
-			return s.text(&name)
-		case "data":
-			if s.next() != '{' {
-				return false
-			}
-			hasData = true
-			return s.members(data)
-		}
-		_, _, ok = s.value()
-		return ok
-	}
+		hasData = true
+		return s.members(data)
+	})
 	if s.next() != '{' || !s.members(root) {
 		return nil, false
 	}
