@@ -161,26 +161,18 @@ func (h *harness) ingestUpdate(u fake.Update) store.IngestResult {
 // waitDelivery waits until the delivery reaches state (woken by each Record).
 func (h *harness) waitDelivery(id string, state store.DeliveryState) *store.Delivery {
 	h.t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		d, err := h.db.GetDelivery(id)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if d.State == state {
-			return d
-		}
-		select {
-		case <-h.out.recorded:
-		case <-deadline.C:
-			h.t.Fatalf("delivery %s is %s (attempts %d, reason %q), want %s", id, d.State, len(d.Attempts), d.Reason, state)
-		}
-	}
+	return h.waitFor(id, string(state), func(d *store.Delivery) bool { return d.State == state })
 }
 
 // waitTerminal waits until the delivery is finished, whichever way.
 func (h *harness) waitTerminal(id string) *store.Delivery {
+	h.t.Helper()
+	return h.waitFor(id, "finished", func(d *store.Delivery) bool { return d.State.Terminal() })
+}
+
+// waitFor waits (woken by each Record, up to 10 s) until the delivery
+// satisfies done; want names the wait in the failure.
+func (h *harness) waitFor(id, want string, done func(*store.Delivery) bool) *store.Delivery {
 	h.t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
@@ -189,13 +181,13 @@ func (h *harness) waitTerminal(id string) *store.Delivery {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		if d.State.Terminal() {
+		if done(d) {
 			return d
 		}
 		select {
 		case <-h.out.recorded:
 		case <-deadline.C:
-			h.t.Fatalf("delivery %s is still %s (attempts %d, reason %q)", id, d.State, len(d.Attempts), d.Reason)
+			h.t.Fatalf("delivery %s is %s (attempts %d, reason %q), want %s", id, d.State, len(d.Attempts), d.Reason, want)
 		}
 	}
 }
