@@ -174,6 +174,22 @@ var errStopAll = errors.New("store: stop listing")
 // returns the cursor of the next page: the last kept key when the page is
 // full, the first unexamined key (made exclusive) when the scan limit was
 // reached, "" when the bucket or the listing is exhausted.
+// pageArgs reads a listing's page size (default 50, at most 1,000) and the
+// key its cursor starts from (nil: the newest).
+func pageArgs(limit int, cursor string) (int, []byte, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	if cursor == "" {
+		return min(limit, 1000), nil, nil
+	}
+	k, err := idKey(cursor)
+	if err != nil {
+		return 0, nil, fmt.Errorf("store: bad cursor: %w", err)
+	}
+	return min(limit, 1000), k, nil
+}
+
 func pageNewestFirst(b *bolt.Bucket, start []byte, visit func(k, v []byte) (kept, full bool, err error)) (string, error) {
 	c := b.Cursor()
 	var k, v []byte
@@ -232,21 +248,14 @@ var maxScan = 20000
 // ListEvents returns matching events newest first, and the cursor of the next
 // page ("" when there is none).
 func (db *DB) ListEvents(f EventFilter) ([]Event, string, error) {
-	if f.Limit <= 0 {
-		f.Limit = 50
+	limit, start, err := pageArgs(f.Limit, f.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
-	f.Limit = min(f.Limit, 1000)
-	var start []byte
-	if f.Cursor != "" {
-		k, err := idKey(f.Cursor)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: bad cursor: %w", err)
-		}
-		start = k
-	}
+	f.Limit = limit
 	out := []Event{} // an empty page is [], not null
 	var next string
-	err := db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		var err error
 		next, err = pageNewestFirst(tx.Bucket(bucketEvents), start, func(k, v []byte) (bool, bool, error) {
 			if len(out) == f.Limit {
@@ -286,21 +295,14 @@ type DeliveryFilter struct {
 
 // ListDeliveries returns matching deliveries newest first, and the next cursor.
 func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
-	if f.Limit <= 0 {
-		f.Limit = 50
+	limit, start, err := pageArgs(f.Limit, f.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
-	f.Limit = min(f.Limit, 1000)
+	f.Limit = limit
 	out := []Delivery{}
-	var start []byte
-	if f.Cursor != "" {
-		k, err := idKey(f.Cursor)
-		if err != nil {
-			return nil, "", fmt.Errorf("store: bad cursor: %w", err)
-		}
-		start = k
-	}
 	var next string
-	err := db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		var err error
 		next, err = pageNewestFirst(tx.Bucket(bucketDeliveries), start, func(k, v []byte) (bool, bool, error) {
 			if len(out) == f.Limit {

@@ -456,3 +456,33 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Fatal("a lone record was never committed")
 	}
 }
+
+// TestListingsPageSizeAndCursor: both listings take 50 by default, refuse a
+// cursor that is not an id, and page on from a good one.
+func TestListingsPageSizeAndCursor(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	for i := range 60 {
+		if _, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
+			DateStatus: "2026-01-13 10:00:00"}.Payload()), tb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, next, err := db.ListEvents(EventFilter{})
+	if err != nil || len(evs) != 50 || next == "" {
+		t.Fatalf("events: %d, next %q, %v; want 50 and a cursor", len(evs), next, err)
+	}
+	if rest, _, err := db.ListEvents(EventFilter{Cursor: next}); err != nil || len(rest) != 10 {
+		t.Errorf("events after the cursor: %d, %v; want 10", len(rest), err)
+	}
+	ds, next, err := db.ListDeliveries(DeliveryFilter{})
+	if err != nil || len(ds) != 50 || next == "" {
+		t.Fatalf("deliveries: %d, next %q, %v; want 50 and a cursor", len(ds), next, err)
+	}
+	if _, _, err := db.ListEvents(EventFilter{Cursor: "zzz"}); err == nil {
+		t.Error("events: a bad cursor was accepted")
+	}
+	if _, _, err := db.ListDeliveries(DeliveryFilter{Cursor: "zzz"}); err == nil {
+		t.Error("deliveries: a bad cursor was accepted")
+	}
+}
