@@ -107,37 +107,38 @@ func (db *DB) RedecideUnmapped(statusIDs []string, dec Decider, now time.Time) (
 // eachEvent calls fn for every event matching f, newest first, one page (one
 // short read transaction) at a time.
 func (db *DB) eachEvent(f EventFilter, fn func(ev *Event)) error {
-	f.Limit, f.Cursor = 1000, ""
-	for {
-		evs, next, err := db.ListEvents(f)
-		if err != nil {
-			return err
-		}
-		for i := range evs {
-			fn(&evs[i])
-		}
-		if next == "" {
-			return nil
-		}
-		f.Cursor = next
-	}
+	f.Limit = 1000
+	return eachPage(func(cursor string) ([]Event, string, error) {
+		f.Cursor = cursor
+		return db.ListEvents(f)
+	}, fn)
 }
 
 // eachDelivery is eachEvent for deliveries.
 func (db *DB) eachDelivery(f DeliveryFilter, fn func(d *Delivery)) error {
-	f.Limit, f.Cursor = 1000, ""
+	f.Limit = 1000
+	return eachPage(func(cursor string) ([]Delivery, string, error) {
+		f.Cursor = cursor
+		return db.ListDeliveries(f)
+	}, fn)
+}
+
+// eachPage calls fn for every item of a listing, page after page from its
+// start.
+func eachPage[T any](list func(cursor string) ([]T, string, error), fn func(*T)) error {
+	cursor := ""
 	for {
-		ds, next, err := db.ListDeliveries(f)
+		items, next, err := list(cursor)
 		if err != nil {
 			return err
 		}
-		for i := range ds {
-			fn(&ds[i])
+		for i := range items {
+			fn(&items[i])
 		}
 		if next == "" {
 			return nil
 		}
-		f.Cursor = next
+		cursor = next
 	}
 }
 

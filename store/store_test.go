@@ -486,3 +486,33 @@ func TestListingsPageSizeAndCursor(t *testing.T) {
 		t.Error("deliveries: a bad cursor was accepted")
 	}
 }
+
+// TestEachWalksEveryPage: the replay helpers visit every matching record
+// once, across pages cut short by the scan cap.
+func TestEachWalksEveryPage(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	for i := range 10 {
+		if _, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
+			DateStatus: "2026-01-13 10:00:00"}.Payload()), tb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func(old int) { maxScan = old }(maxScan)
+	maxScan = 3
+	events, deliveries := map[string]int{}, map[string]int{}
+	if err := db.eachEvent(EventFilter{}, func(ev *Event) { events[ev.ID]++ }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.eachDelivery(DeliveryFilter{}, func(d *Delivery) { deliveries[d.ID]++ }); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 10 || len(deliveries) != 10 {
+		t.Errorf("visited %d events and %d deliveries, want 10 each", len(events), len(deliveries))
+	}
+	for id, n := range events {
+		if n != 1 {
+			t.Errorf("event %s visited %d times", id, n)
+		}
+	}
+}
