@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -437,4 +438,41 @@ func TestSecretsRedactedFromExcerpts(t *testing.T) {
 	if strings.Contains(string(raw), "secret-key-123") {
 		t.Errorf("api key stored in the attempt record: %s", raw)
 	}
+}
+
+// TestDeliveriesReuseConnections: the worker's parallel sends share one
+// client per target that keeps enough idle connections for them, so a
+// stream of deliveries opens about as many connections as run at once, not
+// one per delivery.
+func TestDeliveriesReuseConnections(t *testing.T) {
+	var opened atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "{}")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	h := newHarnessYAML(t, fmt.Sprintf(`
+targets: { expertsender: { base_url: %q, api_key: secret-key-123, timeout: 2s } }
+delivery: { concurrency: 8 }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid } } }
+`, srv.URL))
+	const n, concurrency = 300, 8
+	var ids []string
+	for i := range n {
+		ids = append(ids, h.ingest(fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 16:29:51").Deliveries[0].ID)
+	}
+	h.start(Policy{Initial: time.Millisecond, Concurrency: concurrency})
+	for _, id := range ids {
+		h.waitDelivery(id, store.Done)
+	}
+	if got := opened.Load(); got > 2*concurrency {
+		t.Errorf("%d deliveries opened %d connections, want at most %d", n, got, 2*concurrency)
+	}
+	t.Logf("%d deliveries, %d connections", n, opened.Load())
 }
