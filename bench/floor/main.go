@@ -3,12 +3,15 @@
 //
 //	go run ./bench/floor [-rate 1000] [-dur 15s] [-runs 2]
 //
-//   - bbolt: a group committer (as statusbridge's store) takes every request
-//     already waiting and commits them in one bbolt transaction (two fdatasyncs
-//     and the page writes); a request is acknowledged when its commit returned.
-//   - wal: a group committer appends the waiting requests to a preallocated log
-//     file and fdatasyncs it once; a request is acknowledged then, and bbolt is
-//     updated behind it (its commits compete for the same disk, as they would).
+// Design "bbolt": a group committer (as statusbridge's store) takes every
+// request already waiting and commits them in one bbolt transaction (two
+// fdatasyncs and the page writes); a request is acknowledged when its commit
+// returned.
+//
+// Design "wal": a group committer appends the waiting requests to a
+// preallocated log file and fdatasyncs it once; a request is acknowledged
+// then, and bbolt is updated behind it (its commits compete for the same
+// disk, as they would).
 //
 // Requests arrive open loop at -rate (latency counts from the intended arrival)
 // and each writes what an ingest writes most of: a ~600-byte record under a
