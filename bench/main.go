@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/statusbridge/statusbridge/bench/internal/latency"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 	bolt "go.etcd.io/bbolt"
 )
@@ -384,11 +385,11 @@ func attack(name, addr string, es *expertSender, rate vegeta.Rate, d time.Durati
 	genCPU := selfCPU() - cpu0
 	r := Result{GenCPUPerReqUs: 1e6 * genCPU.Seconds() / float64(max(total, 1)), Name: name, Rate: float64(total) / elapsed.Seconds(), Intended: float64(rate.Freq) * float64(time.Second) / float64(max(rate.Per, 1)),
 		Throughput: float64(len(ok)) / elapsed.Seconds(),
-		P50ms:      pct(ok, 0.50), P99ms: pct(ok, 0.99), Success: float64(len(ok)) / float64(max(total, 1)), OK: len(ok),
-		Refused: len(refused), RefusedP99: pct(refused, 0.99)}
+		P50ms:      latency.Ms(ok, 0.50), P99ms: latency.Ms(ok, 0.99), Success: float64(len(ok)) / float64(max(total, 1)), OK: len(ok),
+		Refused: len(refused), RefusedP99: latency.Ms(refused, 0.99)}
 	if es != nil {
 		e2e := es.latencies(&sent, 10*time.Second)
-		r.E2EP50ms, r.E2EP99ms = pct(e2e, 0.50), pct(e2e, 0.99)
+		r.E2EP50ms, r.E2EP99ms = latency.Ms(e2e, 0.50), latency.Ms(e2e, 0.99)
 	}
 	return r
 }
@@ -400,14 +401,6 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func pct(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return float64(ds[min(int(float64(len(ds))*p), len(ds)-1)]) / 1e6
 }
 
 // expertSender is the no-op downstream: it answers 200 and records arrivals.

@@ -358,12 +358,12 @@ func (s *scheduler) load() error {
 		}
 		for i := range batch {
 			d := batch[i]
-			t := d.Target
-			if _, late := s.behind[t]; !late && s.held[t] >= s.w.pol.MaxHeld {
-				s.behind[t] = s.cursor // all of t's up to here are held
-			}
-			if _, late := s.behind[t]; !late {
-				s.hold(d)
+			if _, late := s.behind[d.Target]; !late {
+				if s.held[d.Target] < s.w.pol.MaxHeld {
+					s.hold(d)
+				} else {
+					s.behind[d.Target] = s.cursor // all of its up to here are held
+				}
 			}
 			s.cursor = d.ID
 		}

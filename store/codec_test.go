@@ -202,7 +202,7 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { db.Close() }()
 	got, payload, err := db.GetEvent(ev.ID)
 	if err != nil || got.OrderID != "7" || string(payload) != string(raw) {
 		t.Fatalf("old event: %+v, payload equal %v, err %v", got, string(payload) == string(raw), err)
@@ -210,6 +210,16 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	res, err := db.Ingest(incoming(t, raw), tb)
 	if err != nil || !res.Duplicate || res.EventID != ev.ID {
 		t.Fatalf("repeat of an old event: %+v %v, want a duplicate of %s", res, err, ev.ID)
+	}
+	// Opened again, now as statusbridge/2, it still consults the old keys.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.Ingest(incoming(t, raw), tb); err != nil || !res.Duplicate || res.EventID != ev.ID {
+		t.Fatalf("repeat of an old event after reopening: %+v %v, want a duplicate of %s", res, err, ev.ID)
 	}
 	pending, err := db.PendingAfter("", 10)
 	if err != nil || len(pending) != 1 || pending[0].ID != del.ID {

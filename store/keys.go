@@ -66,23 +66,26 @@ func idString(key []byte) string {
 // (50%) suits random inserts; keys that only grow (time-ordered ids) would
 // leave every page half empty behind them. A page that does not overflow is
 // never split, so records can grow in place up to the page size.
-var fillPercent = map[string]float64{
+var fillPercent = []struct {
+	bucket []byte
+	fill   float64
+}{
 	// Written once (replays append a decision, rarely).
-	string(bucketEvents):   1.0,
-	string(bucketPayloads): 1.0,
+	{bucketEvents, 1.0},
+	{bucketPayloads, 1.0},
 	// A delivery is written pending (~75 bytes with its key) and rewritten
 	// when done with its attempt (~95): pages left 80% full take that growth
 	// without splitting and end ~97% full.
-	string(bucketDeliveries): 0.8,
+	{bucketDeliveries, 0.8},
 	// Order ids often grow (shop order numbers); random ones still fill ~70%.
-	string(bucketOrders): 0.9,
+	{bucketOrders, 0.9},
 }
 
 // setFill applies fillPercent to a write transaction's buckets.
 func setFill(tx *bolt.Tx) {
-	for name, f := range fillPercent {
-		if b := tx.Bucket([]byte(name)); b != nil {
-			b.FillPercent = f
+	for _, f := range fillPercent {
+		if b := tx.Bucket(f.bucket); b != nil {
+			b.FillPercent = f.fill
 		}
 	}
 }

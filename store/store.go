@@ -124,23 +124,21 @@ func Open(path string, opts Options) (*DB, error) {
 	// bbolt extends a large file 16 MB at a time; 4 MB keeps the unused tail
 	// small (an extension costs one extra fsync, every few thousand events).
 	bdb.AllocSize = 4 << 20
-	if err := checkSchema(bdb, opts.ReadOnly); err != nil {
+	legacyDedup, err := checkSchema(bdb, opts.ReadOnly)
+	if err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	db := &DB{
-		bolt:   bdb,
-		log:    opts.Logger,
-		ingest: make(chan *op, opts.QueueSize),
-		writes: make(chan *op, 256),
-		wake:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		opts:   opts,
+		bolt:        bdb,
+		log:         opts.Logger,
+		ingest:      make(chan *op, opts.QueueSize),
+		writes:      make(chan *op, 256),
+		wake:        make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		opts:        opts,
+		legacyDedup: legacyDedup,
 	}
-	_ = bdb.View(func(tx *bolt.Tx) error {
-		db.legacyDedup = tx.Bucket(bucketMeta).Get([]byte(metaLegacyDedupKey)) != nil
-		return nil
-	})
 	if opts.ReadOnly {
 		close(db.done)
 		db.closed = true
@@ -150,32 +148,35 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// checkSchema initialises an empty file and refuses one written by anything else.
-func checkSchema(bdb *bolt.DB, readOnly bool) error {
+// checkSchema initialises an empty file and refuses one written by anything
+// else. It reports whether the store began as statusbridge/1 (its dedup index
+// may hold 32-byte keys).
+func checkSchema(bdb *bolt.DB, readOnly bool) (legacyDedup bool, err error) {
 	var empty, ours, v1 bool
-	err := bdb.View(func(tx *bolt.Tx) error {
+	err = bdb.View(func(tx *bolt.Tx) error {
 		empty = true
 		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
 		if m := tx.Bucket(bucketMeta); m != nil {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
 			ours = v1 || bytes.Equal(schema, []byte(schemaVersion))
+			legacyDedup = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: read schema: %w", err)
+		return false, fmt.Errorf("store: read schema: %w", err)
 	}
 	if !empty && !ours {
-		return fmt.Errorf("%w (it holds other buckets; refusing to touch it)", ErrForeign)
+		return false, fmt.Errorf("%w (it holds other buckets; refusing to touch it)", ErrForeign)
 	}
 	if readOnly {
 		if empty {
-			return fmt.Errorf("%w (the file is empty)", ErrNotFound)
+			return false, fmt.Errorf("%w (the file is empty)", ErrNotFound)
 		}
-		return nil
+		return legacyDedup, nil
 	}
-	return bdb.Update(func(tx *bolt.Tx) error {
+	return legacyDedup, bdb.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)

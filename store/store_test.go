@@ -463,10 +463,7 @@ func TestListingsPageSizeAndCursor(t *testing.T) {
 	db, _ := openTemp(t)
 	tb := testTable(t, "k")
 	for i := range 60 {
-		if _, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
-			DateStatus: "2026-01-13 10:00:00"}.Payload()), tb); err != nil {
-			t.Fatal(err)
-		}
+		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 10:00:00", time.Now())
 	}
 	evs, next, err := db.ListEvents(EventFilter{})
 	if err != nil || len(evs) != 50 || next == "" {
@@ -493,10 +490,7 @@ func TestEachWalksEveryPage(t *testing.T) {
 	db, _ := openTemp(t)
 	tb := testTable(t, "k")
 	for i := range 10 {
-		if _, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
-			DateStatus: "2026-01-13 10:00:00"}.Payload()), tb); err != nil {
-			t.Fatal(err)
-		}
+		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 10:00:00", time.Now())
 	}
 	defer func(old int) { maxScan = old }(maxScan)
 	maxScan = 3

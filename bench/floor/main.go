@@ -31,11 +31,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bench/internal/latency"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -76,21 +76,11 @@ type result struct {
 
 func (r result) String() string {
 	s := fmt.Sprintf("%-6s %6d %9.2f %9.2f %9.2f %9.2f", r.design, r.rate,
-		ms(pct(r.acks, .5)), ms(pct(r.acks, .99)), ms(pct(r.acks, .999)), ms(pct(r.acks, 1)))
+		latency.Ms(r.acks, .5), latency.Ms(r.acks, .99), latency.Ms(r.acks, .999), latency.Ms(r.acks, 1))
 	if len(r.bolt) > 0 {
-		s += fmt.Sprintf("  %.2f / %.2f (%d commits)", ms(pct(r.bolt, .5)), ms(pct(r.bolt, .99)), len(r.bolt))
+		s += fmt.Sprintf("  %.2f / %.2f (%d commits)", latency.Ms(r.bolt, .5), latency.Ms(r.bolt, .99), len(r.bolt))
 	}
 	return s
-}
-
-func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	slices.Sort(d)
-	return d[int(float64(len(d)-1)*p)]
 }
 
 // run drives one design for dur and returns its acknowledgement latencies.
