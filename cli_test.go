@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 func tokenEnv(k string) (string, bool) {
@@ -105,7 +105,7 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 	}
 	// A process holds the file but no server answers: say so, exit 1.
 	storePath := between(string(raw), `path: "`, `"`)
-	db, err := store.Open(storePath, store.Options{})
+	db, err := bolt.Open(storePath, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/live"
@@ -28,7 +29,7 @@ import (
 	"github.com/statusbridge/statusbridge/metrics"
 	"github.com/statusbridge/statusbridge/outbound"
 	"github.com/statusbridge/statusbridge/receiver"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -249,7 +250,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	defer stop()
 
 	warnInsecure(cfg, log)
-	var db *store.DB
+	var db *bolt.DB
 	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once db is open
 		stats, err := db.PendingByTarget()
 		out := make(map[string]metrics.OutboxStat, len(stats))
@@ -258,7 +259,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 		return out, err
 	})
-	db, err := store.Open(cfg.Store.Path, store.Options{Logger: log, OnCommit: met.Commit})
+	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
 	}
@@ -293,10 +294,10 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		Observer:        met,
 		Metrics:         met.Handler(),
 		Reload:          func() (any, error) { return maps.Reload() },
-		Replay: func(sel store.ReplaySelector, opt store.ReplayOptions) (store.ReplaySummary, error) {
+		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
 			return db.Replay(sel, maps.Current(), opt, time.Now())
 		},
-		Retry: func(id string) (*store.Delivery, error) { return db.RetryDelivery(id, time.Now()) },
+		Retry: func(id string) (*bridge.Delivery, error) { return db.RetryDelivery(id, time.Now()) },
 		Log:   log,
 	})
 

@@ -17,10 +17,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/receiver"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // Env is the command's environment.
@@ -31,9 +32,9 @@ type Env struct {
 
 // backend is where the commands read and replay events.
 type backend interface {
-	EventSummaries(f store.EventFilter) ([]store.EventSummary, string, error)
-	Detail(id string) (*store.EventDetail, error)
-	Replay(req receiver.ReplayRequest, progress func(done, total int)) (store.ReplaySummary, error)
+	EventSummaries(f bridge.EventFilter) ([]bridge.EventSummary, string, error)
+	Detail(id string) (*bridge.EventDetail, error)
+	Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error)
 	Close() error
 }
 
@@ -53,8 +54,8 @@ func connect(cfg *config.Config, server string, explicit bool, env Env, writable
 	if hb.answers() {
 		return hb, nil
 	}
-	db, err := store.Open(cfg.Store.Path, store.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable})
-	if errors.Is(err, store.ErrLocked) {
+	db, err := bolt.Open(cfg.Store.Path, bolt.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable})
+	if errors.Is(err, bolt.ErrLocked) {
 		return nil, errServerHoldsFile
 	}
 	if err != nil {
@@ -83,20 +84,20 @@ func serverURL(cfg *config.Config, flag string) (string, bool) {
 }
 
 type fileBackend struct {
-	db    *store.DB
+	db    *bolt.DB
 	table *mapping.Table
 }
 
-func (f *fileBackend) EventSummaries(flt store.EventFilter) ([]store.EventSummary, string, error) {
+func (f *fileBackend) EventSummaries(flt bridge.EventFilter) ([]bridge.EventSummary, string, error) {
 	return f.db.EventSummaries(flt, nil)
 }
 
-func (f *fileBackend) Detail(id string) (*store.EventDetail, error) { return f.db.Detail(id, nil) }
+func (f *fileBackend) Detail(id string) (*bridge.EventDetail, error) { return f.db.Detail(id, nil) }
 
-func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, total int)) (store.ReplaySummary, error) {
+func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error) {
 	sel, opt, err := selection(req, f.table)
 	if err != nil {
-		return store.ReplaySummary{}, err
+		return bridge.ReplaySummary{}, err
 	}
 	opt.Progress = progress
 	return f.db.Replay(sel, f.table, opt, time.Now())
@@ -106,14 +107,14 @@ func (f *fileBackend) Close() error { return f.db.Close() }
 
 // selection turns a replay request into store arguments (the file backend
 // validates like the admin API does).
-func selection(req receiver.ReplayRequest, t *mapping.Table) (store.ReplaySelector, store.ReplayOptions, error) {
-	sel := store.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+func selection(req receiver.ReplayRequest, t *mapping.Table) (bridge.ReplaySelector, bridge.ReplayOptions, error) {
+	sel := bridge.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
 	var err error
 	if sel.Since, err = parseTime("--since", req.Since); err != nil {
-		return sel, store.ReplayOptions{}, err
+		return sel, bridge.ReplayOptions{}, err
 	}
 	if sel.Until, err = parseTime("--until", req.Until); err != nil {
-		return sel, store.ReplayOptions{}, err
+		return sel, bridge.ReplayOptions{}, err
 	}
 	for _, target := range req.Targets {
 		found := false
@@ -121,10 +122,10 @@ func selection(req receiver.ReplayRequest, t *mapping.Table) (store.ReplaySelect
 			found = found || k == target
 		}
 		if !found {
-			return sel, store.ReplayOptions{}, fmt.Errorf("--target %q is not a configured target (%s)", target, strings.Join(t.Targets(), ", "))
+			return sel, bridge.ReplayOptions{}, fmt.Errorf("--target %q is not a configured target (%s)", target, strings.Join(t.Targets(), ", "))
 		}
 	}
-	return sel, store.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force}, nil
+	return sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force}, nil
 }
 
 type httpBackend struct {
@@ -192,7 +193,7 @@ func (h *httpBackend) do(method, path string, body, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
-func (h *httpBackend) EventSummaries(f store.EventFilter) ([]store.EventSummary, string, error) {
+func (h *httpBackend) EventSummaries(f bridge.EventFilter) ([]bridge.EventSummary, string, error) {
 	q := url.Values{}
 	set := func(k, v string) {
 		if v != "" {
@@ -213,23 +214,23 @@ func (h *httpBackend) EventSummaries(f store.EventFilter) ([]store.EventSummary,
 		q.Set("limit", fmt.Sprint(f.Limit))
 	}
 	var out struct {
-		Events     []store.EventSummary `json:"events"`
-		NextCursor string               `json:"next_cursor"`
+		Events     []bridge.EventSummary `json:"events"`
+		NextCursor string                `json:"next_cursor"`
 	}
 	err := h.do(http.MethodGet, "/admin/events?"+q.Encode(), nil, &out)
 	return out.Events, out.NextCursor, err
 }
 
-func (h *httpBackend) Detail(id string) (*store.EventDetail, error) {
-	var out store.EventDetail
+func (h *httpBackend) Detail(id string) (*bridge.EventDetail, error) {
+	var out bridge.EventDetail
 	if err := h.do(http.MethodGet, "/admin/events/"+url.PathEscape(id), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
-func (h *httpBackend) Replay(req receiver.ReplayRequest, _ func(done, total int)) (store.ReplaySummary, error) {
-	var out store.ReplaySummary
+func (h *httpBackend) Replay(req receiver.ReplayRequest, _ func(done, total int)) (bridge.ReplaySummary, error) {
+	var out bridge.ReplaySummary
 	err := h.do(http.MethodPost, "/admin/replay", req, &out)
 	return out, err
 }

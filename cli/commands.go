@@ -11,11 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/receiver"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // Exit statuses, as main's.
@@ -150,7 +151,7 @@ func Events(args []string, env Env) int {
 		printDetail(env.Stdout, d)
 		return exitOK
 	}
-	f := store.EventFilter{State: *state, OrderID: *order, Limit: *limit}
+	f := bridge.EventFilter{State: *state, OrderID: *order, Limit: *limit}
 	if f.Since, err = parseTime("--since", *since); err != nil {
 		return fail(env, err)
 	}
@@ -210,7 +211,7 @@ func printJSON(w io.Writer, v any) int {
 	return exitOK
 }
 
-func printDetail(w io.Writer, d *store.EventDetail) {
+func printDetail(w io.Writer, d *bridge.EventDetail) {
 	ev := d.Event
 	fmt.Fprintf(w, "Event %s (%s)\n  received  %s\n  ticket    %s\n  order     %s\n  state     %s\n",
 		ev.ID, ev.Name, ev.ReceivedAt.UTC().Format(time.RFC3339), dash(ev.TicketID), dash(ev.OrderID), ev.State)
@@ -382,7 +383,7 @@ func MappingDiff(args []string, env Env) int {
 		return fail(env, err)
 	}
 	defer b.Close()
-	rows, _, err := b.EventSummaries(store.EventFilter{Limit: *last})
+	rows, _, err := b.EventSummaries(bridge.EventFilter{Limit: *last})
 	if err != nil {
 		return fail(env, err)
 	}
@@ -391,7 +392,7 @@ func MappingDiff(args []string, env Env) int {
 	fmt.Fprintln(tw, "EVENT\tORDER\tSTATUS\tOLD\t\tNEW")
 	for i := len(rows) - 1; i >= 0; i-- {
 		r := rows[i]
-		if r.State == mapping.Invalid {
+		if r.State == bridge.EventInvalid {
 			continue
 		}
 		d, err := b.Detail(r.ID)
@@ -402,14 +403,14 @@ func MappingDiff(args []string, env Env) int {
 		if err != nil {
 			continue
 		}
-		nd := table.Decide(ev, mapping.OrderState{}, mapping.Options{Force: true})
-		var old mapping.Decision
+		nd := table.Decide(ev, bridge.OrderState{}, bridge.DecideOptions{Force: true})
+		var old bridge.Decision
 		if n := len(d.Event.Decisions); n > 0 {
 			old = d.Event.Decisions[n-1]
 		}
 		oldSends := sends(old, d.Deliveries)
 		newSends := sends(nd, nil)
-		if class(old.Outcome) == class(nd.Outcome) && (oldSends == newSends || class(nd.Outcome) != mapping.Dispatched || oldSends == "") {
+		if class(old.Outcome) == class(nd.Outcome) && (oldSends == newSends || class(nd.Outcome) != bridge.EventDispatched || oldSends == "") {
 			continue
 		}
 		changed++
@@ -421,15 +422,15 @@ func MappingDiff(args []string, env Env) int {
 }
 
 // class folds the outcomes that depend on order history into dispatched.
-func class(o mapping.Outcome) mapping.Outcome {
-	if o == mapping.Superseded || o == mapping.Unchanged {
-		return mapping.Dispatched
+func class(o bridge.EventState) bridge.EventState {
+	if o == bridge.EventSuperseded || o == bridge.EventUnchanged {
+		return bridge.EventDispatched
 	}
 	return o
 }
 
 // sends describes what a decision sends: "(expertsender=paid, http.crm=x)".
-func sends(d mapping.Decision, ds []store.Delivery) string {
+func sends(d bridge.Decision, ds []bridge.Delivery) string {
 	var parts []string
 	for _, p := range d.Deliveries {
 		parts = append(parts, p.Target+"="+p.Status)
@@ -468,8 +469,8 @@ func StoreCompact(args []string, env Env) int {
 	if err != nil {
 		return fail(env, err)
 	}
-	before, after, err := store.Compact(cfg.Store.Path, 500*time.Millisecond)
-	if errors.Is(err, store.ErrLocked) {
+	before, after, err := bolt.Compact(cfg.Store.Path, 500*time.Millisecond)
+	if errors.Is(err, bolt.ErrLocked) {
 		return fail(env, fmt.Errorf("a running server holds %s: stop it before compacting", cfg.Store.Path))
 	}
 	if err != nil {

@@ -34,7 +34,7 @@ func (e *ShapeError) Error() string { return "invalid shape: " + e.Reason }
 
 // Event is a decoded webhook call. Only the fields the bridge needs are
 // decoded; the raw body is kept by the caller byte for byte.
-type Event struct {
+type Update struct {
 	Name     string // "ticket.updated", "ticket.created", ...
 	TicketID string // data.id
 	Ticket   Ticket // data.data (zero when absent on events other than ticket.updated)
@@ -60,13 +60,13 @@ type Ticket struct {
 }
 
 // StatusID returns changes.ticket_status_id and whether the update changed the status.
-func (e *Event) StatusID() (string, bool) {
+func (e *Update) StatusID() (string, bool) {
 	return e.ChangeString("ticket_status_id")
 }
 
 // ChangeString returns a field of changes as a string (a JSON string, or a
 // number's text) and whether it was present and non-null.
-func (e *Event) ChangeString(key string) (string, bool) {
+func (e *Update) ChangeString(key string) (string, bool) {
 	raw, ok := e.Changes[key]
 	if !ok {
 		return "", false
@@ -77,7 +77,7 @@ func (e *Event) ChangeString(key string) (string, bool) {
 // ChangedAt returns the Digishare timestamp of the update: changes.date_status,
 // else changes.updated_at, with the text as received. ok is false when neither
 // is present.
-func (e *Event) ChangedAt() (t time.Time, text string, ok bool) {
+func (e *Update) ChangedAt() (t time.Time, text string, ok bool) {
 	for _, k := range []string{"date_status", "updated_at"} {
 		if s, present := e.ChangeString(k); present && s != "" {
 			if t, err := ParseTime(s); err == nil {
@@ -145,7 +145,7 @@ type wireInformation struct {
 // an object whose `id` is a non-empty string; `data.changes`, when present and
 // not null, is an object; `data.data` is an object (it may be absent, except on
 // ticket.updated). Unknown fields are accepted everywhere.
-func Decode(raw []byte) (*Event, error) {
+func Decode(raw []byte) (*Update, error) {
 	if ev, ok := fastDecode(raw); ok {
 		return ev, nil
 	}
@@ -155,7 +155,7 @@ func Decode(raw []byte) (*Event, error) {
 // slowDecode is the precise decoder: it walks the body level by level so it
 // can name exactly what is wrong. Decode uses it when the one-pass fastDecode
 // cannot vouch for the body.
-func slowDecode(raw []byte) (*Event, error) {
+func slowDecode(raw []byte) (*Update, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("%w: empty body", ErrNotJSON)
 	}
@@ -171,7 +171,7 @@ func slowDecode(raw []byte) (*Event, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}
-	ev := &Event{}
+	ev := &Update{}
 	// Until the shape is known, repeats of the same bad body dedup on its bytes.
 	ev.DedupKey = sha256.Sum256(raw)
 

@@ -342,7 +342,7 @@ func (s *scanner) rawMap(m *map[string]json.RawMessage) bool {
 }
 
 // fastDecode returns ok=false whenever slowDecode must look.
-func fastDecode(raw []byte) (*Event, bool) {
+func fastDecode(raw []byte) (*Update, bool) {
 	if !utf8.Valid(raw) {
 		return nil, false
 	}
@@ -430,7 +430,7 @@ func fastDecode(raw []byte) (*Event, bool) {
 	if hasInfo && (!hasThird || campaign == nil) {
 		return nil, false // information present but third/campaign_data absent, null or odd: rare, be precise
 	}
-	ev := &Event{Name: name.s, TicketID: id.s, Changes: changes}
+	ev := &Update{Name: name.s, TicketID: id.s, Changes: changes}
 	if len(ev.Changes) == 0 {
 		ev.Changes = nil
 	}

@@ -38,7 +38,7 @@ func TestFastPathAgreesOnTrickyBodies(t *testing.T) {
 		}
 	}
 	tricky := []string{
-		strings.Replace(base, `"event"`, `"Event"`, 1),
+		strings.Replace(base, `"event"`, `"Update"`, 1),
 		strings.Replace(base, `"event"`, `"\u0065vent"`, 1),
 		strings.Replace(base, `"ticket_status_id":"s1",`, `"ticket_status_id":"s1","TICKET_STATUS_ID":"s2",`, 1),
 		strings.Replace(base, `"ticket_status_id":"s1",`, `"tic\u212aet_status_id":"s2","ticket_status_id":"s1",`, 1), // Kelvin sign folds to k

@@ -78,7 +78,7 @@ func agree(t *testing.T, raw []byte) bool {
 }
 
 // normal makes empty and nil maps compare equal.
-func normal(ev *Event) Event {
+func normal(ev *Update) Update {
 	e := *ev
 	if len(e.Changes) == 0 {
 		e.Changes = nil

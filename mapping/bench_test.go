@@ -3,6 +3,7 @@ package mapping
 import (
 	"testing"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
 )
@@ -13,10 +14,10 @@ func BenchmarkDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := OrderState{Targets: map[string]TargetState{TargetExpertSender: {Status: "placed", DeliveryID: "d", Live: true}}}
+	st := bridge.OrderState{Targets: map[string]bridge.TargetState{TargetExpertSender: {Status: "placed", DeliveryID: "d", Live: true}}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := tb.Decide(ev, st, Options{}); d.Outcome != Dispatched {
+		if d := tb.Decide(ev, st, bridge.DecideOptions{}); d.Outcome != bridge.EventDispatched {
 			b.Fatal(d.Outcome)
 		}
 	}

@@ -13,27 +13,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
-)
-
-// Outcome is the state an event ends in. The values are shown to operators
-// and stored: rename nothing.
-type Outcome string
-
-// Event outcomes, in the order Decide tests them (invalid is set by the receiver).
-const (
-	Invalid        Outcome = "invalid"
-	NoStatusChange Outcome = "no_status_change"
-	Ignored        Outcome = "ignored"
-	Unmapped       Outcome = "unmapped"
-	NoOrderID      Outcome = "no_order_id"
-	NoAction       Outcome = "no_action"
-	Superseded     Outcome = "superseded"
-	Unchanged      Outcome = "unchanged"
-	Dispatched     Outcome = "dispatched"
 )
 
 // Target names, used for deliveries, logs and metric labels. Generic HTTP
@@ -161,7 +144,7 @@ func (t *Table) Targets() []string { return append([]string(nil), t.targets...) 
 
 // OrderID reads the order id from the update as configured, with the prefix
 // stripped. ok is false when the field is missing or empty.
-func (t *Table) OrderID(ev *digishare.Event) (string, bool) {
+func (t *Table) OrderID(ev *digishare.Update) (string, bool) {
 	var id string
 	switch t.orderFrom {
 	case "external_id":
@@ -175,100 +158,53 @@ func (t *Table) OrderID(ev *digishare.Event) (string, bool) {
 	return id, id != ""
 }
 
-// TargetState is what an order last had dispatched to one target.
-type TargetState struct {
-	Status     string `json:"status"`
-	DeliveryID string `json:"delivery_id"`
-	// Live is true while that delivery is pending, in flight or done; false
-	// once it is dead, skipped or superseded (a fresh update then retries).
-	Live bool `json:"-"`
-}
-
-// OrderState is an order's last applied state, as the store keeps it.
-type OrderState struct {
-	// Watermark is the newest Digishare timestamp of the order's updates that
-	// ended dispatched or unchanged (zero when none had a timestamp).
-	Watermark time.Time              `json:"watermark,omitzero"`
-	Targets   map[string]TargetState `json:"targets,omitempty"`
-}
-
-// Planned is a delivery Decide asks for.
-type Planned struct {
-	Target string `json:"target"`
-	Status string `json:"status"`
-	// Skip, when set, says why the target cannot send (no credentials): the
-	// delivery is recorded as skipped, visibly, instead of being sent.
-	Skip string `json:"skip,omitempty"`
-}
-
-// Decision is the outcome of one update under one mapping version.
-type Decision struct {
-	Outcome        Outcome   `json:"outcome"`
-	Reason         string    `json:"reason,omitempty"`
-	OrderID        string    `json:"order_id,omitempty"`
-	StatusID       string    `json:"status_id,omitempty"`
-	StatusName     string    `json:"status_name,omitempty"`
-	ChangedAt      time.Time `json:"changed_at,omitzero"`
-	ChangedAtText  string    `json:"changed_at_text,omitempty"` // as received
-	Deliveries     []Planned `json:"deliveries,omitempty"`
-	MappingVersion string    `json:"mapping_version"`
-}
-
-// Options change how Decide treats the order's state.
-type Options struct {
-	// Force skips the superseded and unchanged rules (operator replays).
-	Force bool
-	// Targets, when set, restricts the deliveries to these targets.
-	Targets []string
-}
-
 // Decide returns the one outcome that applies to ev, testing the rules in the
 // documented order, and the deliveries to create when it is Dispatched.
-func (t *Table) Decide(ev *digishare.Event, st OrderState, opt Options) Decision {
-	d := Decision{MappingVersion: t.version}
+func (t *Table) Decide(ev *digishare.Update, st bridge.OrderState, opt bridge.DecideOptions) bridge.Decision {
+	d := bridge.Decision{MappingVersion: t.version}
 	d.OrderID, _ = t.OrderID(ev)
 	if ts, text, ok := ev.ChangedAt(); ok {
 		d.ChangedAt, d.ChangedAtText = ts, text
 	}
 	if ev.Name != digishare.EventTicketUpdated {
-		d.Outcome, d.Reason = Ignored, fmt.Sprintf("event %q is not acted on", ev.Name)
+		d.Outcome, d.Reason = bridge.EventIgnored, fmt.Sprintf("event %q is not acted on", ev.Name)
 		return d
 	}
 	statusID, changed := ev.StatusID()
 	if !changed {
-		d.Outcome, d.Reason = NoStatusChange, "changes has no ticket_status_id"
+		d.Outcome, d.Reason = bridge.EventNoStatusChange, "changes has no ticket_status_id"
 		return d
 	}
 	d.StatusID = statusID
 	if len(t.ticketTypes) > 0 && !t.ticketTypes[ev.Ticket.TypeTicketID] {
-		d.Outcome, d.Reason = Ignored, fmt.Sprintf("ticket type %q is not in mapping.ticket_types", ev.Ticket.TypeTicketID)
+		d.Outcome, d.Reason = bridge.EventIgnored, fmt.Sprintf("ticket type %q is not in mapping.ticket_types", ev.Ticket.TypeTicketID)
 		return d
 	}
 	entry, ok := t.statuses[statusID]
 	if !ok {
-		d.Outcome, d.Reason = Unmapped, fmt.Sprintf("status id %q has no mapping entry", statusID)
+		d.Outcome, d.Reason = bridge.EventUnmapped, fmt.Sprintf("status id %q has no mapping entry", statusID)
 		return d
 	}
 	d.StatusName = entry.Name
 	if d.OrderID == "" {
-		d.Outcome, d.Reason = NoOrderID, "the configured order id field is missing or empty"
+		d.Outcome, d.Reason = bridge.EventNoOrderID, "the configured order id field is missing or empty"
 		return d
 	}
-	var planned []Planned
+	var planned []bridge.Planned
 	for _, target := range t.targets {
 		if len(opt.Targets) > 0 && !slices.Contains(opt.Targets, target) {
 			continue
 		}
 		if status := entry.Targets[target]; status != "" {
-			planned = append(planned, Planned{Target: target, Status: status, Skip: t.disabled[target]})
+			planned = append(planned, bridge.Planned{Target: target, Status: status, Skip: t.disabled[target]})
 		}
 	}
 	if len(planned) == 0 {
-		d.Outcome, d.Reason = NoAction, "the mapping entry names no status for a configured target"
+		d.Outcome, d.Reason = bridge.EventNoAction, "the mapping entry names no status for a configured target"
 		return d
 	}
 	if !opt.Force && !d.ChangedAt.IsZero() && st.Watermark.After(d.ChangedAt) {
-		d.Outcome = Superseded
+		d.Outcome = bridge.EventSuperseded
 		d.Reason = fmt.Sprintf("order already has a newer update (%s)", st.Watermark.Format(digishare.TimeLayout))
 		return d
 	}
@@ -279,19 +215,9 @@ func (t *Table) Decide(ev *digishare.Event, st OrderState, opt Options) Decision
 		}
 	}
 	if len(d.Deliveries) == 0 {
-		d.Outcome, d.Reason = Unchanged, "every target already has this status"
+		d.Outcome, d.Reason = bridge.EventUnchanged, "every target already has this status"
 		return d
 	}
-	d.Outcome = Dispatched
+	d.Outcome = bridge.EventDispatched
 	return d
-}
-
-// Advance returns the order state after a decision: the watermark moves for
-// dispatched and unchanged outcomes with a timestamp. Dispatched targets are
-// recorded by the caller, which owns delivery ids.
-func Advance(st OrderState, d Decision) OrderState {
-	if (d.Outcome == Dispatched || d.Outcome == Unchanged) && d.ChangedAt.After(st.Watermark) {
-		st.Watermark = d.ChangedAt
-	}
-	return st
 }

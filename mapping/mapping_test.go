@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
@@ -35,7 +36,7 @@ mapping:
 	return New(cfg)
 }
 
-func event(t *testing.T, u fake.Update) *digishare.Event {
+func event(t *testing.T, u fake.Update) *digishare.Update {
 	t.Helper()
 	ev, err := digishare.Decode(u.Payload())
 	if err != nil {
@@ -57,8 +58,8 @@ func TestDecide(t *testing.T) {
 	typed := table(t, func(c *config.Config) { c.Mapping.TicketTypes = []string{"othertype0000000"} })
 	noTargets := table(t, func(c *config.Config) { c.Targets.ExpertSender = nil })
 	fromCampaign := table(t, func(c *config.Config) { c.OrderID.From = "campaign_data.order_ref" })
-	live := func(status string) OrderState {
-		return OrderState{Targets: map[string]TargetState{TargetExpertSender: {Status: status, DeliveryID: "d", Live: true}}}
+	live := func(status string) bridge.OrderState {
+		return bridge.OrderState{Targets: map[string]bridge.TargetState{TargetExpertSender: {Status: status, DeliveryID: "d", Live: true}}}
 	}
 	base := fake.Update{TicketID: "t1", OrderID: "ORDER-42", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}
 	with := func(f func(*fake.Update)) fake.Update { u := base; f(&u); return u }
@@ -67,30 +68,30 @@ func TestDecide(t *testing.T) {
 		name  string
 		tb    *Table
 		u     fake.Update
-		st    OrderState
-		opt   Options
-		want  Outcome
-		sends []Planned
+		st    bridge.OrderState
+		opt   bridge.DecideOptions
+		want  bridge.EventState
+		sends []bridge.Planned
 	}{
-		{"dispatched", tb, base, OrderState{}, Options{}, Dispatched, []Planned{{TargetExpertSender, "paid", ""}}},
-		{"no status change", tb, with(func(u *fake.Update) { u.StatusID = "" }), OrderState{}, Options{}, NoStatusChange, nil},
-		{"ignored ticket type", typed, base, OrderState{}, Options{}, Ignored, nil},
-		{"no_status_change before ignored", typed, with(func(u *fake.Update) { u.StatusID = "" }), OrderState{}, Options{}, NoStatusChange, nil},
-		{"unmapped", tb, with(func(u *fake.Update) { u.StatusID = "unknown000000000" }), OrderState{}, Options{}, Unmapped, nil},
-		{"unmapped before no_order_id", tb, with(func(u *fake.Update) { u.StatusID = "unknown000000000"; u.OrderID = "" }), OrderState{}, Options{}, Unmapped, nil},
-		{"no order id", tb, with(func(u *fake.Update) { u.OrderID = "" }), OrderState{}, Options{}, NoOrderID, nil},
-		{"prefix only is no order id", tb, with(func(u *fake.Update) { u.OrderID = "ORDER-" }), OrderState{}, Options{}, NoOrderID, nil},
-		{"campaign_data key missing", fromCampaign, base, OrderState{}, Options{}, NoOrderID, nil},
-		{"no action: entry names no target", tb, with(func(u *fake.Update) { u.StatusID = nameOnly }), OrderState{}, Options{}, NoAction, nil},
-		{"no action: target not configured", noTargets, base, OrderState{}, Options{}, NoAction, nil},
-		{"superseded by newer watermark", tb, base, OrderState{Watermark: ts("2026-01-13 16:30:00")}, Options{}, Superseded, nil},
-		{"equal timestamp is not superseded", tb, base, OrderState{Watermark: ts("2026-01-13 16:29:51")}, Options{}, Dispatched, []Planned{{TargetExpertSender, "paid", ""}}},
-		{"no timestamp is never superseded", tb, with(func(u *fake.Update) { u.DateStatus = "" }), OrderState{Watermark: ts("2030-01-01 00:00:00")}, Options{}, Dispatched, []Planned{{TargetExpertSender, "paid", ""}}},
-		{"force overrides superseded", tb, base, OrderState{Watermark: ts("2026-01-13 16:30:00")}, Options{Force: true}, Dispatched, []Planned{{TargetExpertSender, "paid", ""}}},
-		{"unchanged: same status live", tb, base, live("paid"), Options{}, Unchanged, nil},
-		{"dead or skipped last delivery is retried", tb, base, OrderState{Targets: map[string]TargetState{TargetExpertSender: {Status: "paid", Live: false}}}, Options{}, Dispatched, []Planned{{TargetExpertSender, "paid", ""}}},
-		{"different status dispatches", tb, with(func(u *fake.Update) { u.StatusID = awaiting }), live("paid"), Options{}, Dispatched, []Planned{{TargetExpertSender, "placed", ""}}},
-		{"force overrides unchanged", tb, base, live("paid"), Options{Force: true}, Dispatched, []Planned{{TargetExpertSender, "paid", ""}}},
+		{"dispatched", tb, base, bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "paid", Skip: ""}}},
+		{"no status change", tb, with(func(u *fake.Update) { u.StatusID = "" }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoStatusChange, nil},
+		{"ignored ticket type", typed, base, bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventIgnored, nil},
+		{"no_status_change before ignored", typed, with(func(u *fake.Update) { u.StatusID = "" }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoStatusChange, nil},
+		{"unmapped", tb, with(func(u *fake.Update) { u.StatusID = "unknown000000000" }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventUnmapped, nil},
+		{"unmapped before no_order_id", tb, with(func(u *fake.Update) { u.StatusID = "unknown000000000"; u.OrderID = "" }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventUnmapped, nil},
+		{"no order id", tb, with(func(u *fake.Update) { u.OrderID = "" }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoOrderID, nil},
+		{"prefix only is no order id", tb, with(func(u *fake.Update) { u.OrderID = "ORDER-" }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoOrderID, nil},
+		{"campaign_data key missing", fromCampaign, base, bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoOrderID, nil},
+		{"no action: entry names no target", tb, with(func(u *fake.Update) { u.StatusID = nameOnly }), bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoAction, nil},
+		{"no action: target not configured", noTargets, base, bridge.OrderState{}, bridge.DecideOptions{}, bridge.EventNoAction, nil},
+		{"superseded by newer watermark", tb, base, bridge.OrderState{Watermark: ts("2026-01-13 16:30:00")}, bridge.DecideOptions{}, bridge.EventSuperseded, nil},
+		{"equal timestamp is not superseded", tb, base, bridge.OrderState{Watermark: ts("2026-01-13 16:29:51")}, bridge.DecideOptions{}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "paid", Skip: ""}}},
+		{"no timestamp is never superseded", tb, with(func(u *fake.Update) { u.DateStatus = "" }), bridge.OrderState{Watermark: ts("2030-01-01 00:00:00")}, bridge.DecideOptions{}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "paid", Skip: ""}}},
+		{"force overrides superseded", tb, base, bridge.OrderState{Watermark: ts("2026-01-13 16:30:00")}, bridge.DecideOptions{Force: true}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "paid", Skip: ""}}},
+		{"unchanged: same status live", tb, base, live("paid"), bridge.DecideOptions{}, bridge.EventUnchanged, nil},
+		{"dead or skipped last delivery is retried", tb, base, bridge.OrderState{Targets: map[string]bridge.TargetState{TargetExpertSender: {Status: "paid", Live: false}}}, bridge.DecideOptions{}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "paid", Skip: ""}}},
+		{"different status dispatches", tb, with(func(u *fake.Update) { u.StatusID = awaiting }), live("paid"), bridge.DecideOptions{}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "placed", Skip: ""}}},
+		{"force overrides unchanged", tb, base, live("paid"), bridge.DecideOptions{Force: true}, bridge.EventDispatched, []bridge.Planned{{Target: TargetExpertSender, Status: "paid", Skip: ""}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,37 +116,37 @@ func TestDecide(t *testing.T) {
 
 func TestDecideDetails(t *testing.T) {
 	tb := table(t, nil)
-	d := tb.Decide(event(t, fake.Update{TicketID: "t", OrderID: "ORDER-42", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}), OrderState{}, Options{})
+	d := tb.Decide(event(t, fake.Update{TicketID: "t", OrderID: "ORDER-42", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}), bridge.OrderState{}, bridge.DecideOptions{})
 	if d.OrderID != "42" || d.StatusName != "Order Confirmed" || d.ChangedAtText != "2026-01-13 16:29:51" {
 		t.Errorf("decision = %+v", d)
 	}
 	other, _ := digishare.Decode([]byte(`{"event":"ticket.created","data":{"id":"t","data":{"external_id":"1"},"changes":{"ticket_status_id":"yqdwrbka7kz69v8e"}}}`))
-	if d := tb.Decide(other, OrderState{}, Options{}); d.Outcome != Ignored {
+	if d := tb.Decide(other, bridge.OrderState{}, bridge.DecideOptions{}); d.Outcome != bridge.EventIgnored {
 		t.Errorf("ticket.created = %v, want ignored", d.Outcome)
 	}
 	disabled := table(t, func(c *config.Config) { c.Targets.ExpertSender.APIKey = "" })
-	d = disabled.Decide(event(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}), OrderState{}, Options{})
-	if d.Outcome != Dispatched || d.Deliveries[0].Skip == "" {
+	d = disabled.Decide(event(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}), bridge.OrderState{}, bridge.DecideOptions{})
+	if d.Outcome != bridge.EventDispatched || d.Deliveries[0].Skip == "" {
 		t.Errorf("disabled target: %+v, want dispatched with a skip reason", d)
 	}
 }
 
 func TestAdvance(t *testing.T) {
 	older, newer := ts("2026-01-01 00:00:00"), ts("2026-02-01 00:00:00")
-	st := OrderState{Watermark: older}
-	if got := Advance(st, Decision{Outcome: Dispatched, ChangedAt: newer}); !got.Watermark.Equal(newer) {
+	st := bridge.OrderState{Watermark: older}
+	if got := bridge.Advance(st, bridge.Decision{Outcome: bridge.EventDispatched, ChangedAt: newer}); !got.Watermark.Equal(newer) {
 		t.Errorf("dispatched newer: watermark = %v", got.Watermark)
 	}
-	if got := Advance(st, Decision{Outcome: Unchanged, ChangedAt: newer}); !got.Watermark.Equal(newer) {
+	if got := bridge.Advance(st, bridge.Decision{Outcome: bridge.EventUnchanged, ChangedAt: newer}); !got.Watermark.Equal(newer) {
 		t.Errorf("unchanged newer: watermark = %v", got.Watermark)
 	}
-	if got := Advance(OrderState{Watermark: newer}, Decision{Outcome: Dispatched, ChangedAt: older}); !got.Watermark.Equal(newer) {
+	if got := bridge.Advance(bridge.OrderState{Watermark: newer}, bridge.Decision{Outcome: bridge.EventDispatched, ChangedAt: older}); !got.Watermark.Equal(newer) {
 		t.Errorf("forced older update moved the watermark back: %v", got.Watermark)
 	}
-	if got := Advance(st, Decision{Outcome: Dispatched}); !got.Watermark.Equal(older) {
+	if got := bridge.Advance(st, bridge.Decision{Outcome: bridge.EventDispatched}); !got.Watermark.Equal(older) {
 		t.Errorf("no timestamp moved the watermark: %v", got.Watermark)
 	}
-	if got := Advance(st, Decision{Outcome: Unmapped, ChangedAt: newer}); !got.Watermark.Equal(older) {
+	if got := bridge.Advance(st, bridge.Decision{Outcome: bridge.EventUnmapped, ChangedAt: newer}); !got.Watermark.Equal(older) {
 		t.Errorf("unmapped moved the watermark: %v", got.Watermark)
 	}
 }

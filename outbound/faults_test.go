@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/store"
 )
 
 // TestDownstreamFaults: a faulty ExpertSender answers 30% 500s, hangs past
@@ -93,7 +93,7 @@ mapping:
     yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 `, srv.URL))
 	h.start(Policy{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond, MaxAttempts: 1000, Concurrency: 16})
-	var all []store.IngestResult
+	var all []bridge.IngestResult
 	for i := range 60 {
 		order := fmt.Sprint("o", i)
 		if i%10 == 0 {
@@ -123,16 +123,16 @@ mapping:
 		d := h.waitTerminal(id) // done, dead, or superseded by the order's next delivery
 		switch {
 		case strings.HasPrefix(d.OrderID, "perm"):
-			if d.State != store.Dead && d.State != store.Superseded {
+			if d.State != bridge.Dead && d.State != bridge.Superseded {
 				t.Errorf("permanent failure %s ended %s", d.ID, d.State)
 			}
-			if d.State == store.Dead {
+			if d.State == bridge.Dead {
 				dead++
 				if !strings.Contains(d.Reason, "errors") {
 					t.Errorf("dead reason %q does not say why", d.Reason)
 				}
 			}
-		case d.State == store.Dead:
+		case d.State == bridge.Dead:
 			t.Errorf("retryable delivery %s for %s ended dead: %s", d.ID, d.OrderID, d.Reason)
 		}
 	}
@@ -178,7 +178,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 			for i := range work {
 				raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()
 				ev, _ := digishare.Decode(raw)
-				if _, err := h.db.Ingest(store.Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}, h.table); err != nil {
+				if _, err := h.db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table); err != nil {
 					t.Error(err)
 					return
 				}

@@ -3,15 +3,15 @@ package outbound
 import (
 	"strings"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/store"
 )
 
 // Message is what a sender needs: the delivery and the ticket of the event
 // that caused it (decoded from the stored payload).
 type Message struct {
-	Delivery   *store.Delivery
-	Event      *digishare.Event
+	Delivery   *bridge.Delivery
+	Event      *digishare.Update
 	StatusName string
 	ChangedAt  string // the Digishare timestamp as received
 }

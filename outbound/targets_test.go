@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/store"
 )
 
 const orderSystemYAML = `
@@ -37,7 +37,7 @@ func decodeBody(t *testing.T, r fake.Request) map[string]any {
 }
 
 // deliveryFor returns the delivery an ingest created for a target.
-func deliveryFor(t *testing.T, res store.IngestResult, target string) string {
+func deliveryFor(t *testing.T, res bridge.IngestResult, target string) string {
 	t.Helper()
 	for _, d := range res.Deliveries {
 		if d.Target == target {
@@ -59,8 +59,8 @@ func TestOrderSystemStatusAndOptIn(t *testing.T) {
 	h := newHarnessYAML(t, fmt.Sprintf(orderSystemYAML, osys.URL))
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingest("t1", "44212809", confirmed, "2026-01-13 16:29:51")
-	h.waitDelivery(deliveryFor(t, res, "order_system"), store.Done)
-	optin := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), store.Done)
+	h.waitDelivery(deliveryFor(t, res, "order_system"), bridge.Done)
+	optin := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), bridge.Done)
 	if optin.Result != "" {
 		t.Errorf("opt-in result = %q, want an ordinary success", optin.Result)
 	}
@@ -103,8 +103,8 @@ func TestOptInAlreadyActiveSkipsPost(t *testing.T) {
 	h := newHarnessYAML(t, fmt.Sprintf(orderSystemYAML, osys.URL))
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingest("t1", "1", confirmed, "2026-01-13 16:29:51")
-	d := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), store.Done)
-	h.waitDelivery(deliveryFor(t, res, "order_system"), store.Done)
+	d := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), bridge.Done)
+	h.waitDelivery(deliveryFor(t, res, "order_system"), bridge.Done)
 	if d.Result != ResultAlreadyActive {
 		t.Errorf("result = %q, want already_active", d.Result)
 	}
@@ -119,13 +119,13 @@ func TestOrderSystemFailures(t *testing.T) {
 	cases := []struct {
 		name       string
 		get, post  fake.Answer
-		wantState  store.DeliveryState
+		wantState  bridge.DeliveryState
 		wantReason string
 	}{
 		{"error body on 200", fake.Answer{Code: 200, Body: `{"isWhatsAppEnabledForNotifications":"0"}`},
 			fake.Answer{Code: 200, Body: `{"error":"failed to update customers","reason":"no entry exist in customer table"}`},
-			store.Dead, "no entry exist in customer table"},
-		{"order unknown", fake.Answer{Code: 404, Body: `{"message":"not found"}`}, fake.Answer{}, store.Dead, "order unknown"},
+			bridge.Dead, "no entry exist in customer table"},
+		{"order unknown", fake.Answer{Code: 404, Body: `{"message":"not found"}`}, fake.Answer{}, bridge.Dead, "order unknown"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestOrderSystemFailures(t *testing.T) {
 		h := newHarnessYAML(t, fmt.Sprintf(orderSystemYAML, osys.URL))
 		h.start(Policy{Initial: time.Millisecond})
 		res := h.ingest("t1", "1", confirmed, "")
-		d := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), store.Done)
+		d := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), bridge.Done)
 		if len(d.Attempts) != 2 {
 			t.Errorf("%d attempts, want 2 (503 then success)", len(d.Attempts))
 		}
@@ -171,11 +171,11 @@ func TestOrderSystemFailures(t *testing.T) {
 		h.start(Policy{Initial: time.Millisecond})
 		res := h.ingestUpdate(fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51",
 			Third: map[string]string{"wa_id": "12ab", "name": "x", "email": "x@example.com"}})
-		d := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), store.Dead)
+		d := h.waitDelivery(deliveryFor(t, res, "whatsapp_opt_in"), bridge.Dead)
 		if !strings.Contains(d.Reason, "wa_id") {
 			t.Errorf("reason = %q", d.Reason)
 		}
-		h.waitDelivery(deliveryFor(t, res, "order_system"), store.Done)
+		h.waitDelivery(deliveryFor(t, res, "order_system"), bridge.Done)
 		for _, r := range osys.Requests() {
 			if r.Method == http.MethodPost {
 				t.Error("sent an opt-in with a malformed phone")
@@ -218,7 +218,7 @@ func TestEverlyticBodyAndHeaders(t *testing.T) {
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingestUpdate(fake.Update{TicketID: "t1", OrderID: "55", StatusID: confirmed, Subject: "Your order",
 		Campaign: map[string]any{"order_total": "500.00", "shipping_fee": "20.00", "items_count": "3", "taxes": 10}})
-	h.waitDelivery(deliveryFor(t, res, "everlytic"), store.Done)
+	h.waitDelivery(deliveryFor(t, res, "everlytic"), bridge.Done)
 	reqs := ev.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests", len(reqs))
@@ -247,7 +247,7 @@ func TestEverlyticProductsAndContactFallback(t *testing.T) {
 	res := h.ingestUpdate(fake.Update{TicketID: "t1", OrderID: "56", StatusID: confirmed,
 		Third:    map[string]string{"ext_ref": "CUSTOMER-1", "wa_id": "212600000000"},
 		Campaign: map[string]any{"products": `[{"product_name":"Tea","product_quantity":2}]`}})
-	h.waitDelivery(deliveryFor(t, res, "everlytic"), store.Done)
+	h.waitDelivery(deliveryFor(t, res, "everlytic"), bridge.Done)
 	b := decodeBody(t, ev.Requests()[0])
 	if b["contact_unique_id"] != "CUSTOMER-1" || b["contact_email"] != nil {
 		t.Errorf("contact = %v / %v", b["contact_unique_id"], b["contact_email"])
@@ -257,7 +257,7 @@ func TestEverlyticProductsAndContactFallback(t *testing.T) {
 	}
 	// No contact at all: a permanent failure, nothing sent.
 	res = h.ingestUpdate(fake.Update{TicketID: "t2", OrderID: "57", StatusID: confirmed, Third: map[string]string{"name": "x"}})
-	d := h.waitDelivery(deliveryFor(t, res, "everlytic"), store.Dead)
+	d := h.waitDelivery(deliveryFor(t, res, "everlytic"), bridge.Dead)
 	if !strings.Contains(d.Reason, "no contact") || len(ev.Requests()) != 1 {
 		t.Errorf("reason %q, %d requests", d.Reason, len(ev.Requests()))
 	}
@@ -270,11 +270,11 @@ func TestEverlyticNeverTriggersTwice(t *testing.T) {
 	// confirmed (42) → awaiting (7) → confirmed (42) again: the second
 	// confirmed must not trigger workflow 42 a second time for this order.
 	r1 := h.ingest("a", "60", confirmed, "2026-01-13 10:00:00")
-	h.waitDelivery(deliveryFor(t, r1, "everlytic"), store.Done)
+	h.waitDelivery(deliveryFor(t, r1, "everlytic"), bridge.Done)
 	r2 := h.ingest("b", "60", awaiting, "2026-01-13 11:00:00")
-	h.waitDelivery(deliveryFor(t, r2, "everlytic"), store.Done)
+	h.waitDelivery(deliveryFor(t, r2, "everlytic"), bridge.Done)
 	r3 := h.ingest("c", "60", confirmed, "2026-01-13 12:00:00")
-	d := h.waitDelivery(deliveryFor(t, r3, "everlytic"), store.Done)
+	d := h.waitDelivery(deliveryFor(t, r3, "everlytic"), bridge.Done)
 	if d.Result != ResultAlreadyTriggered || len(d.Attempts) != 0 {
 		t.Errorf("repeat: result %q with %d attempts, want already_triggered with none", d.Result, len(d.Attempts))
 	}
@@ -305,7 +305,7 @@ mapping:
 	res := h.ingestUpdate(fake.Update{TicketID: "t1", OrderID: "A/7", StatusID: confirmed,
 		Third:    map[string]string{"wa_id": "212600000000", "name": name},
 		Campaign: map[string]any{"note": note}})
-	h.waitDelivery(deliveryFor(t, res, "http.crm"), store.Done)
+	h.waitDelivery(deliveryFor(t, res, "http.crm"), bridge.Done)
 	r := crm.Requests()[0]
 	if r.Method != http.MethodPut || r.Path != "/orders/A/7" || r.Header.Get("X-Ticket") != "342106" || r.Header.Get("Authorization") != "Bearer crm-secret-token" {
 		t.Errorf("request %s %s %v", r.Method, r.Path, r.Header)
@@ -319,14 +319,14 @@ mapping:
 	}
 	// A missing placeholder value fails permanently; nothing is sent.
 	res = h.ingestUpdate(fake.Update{TicketID: "t2", OrderID: "8", StatusID: confirmed, Campaign: map[string]any{}})
-	d := h.waitDelivery(deliveryFor(t, res, "http.crm"), store.Dead)
+	d := h.waitDelivery(deliveryFor(t, res, "http.crm"), bridge.Dead)
 	if !strings.Contains(d.Reason, "{campaign_data.note}") || len(crm.Requests()) != 1 {
 		t.Errorf("missing placeholder: reason %q, %d requests", d.Reason, len(crm.Requests()))
 	}
 	// success_when_body_lacks: a 2xx with an error key is a failure.
 	crm.Default = fake.Answer{Code: 200, Body: `{"error":"bad order"}`}
 	res = h.ingestUpdate(fake.Update{TicketID: "t3", OrderID: "9", StatusID: confirmed, Campaign: map[string]any{"note": "x"}})
-	d = h.waitDelivery(deliveryFor(t, res, "http.crm"), store.Dead)
+	d = h.waitDelivery(deliveryFor(t, res, "http.crm"), bridge.Dead)
 	if !strings.Contains(d.Reason, "bad order") {
 		t.Errorf("error-key reason = %q", d.Reason)
 	}
@@ -369,7 +369,7 @@ mapping:
     yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid, order_system: confirmed, everlytic: { workflow_id: 2 }, http: { crm: confirmed } }
 `, es.URL, ev.URL, osys.URL, crm.URL))
 	h.start(Policy{Initial: time.Millisecond, Max: 5 * time.Millisecond, MaxAttempts: 1000})
-	var results []store.IngestResult
+	var results []bridge.IngestResult
 	for i := range 5 {
 		order := fmt.Sprint("o", i)
 		results = append(results, h.ingest("a"+order, order, awaiting, "2026-01-13 10:00:00"))
@@ -380,7 +380,7 @@ mapping:
 			t.Fatalf("event fanned out to %d targets, want 4", len(r.Deliveries))
 		}
 		for _, target := range []string{"expertsender", "everlytic", "http.crm"} {
-			h.waitDelivery(deliveryFor(t, r, target), store.Done)
+			h.waitDelivery(deliveryFor(t, r, target), bridge.Done)
 		}
 	}
 	// The three healthy targets are done while the order system still fails.
@@ -389,7 +389,7 @@ mapping:
 	}
 	for _, r := range results {
 		d, _ := h.db.GetDelivery(deliveryFor(t, r, "order_system"))
-		if d.State == store.Done {
+		if d.State == bridge.Done {
 			t.Fatalf("order_system delivery done while the target was down")
 		}
 	}
@@ -397,10 +397,10 @@ mapping:
 	for i, r := range results {
 		id := deliveryFor(t, r, "order_system")
 		d, _ := h.db.GetDelivery(id)
-		if i%2 == 0 && d.State == store.Superseded {
+		if i%2 == 0 && d.State == bridge.Superseded {
 			continue // the awaiting status was waiting to retry when confirmed queued behind it
 		}
-		h.waitDelivery(id, store.Done)
+		h.waitDelivery(id, bridge.Done)
 	}
 	// Ordering per order and target: never "confirmed" before "awaiting".
 	check := func(name string, srv *fake.Server, status func(fake.Request) (order, status string)) {
@@ -447,7 +447,7 @@ func TestCircuitBreakerPausesTarget(t *testing.T) {
 	h.start(Policy{Initial: time.Millisecond, Max: time.Millisecond, MaxAttempts: 3, Concurrency: 1,
 		Targets: map[string]TargetPolicy{"expertsender": {BreakerFailures: 2, BreakerCooldown: cooldown}}})
 	res := h.ingest("t1", "1", confirmed, "")
-	h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+	h.waitDelivery(res.Deliveries[0].ID, bridge.Dead)
 	reqs := es.Requests()
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want 3", len(reqs))
@@ -466,11 +466,11 @@ func TestRateLimit(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Millisecond, Concurrency: 8,
 		Targets: map[string]TargetPolicy{"expertsender": {Rate: 4}}})
-	var last store.IngestResult
+	var last bridge.IngestResult
 	for i := range 8 {
 		last = h.ingest(fmt.Sprint("t", i), fmt.Sprint("o", i), confirmed, "")
 	}
-	h.waitDelivery(last.Deliveries[0].ID, store.Done)
+	h.waitDelivery(last.Deliveries[0].ID, bridge.Done)
 	reqs := es.WaitRequests(8, 10*time.Second)
 	if len(reqs) != 8 {
 		t.Fatalf("%d requests", len(reqs))
@@ -502,7 +502,7 @@ mapping:
     yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid, order_system: confirmed }
 `, es.URL, osys.URL))
 	const maxHeld, orders = 10, 60
-	var results []store.IngestResult
+	var results []bridge.IngestResult
 	// Half the backlog is on disk before the worker starts, half arrives
 	// while it runs: both load paths meet the limit.
 	for i := range orders {
@@ -514,7 +514,7 @@ mapping:
 		results = append(results, h.ingest("b"+order, order, confirmed, "2026-01-13 11:00:00"))
 	}
 	for _, r := range results {
-		h.waitDelivery(deliveryFor(t, r, "expertsender"), store.Done)
+		h.waitDelivery(deliveryFor(t, r, "expertsender"), bridge.Done)
 	}
 	if got := osys.WaitRequests(2*maxHeld, 10*time.Second); len(got) < 2*maxHeld {
 		t.Fatalf("order system got %d attempts while down", len(got))

@@ -13,8 +13,9 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // Sender sends one delivery to one downstream system. A nil error means the
@@ -33,10 +34,10 @@ type OnceSender interface {
 // Outbox is what the worker needs from the store.
 type Outbox interface {
 	Wake() <-chan struct{}
-	PendingAfter(after string, limit int) ([]store.Delivery, error)
-	Record(id string, o store.Outcome, now time.Time) error
-	RecordAsync(id string, o store.Outcome, now time.Time, done func(error)) error
-	GetEvent(id string) (*store.Event, []byte, error)
+	PendingAfter(after string, limit int) ([]bridge.Delivery, error)
+	Record(id string, o bridge.AttemptResult, now time.Time) error
+	RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error
+	GetEvent(id string) (*bridge.Event, []byte, error)
 	Triggered(key string) (bool, error)
 }
 
@@ -44,7 +45,7 @@ type Outbox interface {
 // key was already sent.
 const ResultAlreadyTriggered = "already_triggered"
 
-var _ Outbox = (*store.DB)(nil)
+var _ Outbox = (*bolt.DB)(nil)
 
 // Observer is told every attempt's result (metrics): done, retry, dead,
 // skipped or superseded.
@@ -153,7 +154,7 @@ func (w *Worker) InFlight(id string) bool {
 type laneKey struct{ target, order string }
 
 type item struct {
-	d        store.Delivery // Attempts cleared: memory stays small
+	d        bridge.Delivery // Attempts cleared: memory stays small
 	attempts int
 }
 
@@ -180,7 +181,7 @@ type job struct {
 type result struct {
 	lane      *lane
 	sent      bool // the sender goroutine is free; the record is pending
-	outcome   store.Outcome
+	outcome   bridge.AttemptResult
 	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
 	failed    bool // the outcome could not be recorded
 	retryable bool // the attempt failed in a way that says the target is unwell
@@ -410,7 +411,7 @@ func (s *scheduler) catchUp() error {
 }
 
 // hold takes a delivery into memory.
-func (s *scheduler) hold(d store.Delivery) {
+func (s *scheduler) hold(d bridge.Delivery) {
 	it := &item{d: d, attempts: len(d.Attempts)}
 	it.d.Attempts = nil
 	s.held[d.Target]++
@@ -447,7 +448,7 @@ func (s *scheduler) add(it *item) {
 func (s *scheduler) supersedeHead(l *lane) {
 	head, next := l.queue[0], l.queue[1]
 	reason := fmt.Sprintf("superseded by newer delivery %s while waiting to retry", next.d.ID)
-	if err := s.w.outbox.Record(head.d.ID, store.Outcome{State: store.Superseded, Reason: reason}, s.w.now()); err != nil {
+	if err := s.w.outbox.Record(head.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
 		s.w.log.Error("record superseded delivery", "delivery_id", head.d.ID, "err", err)
 	}
 	s.w.obs.Attempt(head.d.Target, "superseded", 0)
@@ -634,15 +635,15 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	sender := w.senders[d.Target]
 	now := w.now()
 	if sender == nil {
-		o := store.Outcome{State: store.Skipped, Reason: fmt.Sprintf("target %q is not configured any more", d.Target)}
+		o := bridge.AttemptResult{State: bridge.Skipped, Reason: fmt.Sprintf("target %q is not configured any more", d.Target)}
 		log.Warn("delivery skipped", "reason", o.Reason)
 		w.record(log, j, o, now)
 		return
 	}
 	msg, err := w.message(&d, sender)
 	if err != nil {
-		o := store.Outcome{State: store.Dead, Reason: "permanent failure: " + err.Error(),
-			Attempt: &store.Attempt{At: now.UTC(), Error: err.Error()}}
+		o := bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: " + err.Error(),
+			Attempt: &bridge.Attempt{At: now.UTC(), Error: err.Error()}}
 		log.Error("delivery attempt", "state", o.State, "err", err)
 		w.record(log, j, o, now)
 		return
@@ -653,11 +654,11 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		done, err := w.outbox.Triggered(onceKey)
 		if err != nil {
 			log.Error("read no-repeat key; will try again", "err", err)
-			w.pushRecorded(result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(time.Second)}})
+			w.pushRecorded(result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(time.Second)}})
 			return
 		}
 		if done {
-			o := store.Outcome{State: store.Done, Result: ResultAlreadyTriggered}
+			o := bridge.AttemptResult{State: bridge.Done, Result: ResultAlreadyTriggered}
 			log.Info("delivery not sent: already triggered for this order, status and workflow", "state", o.State)
 			w.record(log, j, o, now)
 			return
@@ -673,13 +674,13 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		w.pushRecorded(result{lane: j.lane, aborted: true})
 		return
 	}
-	a := &store.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
-	o := store.Outcome{Attempt: a}
+	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
+	o := bridge.AttemptResult{Attempt: a}
 	retryable := false
 	var oe *Error
 	switch {
 	case err == nil:
-		o.State, o.Result, o.OnceKey = store.Done, resp.Result, onceKey
+		o.State, o.Result, o.OnceKey = bridge.Done, resp.Result, onceKey
 	case !errors.As(err, &oe):
 		oe = &Error{Msg: err.Error()}
 		fallthrough
@@ -691,22 +692,22 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		retryable = !oe.Permanent
 		switch {
 		case oe.Permanent:
-			o.State, o.Reason = store.Dead, "permanent failure: "+oe.Msg
+			o.State, o.Reason = bridge.Dead, "permanent failure: "+oe.Msg
 		case n >= w.pol.MaxAttempts:
-			o.State, o.Reason = store.Dead, fmt.Sprintf("gave up after %d attempts: %s", n, oe.Msg)
+			o.State, o.Reason = bridge.Dead, fmt.Sprintf("gave up after %d attempts: %s", n, oe.Msg)
 		default:
 			wait := max(w.pol.Backoff(n, rand.Float64()), oe.RetryAfter)
-			o.State, o.NextAttemptAt = store.Pending, w.now().Add(wait)
+			o.State, o.NextAttemptAt = bridge.Pending, w.now().Add(wait)
 		}
 	}
 	attrs := []any{"status_code", a.StatusCode, "duration", dur, "state", o.State}
 	switch {
-	case o.State == store.Done:
+	case o.State == bridge.Done:
 		if o.Result != "" {
 			attrs = append(attrs, "result", o.Result)
 		}
 		log.Info("delivery attempt", attrs...)
-	case o.State == store.Dead:
+	case o.State == bridge.Dead:
 		log.Error("delivery attempt", append(attrs, "err", a.Error, "reason", o.Reason)...)
 	default:
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
@@ -721,7 +722,7 @@ type eventless interface{ eventless() }
 
 // message builds what a sender needs, reading the event's stored payload
 // unless the sender does not use it.
-func (w *Worker) message(d *store.Delivery, sender Sender) (*Message, error) {
+func (w *Worker) message(d *bridge.Delivery, sender Sender) (*Message, error) {
 	if _, ok := sender.(eventless); ok {
 		return &Message{Delivery: d}, nil
 	}
@@ -740,8 +741,8 @@ func (w *Worker) message(d *store.Delivery, sender Sender) (*Message, error) {
 // record hands the outcome to the store without waiting for the commit: the
 // sender goroutine is free at once ("sent", reported first); the scheduler
 // moves the lane when the commit is on disk ("recorded").
-func (w *Worker) record(log attemptLog, j job, o store.Outcome, now time.Time) {
-	label := map[store.DeliveryState]string{store.Done: "done", store.Pending: "retry", store.Dead: "dead", store.Skipped: "skipped"}[o.State]
+func (w *Worker) record(log attemptLog, j job, o bridge.AttemptResult, now time.Time) {
+	label := map[bridge.DeliveryState]string{bridge.Done: "done", bridge.Pending: "retry", bridge.Dead: "dead", bridge.Skipped: "skipped"}[o.State]
 	var dur time.Duration
 	if o.Attempt != nil {
 		dur = o.Attempt.Duration
@@ -750,7 +751,7 @@ func (w *Worker) record(log attemptLog, j job, o store.Outcome, now time.Time) {
 	failed := func(err error) result {
 		log.Error("record delivery attempt; will try again", "err", err)
 		wait := max(w.pol.Initial, time.Second)
-		return result{lane: j.lane, failed: true, outcome: store.Outcome{State: store.Pending, NextAttemptAt: now.Add(wait)}}
+		return result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(wait)}}
 	}
 	w.pushRecorded(result{lane: j.lane, sent: true})
 	err := w.outbox.RecordAsync(j.it.d.ID, o, now, func(err error) {

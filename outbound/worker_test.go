@@ -16,11 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/mapping"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 const (
@@ -31,12 +32,12 @@ const (
 // notifyingOutbox is the real store, plus a signal after every Record so
 // tests wait for progress instead of sleeping.
 type notifyingOutbox struct {
-	*store.DB
+	*bolt.DB
 	recorded chan struct{}
 	records  atomic.Int64
 }
 
-func (n *notifyingOutbox) RecordAsync(id string, o store.Outcome, now time.Time, done func(error)) error {
+func (n *notifyingOutbox) RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
 	return n.DB.RecordAsync(id, o, now, func(err error) {
 		done(err)
 		n.records.Add(1)
@@ -47,7 +48,7 @@ func (n *notifyingOutbox) RecordAsync(id string, o store.Outcome, now time.Time,
 	})
 }
 
-func (n *notifyingOutbox) Record(id string, o store.Outcome, now time.Time) error {
+func (n *notifyingOutbox) Record(id string, o bridge.AttemptResult, now time.Time) error {
 	err := n.DB.Record(id, o, now)
 	n.records.Add(1)
 	select {
@@ -59,7 +60,7 @@ func (n *notifyingOutbox) Record(id string, o store.Outcome, now time.Time) erro
 
 type harness struct {
 	t      *testing.T
-	db     *store.DB
+	db     *bolt.DB
 	path   string
 	out    *notifyingOutbox
 	cfg    *config.Config
@@ -97,7 +98,7 @@ func newHarnessYAML(t *testing.T, yaml string) *harness {
 }
 
 func (h *harness) open() {
-	db, err := store.Open(h.path, store.Options{})
+	db, err := bolt.Open(h.path, bolt.Options{})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -140,19 +141,19 @@ func (h *harness) stop() {
 	}
 }
 
-func (h *harness) ingest(ticket, order, status, at string) store.IngestResult {
+func (h *harness) ingest(ticket, order, status, at string) bridge.IngestResult {
 	h.t.Helper()
 	return h.ingestUpdate(fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at})
 }
 
-func (h *harness) ingestUpdate(u fake.Update) store.IngestResult {
+func (h *harness) ingestUpdate(u fake.Update) bridge.IngestResult {
 	h.t.Helper()
 	raw := u.Payload()
 	ev, err := digishare.Decode(raw)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	res, err := h.db.Ingest(store.Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}, h.table)
+	res, err := h.db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -160,20 +161,20 @@ func (h *harness) ingestUpdate(u fake.Update) store.IngestResult {
 }
 
 // waitDelivery waits until the delivery reaches state (woken by each Record).
-func (h *harness) waitDelivery(id string, state store.DeliveryState) *store.Delivery {
+func (h *harness) waitDelivery(id string, state bridge.DeliveryState) *bridge.Delivery {
 	h.t.Helper()
-	return h.waitFor(id, string(state), func(d *store.Delivery) bool { return d.State == state })
+	return h.waitFor(id, string(state), func(d *bridge.Delivery) bool { return d.State == state })
 }
 
 // waitTerminal waits until the delivery is finished, whichever way.
-func (h *harness) waitTerminal(id string) *store.Delivery {
+func (h *harness) waitTerminal(id string) *bridge.Delivery {
 	h.t.Helper()
-	return h.waitFor(id, "finished", func(d *store.Delivery) bool { return d.State.Terminal() })
+	return h.waitFor(id, "finished", func(d *bridge.Delivery) bool { return d.State.Terminal() })
 }
 
 // waitFor waits (woken by each Record, up to 10 s) until the delivery
 // satisfies done; want names the wait in the failure.
-func (h *harness) waitFor(id, want string, done func(*store.Delivery) bool) *store.Delivery {
+func (h *harness) waitFor(id, want string, done func(*bridge.Delivery) bool) *bridge.Delivery {
 	h.t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
@@ -198,7 +199,7 @@ func TestDeliverySendsExpertSenderRequest(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingest("t1", "42", confirmed, "2026-01-13 16:29:51")
-	d := h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	d := h.waitDelivery(res.Deliveries[0].ID, bridge.Done)
 	reqs := es.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("%d requests, want 1", len(reqs))
@@ -224,7 +225,7 @@ func TestRetryUntilDeliveredOnce(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingest("t1", "42", confirmed, "")
-	d := h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	d := h.waitDelivery(res.Deliveries[0].ID, bridge.Done)
 	if n := len(es.Requests()); n != 3 {
 		t.Errorf("%d requests, want 3 (500, 500, 200)", n)
 	}
@@ -250,7 +251,7 @@ func TestPermanentFailuresDieAtOnce(t *testing.T) {
 			h := newHarness(t, es)
 			h.start(Policy{Initial: time.Millisecond})
 			res := h.ingest("t1", "42", confirmed, "")
-			d := h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+			d := h.waitDelivery(res.Deliveries[0].ID, bridge.Dead)
 			if len(d.Attempts) != 1 || !strings.Contains(d.Reason, "permanent") {
 				t.Errorf("dead delivery = %+v", d)
 			}
@@ -267,7 +268,7 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Millisecond, MaxAttempts: 3})
 	res := h.ingest("t1", "42", confirmed, "")
-	d := h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+	d := h.waitDelivery(res.Deliveries[0].ID, bridge.Dead)
 	if len(d.Attempts) != 3 || !strings.Contains(d.Reason, "gave up after 3 attempts") {
 		t.Errorf("delivery = %+v", d)
 	}
@@ -278,7 +279,7 @@ func TestRetryAfterIsRespected(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingest("t1", "42", confirmed, "")
-	h.waitDelivery(res.Deliveries[0].ID, store.Done)
+	h.waitDelivery(res.Deliveries[0].ID, bridge.Done)
 	reqs := es.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
@@ -319,13 +320,13 @@ func TestWaitingRetryIsSupersededByNewerDelivery(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Hour, Max: time.Hour}) // the first retry would wait an hour
 	first := h.ingest("t1", "42", awaiting, "2026-01-13 10:00:00")
-	d1 := h.waitDelivery(first.Deliveries[0].ID, store.Pending)
+	d1 := h.waitDelivery(first.Deliveries[0].ID, bridge.Pending)
 	for len(d1.Attempts) == 0 {
-		d1 = h.waitDelivery(first.Deliveries[0].ID, store.Pending)
+		d1 = h.waitDelivery(first.Deliveries[0].ID, bridge.Pending)
 	}
 	second := h.ingest("t2", "42", confirmed, "2026-01-13 11:00:00")
-	h.waitDelivery(second.Deliveries[0].ID, store.Done)
-	d1 = h.waitDelivery(first.Deliveries[0].ID, store.Superseded)
+	h.waitDelivery(second.Deliveries[0].ID, bridge.Done)
+	d1 = h.waitDelivery(first.Deliveries[0].ID, bridge.Superseded)
 	if !strings.Contains(d1.Reason, second.Deliveries[0].ID) {
 		t.Errorf("superseded reason = %q", d1.Reason)
 	}
@@ -373,9 +374,9 @@ func TestPerOrderOrderAndParallelOrders(t *testing.T) {
 	f1 := h.ingest("b1", "fast", confirmed, "2026-01-13 10:00:00")
 	// MaxAttempts 1: a request that times out at the barrier fails the test.
 	h.start(Policy{Initial: time.Millisecond, Concurrency: 4, MaxAttempts: 1})
-	h.waitDelivery(s1.Deliveries[0].ID, store.Done)
-	h.waitDelivery(f1.Deliveries[0].ID, store.Done)
-	h.waitDelivery(s2.Deliveries[0].ID, store.Done)
+	h.waitDelivery(s1.Deliveries[0].ID, bridge.Done)
+	h.waitDelivery(f1.Deliveries[0].ID, bridge.Done)
+	h.waitDelivery(s2.Deliveries[0].ID, bridge.Done)
 	mu.Lock()
 	defer mu.Unlock()
 	var slow []string
@@ -399,8 +400,8 @@ func TestPendingDeliveredAfterReopen(t *testing.T) {
 	}
 	h.open()
 	h.start(Policy{Initial: time.Millisecond})
-	h.waitDelivery(res.Deliveries[0].ID, store.Done)
-	h.waitDelivery(res2.Deliveries[0].ID, store.Done)
+	h.waitDelivery(res.Deliveries[0].ID, bridge.Done)
+	h.waitDelivery(res2.Deliveries[0].ID, bridge.Done)
 	if n := len(es.Requests()); n != 2 {
 		t.Errorf("%d requests after reopen, want 2", n)
 	}
@@ -423,7 +424,7 @@ func TestShutdownLeavesHungDeliveryPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.State != store.Pending || len(d.Attempts) != 0 {
+	if d.State != bridge.Pending || len(d.Attempts) != 0 {
 		t.Errorf("after shutdown: %s with %d attempts, want pending with none", d.State, len(d.Attempts))
 	}
 }
@@ -433,7 +434,7 @@ func TestSecretsRedactedFromExcerpts(t *testing.T) {
 	h := newHarness(t, es)
 	h.start(Policy{Initial: time.Millisecond})
 	res := h.ingest("t1", "42", confirmed, "")
-	d := h.waitDelivery(res.Deliveries[0].ID, store.Dead)
+	d := h.waitDelivery(res.Deliveries[0].ID, bridge.Dead)
 	raw, _ := json.Marshal(d)
 	if strings.Contains(string(raw), "secret-key-123") {
 		t.Errorf("api key stored in the attempt record: %s", raw)
@@ -469,7 +470,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	}
 	h.start(Policy{Initial: time.Millisecond, Concurrency: concurrency})
 	for _, id := range ids {
-		h.waitDelivery(id, store.Done)
+		h.waitDelivery(id, bridge.Done)
 	}
 	if got := opened.Load(); got > 2*concurrency {
 		t.Errorf("%d deliveries opened %d connections, want at most %d", n, got, 2*concurrency)

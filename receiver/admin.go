@@ -14,10 +14,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/mapping"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // openapiDoc describes every /admin route; a test keeps it in step with the
@@ -26,14 +26,14 @@ import (
 //go:embed openapi.json
 var openapiDoc []byte
 
-// AdminStore is what the admin API reads: *store.DB implements it.
+// AdminStore is what the admin API reads: *bolt.DB implements it.
 type AdminStore interface {
-	EventSummaries(f store.EventFilter, inFlight func(string) bool) ([]store.EventSummary, string, error)
-	Detail(id string, inFlight func(string) bool) (*store.EventDetail, error)
-	ListDeliveries(f store.DeliveryFilter) ([]store.Delivery, string, error)
+	EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error)
+	Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error)
+	ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
 }
 
-var _ AdminStore = (*store.DB)(nil)
+var _ AdminStore = (*bolt.DB)(nil)
 
 // routeAdmin mounts /admin. Without a token every admin route answers 404
 // (start-up says why): an admin API must never run unauthenticated.
@@ -98,15 +98,15 @@ func parseLimit(v string) (int, error) {
 var eventStates = map[string]bool{}
 
 func init() {
-	for _, o := range []mapping.Outcome{mapping.Invalid, mapping.NoStatusChange, mapping.Ignored, mapping.Unmapped,
-		mapping.NoOrderID, mapping.NoAction, mapping.Superseded, mapping.Unchanged, mapping.Dispatched} {
+	for _, o := range []bridge.EventState{bridge.EventInvalid, bridge.EventNoStatusChange, bridge.EventIgnored, bridge.EventUnmapped,
+		bridge.EventNoOrderID, bridge.EventNoAction, bridge.EventSuperseded, bridge.EventUnchanged, bridge.EventDispatched} {
 		eventStates[string(o)] = true
 	}
 }
 
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
-	f := store.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor")}
+	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor")}
 	if f.State != "" && !eventStates[f.State] {
 		return badRequest("state: unknown event state " + strconv.Quote(f.State))
 	}
@@ -121,7 +121,7 @@ func (s *Server) adminEvents(c echo.Context) error {
 		return err
 	}
 	rows, next, err := s.opt.Admin.EventSummaries(f, s.opt.InFlight)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, bridge.ErrNotFound) {
 		return badRequest("cursor: not a cursor from a previous page")
 	}
 	if err != nil {
@@ -132,13 +132,13 @@ func (s *Server) adminEvents(c echo.Context) error {
 
 // overlay marks deliveries being sent right now as in_flight (that state is
 // never written to disk).
-func (s *Server) overlay(ds []store.Delivery) []store.Delivery {
+func (s *Server) overlay(ds []bridge.Delivery) []bridge.Delivery {
 	if s.opt.InFlight == nil {
 		return ds
 	}
 	for i := range ds {
-		if ds[i].State == store.Pending && s.opt.InFlight(ds[i].ID) {
-			ds[i].State = store.InFlight
+		if ds[i].State == bridge.Pending && s.opt.InFlight(ds[i].ID) {
+			ds[i].State = bridge.InFlight
 		}
 	}
 	return ds
@@ -146,7 +146,7 @@ func (s *Server) overlay(ds []store.Delivery) []store.Delivery {
 
 func (s *Server) adminEvent(c echo.Context) error {
 	d, err := s.opt.Admin.Detail(c.Param("id"), s.opt.InFlight)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
 	if err != nil {
@@ -159,20 +159,20 @@ var deliveryStates = map[string]bool{"pending": true, "in_flight": true, "done":
 
 func (s *Server) adminDeliveries(c echo.Context) error {
 	q := c.QueryParams()
-	f := store.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), Cursor: q.Get("cursor")}
+	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), Cursor: q.Get("cursor")}
 	if f.State != "" && !deliveryStates[f.State] {
 		return badRequest("state: one of pending, in_flight, done, dead, skipped, superseded")
 	}
-	inFlightOnly := f.State == string(store.InFlight)
+	inFlightOnly := f.State == string(bridge.InFlight)
 	if inFlightOnly {
-		f.State = string(store.Pending) // in_flight is pending on disk
+		f.State = string(bridge.Pending) // in_flight is pending on disk
 	}
 	var err error
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
 	ds, next, err := s.opt.Admin.ListDeliveries(f)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, bridge.ErrNotFound) {
 		return badRequest("cursor: not a cursor from a previous page")
 	}
 	if err != nil {
@@ -182,7 +182,7 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 	if inFlightOnly {
 		kept := ds[:0]
 		for _, d := range ds {
-			if d.State == store.InFlight {
+			if d.State == bridge.InFlight {
 				kept = append(kept, d)
 			}
 		}
@@ -222,7 +222,7 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if err := dec.Decode(&req); err != nil {
 		return badRequest("body: " + err.Error())
 	}
-	sel := store.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+	sel := bridge.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
 	var err error
 	if sel.Since, err = parseTime("since", req.Since); err != nil {
 		return err
@@ -242,8 +242,8 @@ func (s *Server) adminReplay(c echo.Context) error {
 			return badRequest(fmt.Sprintf("targets: %q is not a configured target (%s)", t, strings.Join(known, ", ")))
 		}
 	}
-	sum, err := s.opt.Replay(sel, store.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
-	if errors.Is(err, store.ErrNoSelector) {
+	sum, err := s.opt.Replay(sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
+	if errors.Is(err, bridge.ErrNoSelector) {
 		return badRequest("select events with event_ids, order_id, since/until or state, or deliveries with dead")
 	}
 	if err != nil {
@@ -260,9 +260,9 @@ func (s *Server) adminRetry(c echo.Context) error {
 	}
 	d, err := s.opt.Retry(c.Param("id"))
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, bridge.ErrNotFound):
 		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, bridge.ErrConflict):
 		return &apiError{code: http.StatusConflict, msg: err.Error()}
 	case err != nil:
 		return err

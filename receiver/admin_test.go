@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/store"
 )
 
 const adminToken = "admin-Token-77"
@@ -27,10 +27,10 @@ func (e *env) admin(path, token string) answer {
 func TestAdminAuth(t *testing.T) {
 	e := newEnv(t, "", nil, withAdmin, func(o *Options) {
 		o.Reload = func() (any, error) { t.Error("reload ran without a valid token"); return nil, nil }
-		o.Retry = func(string) (*store.Delivery, error) { t.Error("retry ran without a valid token"); return nil, nil }
-		o.Replay = func(store.ReplaySelector, store.ReplayOptions) (store.ReplaySummary, error) {
+		o.Retry = func(string) (*bridge.Delivery, error) { t.Error("retry ran without a valid token"); return nil, nil }
+		o.Replay = func(bridge.ReplaySelector, bridge.ReplayOptions) (bridge.ReplaySummary, error) {
 			t.Error("replay ran without a valid token")
-			return store.ReplaySummary{}, nil
+			return bridge.ReplaySummary{}, nil
 		}
 	})
 	// Every registered admin route, whatever its method, plus an unknown one.

@@ -18,17 +18,18 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
-// Ingester stores a webhook call durably: *store.DB implements it.
+// Ingester stores a webhook call durably: *bolt.DB implements it.
 type Ingester interface {
-	Ingest(in store.Incoming, dec store.Decider) (store.IngestResult, error)
+	Ingest(in bridge.Incoming, dec bridge.Decider) (bridge.IngestResult, error)
 }
 
-var _ Ingester = (*store.DB)(nil)
+var _ Ingester = (*bolt.DB)(nil)
 
 // Observer is told the outcome of every webhook call (metrics).
 type Observer interface {
@@ -66,8 +67,8 @@ type Options struct {
 	Reload func() (any, error)
 	// Replay and Retry run operator replays (POST /admin/replay and
 	// POST /admin/deliveries/{id}/retry).
-	Replay func(sel store.ReplaySelector, opt store.ReplayOptions) (store.ReplaySummary, error)
-	Retry  func(id string) (*store.Delivery, error)
+	Replay func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error)
+	Retry  func(id string) (*bridge.Delivery, error)
 	// MappingLoadedAt says when the mapping in force was loaded.
 	MappingLoadedAt func() time.Time
 	Log             *slog.Logger
@@ -261,10 +262,10 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 
 // webhookAnswer is the body of every 2xx webhook answer.
 type webhookAnswer struct {
-	EventID   string          `json:"event_id"`
-	Duplicate bool            `json:"duplicate"`
-	State     mapping.Outcome `json:"state"`
-	Error     string          `json:"error,omitempty"`
+	EventID   string            `json:"event_id"`
+	Duplicate bool              `json:"duplicate"`
+	State     bridge.EventState `json:"state"`
+	Error     string            `json:"error,omitempty"`
 }
 
 // busy is implemented by ingesters that can say they would refuse now.
@@ -303,7 +304,7 @@ func (s *Server) webhook(c echo.Context) error {
 	case err != nil:
 		return fmt.Errorf("receiver: decode: %w", err)
 	}
-	in := store.Incoming{Raw: raw, Event: ev, ReceivedAt: received}
+	in := bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: received}
 	if shape != nil {
 		in.Invalid = shape.Reason
 	}
@@ -311,7 +312,7 @@ func (s *Server) webhook(c echo.Context) error {
 	if err != nil {
 		s.opt.Observer.Webhook("store_error")
 		s.log.Error("webhook not stored; asking Digishare to retry", "ticket_id", ev.TicketID, "err", err)
-		if errors.Is(err, store.ErrOverloaded) {
+		if errors.Is(err, bridge.ErrOverloaded) {
 			return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
 		}
 		return &apiError{code: http.StatusServiceUnavailable, msg: "event not stored, retry later", retryAfter: "5"}
@@ -320,9 +321,9 @@ func (s *Server) webhook(c echo.Context) error {
 	switch {
 	case res.Duplicate:
 		s.opt.Observer.Webhook("duplicate")
-	case res.State == mapping.Invalid:
+	case res.State == bridge.EventInvalid:
 		s.opt.Observer.Webhook("invalid")
-	case res.State == mapping.Ignored:
+	case res.State == bridge.EventIgnored:
 		s.opt.Observer.Webhook("ignored")
 	default:
 		s.opt.Observer.Webhook("accepted")
@@ -332,7 +333,7 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	ans := webhookAnswer{EventID: res.EventID, Duplicate: res.Duplicate, State: res.State}
 	code := http.StatusOK
-	if res.State == mapping.Invalid {
+	if res.State == bridge.EventInvalid {
 		code, ans.Error = http.StatusAccepted, in.Invalid
 		if res.Duplicate {
 			ans.Error = "duplicate of an invalid event"
@@ -345,12 +346,12 @@ func (s *Server) webhook(c echo.Context) error {
 // logStored writes the event's one line. Its attributes are built only when
 // the line's level is on: at saturation with info off they were a dozen
 // allocations per webhook for nothing.
-func (s *Server) logStored(ctx context.Context, ev *digishare.Event, in store.Incoming, res store.IngestResult) {
+func (s *Server) logStored(ctx context.Context, ev *digishare.Update, in bridge.Incoming, res bridge.IngestResult) {
 	level, msg := slog.LevelInfo, "webhook received"
 	switch {
-	case res.State == mapping.Invalid:
+	case res.State == bridge.EventInvalid:
 		level, msg = slog.LevelWarn, "webhook stored as invalid"
-	case res.State == mapping.Unmapped && !res.Duplicate:
+	case res.State == bridge.EventUnmapped && !res.Duplicate:
 		level, msg = slog.LevelWarn, "webhook received: status id not mapped"
 	}
 	if !s.log.Enabled(ctx, level) {
@@ -364,7 +365,7 @@ func (s *Server) logStored(ctx context.Context, ev *digishare.Event, in store.In
 			attrs = append(attrs, "reason", d.Reason)
 		}
 	}
-	if res.State == mapping.Invalid {
+	if res.State == bridge.EventInvalid {
 		attrs = append(attrs, "error", in.Invalid)
 	}
 	s.log.Log(ctx, level, msg, attrs...)

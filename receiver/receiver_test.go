@@ -10,11 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/mapping"
-	"github.com/statusbridge/statusbridge/store"
+	"github.com/statusbridge/statusbridge/bolt"
 )
 
 const (
@@ -25,7 +26,7 @@ const (
 
 type env struct {
 	t      testing.TB
-	db     *store.DB
+	db     *bolt.DB
 	srv    *httptest.Server
 	logs   *fake.LogBuffer
 	server *Server
@@ -33,7 +34,7 @@ type env struct {
 
 func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "sb.db"), store.Options{})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sb.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestWrongShapeIsStoredAsInvalid(t *testing.T) {
 				t.Fatalf("%s: %d %v, want 202 invalid", name, a.code, a.body)
 			}
 			ev, raw, err := e.db.GetEvent(a.body["event_id"].(string))
-			if err != nil || ev.State != mapping.Invalid || ev.Error == "" || string(raw) != body {
+			if err != nil || ev.State != bridge.EventInvalid || ev.Error == "" || string(raw) != body {
 				t.Errorf("stored: %+v %q %v", ev, raw, err)
 			}
 			again := e.post(hookPath, []byte(body), nil)
@@ -273,7 +274,7 @@ func TestStoreFailureAnswers503(t *testing.T) {
 
 type panicking struct{}
 
-func (panicking) Ingest(store.Incoming, store.Decider) (store.IngestResult, error) { panic("boom") }
+func (panicking) Ingest(bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) { panic("boom") }
 
 func TestPanicBecomes500(t *testing.T) {
 	e := newEnv(t, "", panicking{})
@@ -302,7 +303,7 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 // busyStore is the real store, reporting its queue full.
-type busyStore struct{ *store.DB }
+type busyStore struct{ *bolt.DB }
 
 func (busyStore) Busy() bool { return true }
 

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -7,7 +7,8 @@ import (
 	"os"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // sweepBatch bounds the events one retention transaction deletes, so the
@@ -23,7 +24,7 @@ func (db *DB) Sweep(cutoff time.Time) (int, error) {
 	var after []byte // events up to here were examined (kept ones included)
 	for {
 		deleted, last, more := 0, []byte(nil), false
-		err := db.submit(func(tx *bolt.Tx) error {
+		err := db.submit(func(tx *bbolt.Tx) error {
 			deleted, last, more = 0, nil, false
 			events := tx.Bucket(bucketEvents)
 			c := events.Cursor()
@@ -34,10 +35,10 @@ func (db *DB) Sweep(cutoff time.Time) (int, error) {
 				k, v = c.Next()
 			}
 			var doomed [][]byte
-			var records []Event
+			var records []bridge.Event
 			for examined := 0; k != nil && examined < sweepBatch; k, v = c.Next() {
 				examined++
-				var ev Event
+				var ev bridge.Event
 				if err := decodeRecord(k, v, &ev); err != nil {
 					return fmt.Errorf("store: decode event %s: %w", idString(k), err)
 				}
@@ -71,7 +72,7 @@ func (db *DB) Sweep(cutoff time.Time) (int, error) {
 	}
 }
 
-func pendingAny(tx *bolt.Tx, ids []string) bool {
+func pendingAny(tx *bbolt.Tx, ids []string) bool {
 	p := tx.Bucket(bucketPending)
 	for _, id := range ids {
 		if k, err := idKey(id); err == nil && p.Get(k) != nil {
@@ -81,7 +82,7 @@ func pendingAny(tx *bolt.Tx, ids []string) bool {
 	return false
 }
 
-func deleteEventTx(tx *bolt.Tx, key []byte, ev *Event) error {
+func deleteEventTx(tx *bbolt.Tx, key []byte, ev *bridge.Event) error {
 	for _, id := range ev.DeliveryIDs {
 		if k, err := idKey(id); err == nil {
 			if err := tx.Bucket(bucketDeliveries).Delete(k); err != nil {
@@ -140,11 +141,11 @@ func Compact(path string, lockTimeout time.Duration) (before, after int64, err e
 	}
 	tmp := path + ".compact"
 	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: lockTimeout})
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: lockTimeout})
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: compact: create %s: %w", tmp, err)
 	}
-	if err := bolt.Compact(dst, src.bolt, 64<<20); err != nil {
+	if err := bbolt.Compact(dst, src.bolt, 64<<20); err != nil {
 		dst.Close()
 		os.Remove(tmp)
 		return 0, 0, fmt.Errorf("store: compact: %w", err)

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"errors"
@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/mapping"
 )
 
-func ingestAt(t *testing.T, db *DB, tb *mapping.Table, ticket, order, status, at string, received time.Time) IngestResult {
+func ingestAt(t *testing.T, db *DB, tb *mapping.Table, ticket, order, status, at string, received time.Time) bridge.IngestResult {
 	t.Helper()
 	in := incoming(t, fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at}.Payload())
 	in.ReceivedAt = received
@@ -32,7 +33,7 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 	before, _ := db.Stats()
 
 	// Dry run: decisions reported, nothing written.
-	sum, err := db.Replay(ReplaySelector{OrderID: "2"}, tb, ReplayOptions{DryRun: true}, now)
+	sum, err := db.Replay(bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +45,11 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 		t.Errorf("dry run wrote: %+v → %+v", before, after)
 	}
 	// Force: both dispatched again, in event order.
-	sum, err = db.Replay(ReplaySelector{OrderID: "2"}, tb, ReplayOptions{DryRun: true, Force: true}, now)
+	sum, err = db.Replay(bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{DryRun: true, Force: true}, now)
 	if err != nil || sum.Dispatched != 2 || len(sum.Requests) != 2 || sum.Requests[0].Status != "paid" || sum.Requests[1].Status != "placed" {
 		t.Errorf("forced dry run = %+v, %v", sum, err)
 	}
-	sum, err = db.Replay(ReplaySelector{OrderID: "2"}, tb, ReplayOptions{Force: true}, now)
+	sum, err = db.Replay(bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{Force: true}, now)
 	if err != nil || sum.Dispatched != 2 {
 		t.Fatalf("forced replay = %+v, %v", sum, err)
 	}
@@ -61,30 +62,30 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 		t.Errorf("deliveries %d, want %d", st.Deliveries, before.Deliveries+2)
 	}
 	// By time range (received), by ids, and the selector is required.
-	sum, _ = db.Replay(ReplaySelector{Since: now.Add(-150 * time.Minute), Until: now.Add(-90 * time.Minute)}, tb, ReplayOptions{DryRun: true}, now)
+	sum, _ = db.Replay(bridge.ReplaySelector{Since: now.Add(-150 * time.Minute), Until: now.Add(-90 * time.Minute)}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 1 {
 		t.Errorf("by time range matched %d, want 1", sum.Matched)
 	}
-	sum, _ = db.Replay(ReplaySelector{EventIDs: []string{a.EventID, "01a20000-0000-7000-8000-000000000000"}}, tb, ReplayOptions{DryRun: true}, now)
+	sum, _ = db.Replay(bridge.ReplaySelector{EventIDs: []string{a.EventID, "01a20000-0000-7000-8000-000000000000"}}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 2 || sum.Failed != 1 || sum.Unchanged != 1 {
 		t.Errorf("by ids = %+v", sum)
 	}
-	sum, _ = db.Replay(ReplaySelector{State: string(mapping.Unchanged)}, tb, ReplayOptions{DryRun: true}, now)
+	sum, _ = db.Replay(bridge.ReplaySelector{State: string(bridge.EventUnchanged)}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 0 {
 		t.Errorf("by state unchanged matched %d, want 0", sum.Matched)
 	}
-	sum, _ = db.Replay(ReplaySelector{State: string(mapping.Dispatched), OrderID: "1"}, tb, ReplayOptions{DryRun: true}, now)
+	sum, _ = db.Replay(bridge.ReplaySelector{State: string(bridge.EventDispatched), OrderID: "1"}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 1 || sum.Unchanged != 1 {
 		t.Errorf("by state dispatched and order 1 = %+v", sum)
 	}
-	if _, err := db.Replay(ReplaySelector{}, tb, ReplayOptions{}, now); !errors.Is(err, ErrNoSelector) {
+	if _, err := db.Replay(bridge.ReplaySelector{}, tb, bridge.ReplayOptions{}, now); !errors.Is(err, bridge.ErrNoSelector) {
 		t.Errorf("no selector: %v", err)
 	}
 	// Each replay appended a decision; the original is kept first, and the
 	// rewritten event still has its payload byte for byte.
-	evs, _, _ := db.ListEvents(EventFilter{OrderID: "2"})
+	evs, _, _ := db.ListEvents(bridge.EventFilter{OrderID: "2"})
 	for _, ev := range evs {
-		if len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != mapping.Dispatched {
+		if len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != bridge.EventDispatched {
 			t.Errorf("event %s decisions = %+v", ev.ID, ev.Decisions)
 		}
 		_, payload, err := db.GetEvent(ev.ID)
@@ -100,37 +101,37 @@ func TestReplayDeadAndRetry(t *testing.T) {
 	tb := testTable(t, "k")
 	res := ingestAt(t, db, tb, "a", "1", confirmed, "2026-01-13 10:00:00", time.Now())
 	id := res.Deliveries[0].ID
-	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, ErrConflict) {
-		t.Errorf("retry of a pending delivery: %v, want ErrConflict", err)
+	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, bridge.ErrConflict) {
+		t.Errorf("retry of a pending delivery: %v, want bridge.ErrConflict", err)
 	}
-	if err := db.Record(id, Outcome{State: Dead, Reason: "test"}, time.Now()); err != nil {
+	if err := db.Record(id, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := db.Replay(ReplaySelector{Dead: true}, tb, ReplayOptions{}, time.Now())
+	sum, err := db.Replay(bridge.ReplaySelector{Dead: true}, tb, bridge.ReplayOptions{}, time.Now())
 	if err != nil || sum.Matched != 1 || sum.Dispatched != 1 || len(sum.Requests) != 1 {
 		t.Fatalf("replay dead = %+v, %v", sum, err)
 	}
 	// The dead delivery was replaced by the replay: retrying it would send an
 	// older delivery over the newer one.
-	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, ErrConflict) {
-		t.Errorf("retry of a replaced delivery: %v, want ErrConflict", err)
+	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, bridge.ErrConflict) {
+		t.Errorf("retry of a replaced delivery: %v, want bridge.ErrConflict", err)
 	}
 	pending, _ := db.PendingAfter("", 10)
 	if len(pending) != 1 {
 		t.Fatalf("pending = %v", pending)
 	}
-	if err := db.Record(pending[0].ID, Outcome{State: Dead}, time.Now()); err != nil {
+	if err := db.Record(pending[0].ID, bridge.AttemptResult{State: bridge.Dead}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	d, err := db.RetryDelivery(pending[0].ID, time.Now())
-	if err != nil || d.State != Pending || d.Status != "paid" || d.ID == pending[0].ID {
+	if err != nil || d.State != bridge.Pending || d.Status != "paid" || d.ID == pending[0].ID {
 		t.Fatalf("retry = %+v, %v", d, err)
 	}
 	ev, _, _ := db.GetEvent(res.EventID)
 	if len(ev.DeliveryIDs) != 3 {
 		t.Errorf("event delivery ids = %v, want the original, the replay's and the retry's", ev.DeliveryIDs)
 	}
-	if _, err := db.RetryDelivery("01a20000-0000-7000-8000-000000000000", time.Now()); !errors.Is(err, ErrNotFound) {
+	if _, err := db.RetryDelivery("01a20000-0000-7000-8000-000000000000", time.Now()); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("retry unknown: %v", err)
 	}
 }
@@ -140,7 +141,7 @@ func TestRedecideUnmapped(t *testing.T) {
 	tb := testTable(t, "k")
 	held := ingestAt(t, db, tb, "a", "1", "newstatus0000000", "2026-01-13 10:00:00", time.Now())
 	other := ingestAt(t, db, tb, "b", "2", "otherstatus00000", "2026-01-13 10:00:00", time.Now())
-	if held.State != mapping.Unmapped {
+	if held.State != bridge.EventUnmapped {
 		t.Fatalf("state = %s", held.State)
 	}
 	cfg, err := config.Parse([]byte(`
@@ -155,10 +156,10 @@ mapping: { statuses: { newstatus0000000: { name: New, expertsender: shipped } } 
 		t.Fatalf("redecide = %+v, %v", sum, err)
 	}
 	ev, _, _ := db.GetEvent(held.EventID)
-	if ev.State != mapping.Dispatched || len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != mapping.Unmapped {
+	if ev.State != bridge.EventDispatched || len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != bridge.EventUnmapped {
 		t.Errorf("held event after reload: %+v", ev)
 	}
-	if ev, _, _ := db.GetEvent(other.EventID); ev.State != mapping.Unmapped {
+	if ev, _, _ := db.GetEvent(other.EventID); ev.State != bridge.EventUnmapped {
 		t.Errorf("an event whose status is still unmapped was re-decided: %s", ev.State)
 	}
 }
@@ -171,7 +172,7 @@ func TestSweepKeepsPendingAndDropsDedup(t *testing.T) {
 	for i := range 5 {
 		r := ingestAt(t, db, tb, fmt.Sprint("old", i), fmt.Sprint(i), confirmed, "", old)
 		if i > 0 { // the first stays pending
-			if err := db.Record(r.Deliveries[0].ID, Outcome{State: Done}, time.Now()); err != nil {
+			if err := db.Record(r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			doneIDs = append(doneIDs, r.EventID)
@@ -186,7 +187,7 @@ func TestSweepKeepsPendingAndDropsDedup(t *testing.T) {
 	if st.Events != 2 || st.Deliveries != 2 || st.Pending != 2 {
 		t.Errorf("after sweep: %+v (want the pending old event and the recent one)", st)
 	}
-	if _, _, err := db.GetEvent(doneIDs[0]); !errors.Is(err, ErrNotFound) {
+	if _, _, err := db.GetEvent(doneIDs[0]); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("swept event still there: %v", err)
 	}
 	if _, _, err := db.GetEvent(recent.EventID); err != nil {
@@ -210,7 +211,7 @@ func TestCompact(t *testing.T) {
 	}
 	pending, _ := db.PendingAfter("", 1000)
 	for _, d := range pending {
-		_ = db.Record(d.ID, Outcome{State: Done}, time.Now())
+		_ = db.Record(d.ID, bridge.AttemptResult{State: bridge.Done}, time.Now())
 	}
 	if _, err := db.Sweep(time.Now()); err != nil {
 		t.Fatal(err)

@@ -1,16 +1,17 @@
-package store
+package bolt
 
 import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // PendingAfter returns up to limit unfinished deliveries whose ids come after
 // the id after ("" = from the start), in id order — which is commit order, so
 // a delivery worker that keeps the last id it saw reads each one once.
-func (db *DB) PendingAfter(after string, limit int) ([]Delivery, error) {
+func (db *DB) PendingAfter(after string, limit int) ([]bridge.Delivery, error) {
 	var start []byte
 	if after != "" {
 		k, err := idKey(after)
@@ -19,8 +20,8 @@ func (db *DB) PendingAfter(after string, limit int) ([]Delivery, error) {
 		}
 		start = k
 	}
-	var out []Delivery
-	err := db.view(func(tx *bolt.Tx) error {
+	var out []bridge.Delivery
+	err := db.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketPending).Cursor()
 		deliveries := tx.Bucket(bucketDeliveries)
 		var k []byte
@@ -30,7 +31,7 @@ func (db *DB) PendingAfter(after string, limit int) ([]Delivery, error) {
 			k, _ = c.Next()
 		}
 		for ; k != nil && len(out) < limit; k, _ = c.Next() {
-			var d Delivery
+			var d bridge.Delivery
 			found, err := getRecord(deliveries, k, &d)
 			if err != nil {
 				return err
@@ -47,23 +48,10 @@ func (db *DB) PendingAfter(after string, limit int) ([]Delivery, error) {
 	return out, nil
 }
 
-// Outcome is the result of one delivery attempt, to record.
-type Outcome struct {
-	Attempt *Attempt // nil when no attempt was made (superseded while waiting)
-	State   DeliveryState
-	// NextAttemptAt is when a Pending delivery is due again.
-	NextAttemptAt time.Time
-	Reason        string
-	Result        string // see Delivery.Result
-	// OnceKey, on a Done outcome, is recorded in the same transaction so a
-	// non-idempotent call is never repeated (see Triggered).
-	OnceKey string
-}
-
 // Record appends an attempt and moves the delivery to its new state in the
 // next group commit, and returns once that commit is on disk; a finished
 // delivery leaves the pending index.
-func (db *DB) Record(id string, o Outcome, now time.Time) error {
+func (db *DB) Record(id string, o bridge.AttemptResult, now time.Time) error {
 	fn, err := recordFn(id, o, now)
 	if err == nil {
 		err = db.submit(fn, false, false)
@@ -77,7 +65,7 @@ func (db *DB) Record(id string, o Outcome, now time.Time) error {
 // RecordAsync is Record without waiting: done is called (from the committer,
 // it must not block) once the commit is on disk or has failed. It returns an
 // error, and does not call done, when the record cannot even be queued.
-func (db *DB) RecordAsync(id string, o Outcome, now time.Time, done func(error)) error {
+func (db *DB) RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
 	fn, err := recordFn(id, o, now)
 	if err == nil {
 		err = db.submitAsync(fn, func(err error) {
@@ -93,20 +81,20 @@ func (db *DB) RecordAsync(id string, o Outcome, now time.Time, done func(error))
 	return nil
 }
 
-func recordFn(id string, o Outcome, now time.Time) (func(tx *bolt.Tx) error, error) {
+func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.Tx) error, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
 	}
-	return func(tx *bolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketDeliveries)
-		var d Delivery
+		var d bridge.Delivery
 		found, err := getRecord(b, key, &d)
 		if err != nil {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 		}
 		if o.Attempt != nil {
 			d.Attempts = append(d.Attempts, *o.Attempt)
@@ -118,7 +106,7 @@ func recordFn(id string, o Outcome, now time.Time) (func(tx *bolt.Tx) error, err
 		if o.Result != "" {
 			d.Result = o.Result
 		}
-		if o.State == Done && o.OnceKey != "" {
+		if o.State == bridge.Done && o.OnceKey != "" {
 			if err := tx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
 				return err
 			}
@@ -136,7 +124,7 @@ func recordFn(id string, o Outcome, now time.Time) (func(tx *bolt.Tx) error, err
 // Triggered reports whether a no-repeat key was recorded by a done delivery.
 func (db *DB) Triggered(key string) (bool, error) {
 	var found bool
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bbolt.Tx) error {
 		found = tx.Bucket(bucketOnce).Get([]byte(key)) != nil
 		return nil
 	})
@@ -146,15 +134,10 @@ func (db *DB) Triggered(key string) (bool, error) {
 	return found, nil
 }
 
-// Stats counts records, for tests and operators.
-type Stats struct {
-	Events, Deliveries, Pending, Orders int
-}
-
 // Stats returns record counts.
-func (db *DB) Stats() (Stats, error) {
-	var s Stats
-	err := db.view(func(tx *bolt.Tx) error {
+func (db *DB) Stats() (bridge.Stats, error) {
+	var s bridge.Stats
+	err := db.view(func(tx *bbolt.Tx) error {
 		s.Events = tx.Bucket(bucketEvents).Stats().KeyN
 		s.Deliveries = tx.Bucket(bucketDeliveries).Stats().KeyN
 		s.Pending = tx.Bucket(bucketPending).Stats().KeyN
@@ -166,12 +149,12 @@ func (db *DB) Stats() (Stats, error) {
 
 // PendingByTarget counts unfinished deliveries per target and the creation
 // time of the oldest (for the outbox gauges).
-func (db *DB) PendingByTarget() (map[string]PendingStat, error) {
-	out := map[string]PendingStat{}
-	err := db.view(func(tx *bolt.Tx) error {
+func (db *DB) PendingByTarget() (map[string]bridge.PendingStat, error) {
+	out := map[string]bridge.PendingStat{}
+	err := db.view(func(tx *bbolt.Tx) error {
 		deliveries := tx.Bucket(bucketDeliveries)
 		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			var d Delivery
+			var d bridge.Delivery
 			if found, err := getRecord(deliveries, k, &d); err != nil || !found {
 				return err
 			}
@@ -185,10 +168,4 @@ func (db *DB) PendingByTarget() (map[string]PendingStat, error) {
 		})
 	})
 	return out, err
-}
-
-// PendingStat is one target's backlog.
-type PendingStat struct {
-	Pending int
-	Oldest  time.Time
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"fmt"
@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkIngest measures durable ingest through the group committer with
@@ -59,7 +60,7 @@ func BenchmarkIngest(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := db.Ingest(Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}, tb); err != nil {
+			if _, err := db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, tb); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -67,7 +68,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.StopTimer()
 	if st, err := db.Stats(); err == nil && st.Events > 0 {
 		var used int64
-		_ = db.view(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+		_ = db.view(func(tx *bbolt.Tx) error { used = tx.Size(); return nil })
 		b.ReportMetric(float64(used)/float64(st.Events), "store-B/event")
 	}
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"encoding/json"
@@ -11,38 +11,38 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/mapping"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
-func sampleRecords(t testing.TB) (key []byte, ev Event, del Delivery, st mapping.OrderState) {
+func sampleRecords(t testing.TB) (key []byte, ev bridge.Event, del bridge.Delivery, st bridge.OrderState) {
 	id, did, did2 := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
 	at := time.Date(2026, 11, 24, 1, 2, 3, 456789012, time.UTC)
-	ev = Event{
+	ev = bridge.Event{
 		ID: id.String(), ReceivedAt: at, Name: "ticket.updated", TicketID: "t-é\"x", OrderID: "12345",
-		State: mapping.Dispatched, Error: "",
-		Decisions: []mapping.Decision{
-			{Outcome: mapping.Unmapped, Reason: "status x is not mapped", OrderID: "12345", StatusID: "zzz",
+		State: bridge.EventDispatched, Error: "",
+		Decisions: []bridge.Decision{
+			{Outcome: bridge.EventUnmapped, Reason: "status x is not mapped", OrderID: "12345", StatusID: "zzz",
 				MappingVersion: "aaaaaaaaaaaa"},
-			{Outcome: mapping.Dispatched, OrderID: "12345", StatusID: "yqdwrbka7kz69v8e", StatusName: "Order Confirmed",
+			{Outcome: bridge.EventDispatched, OrderID: "12345", StatusID: "yqdwrbka7kz69v8e", StatusName: "Order Confirmed",
 				ChangedAt: time.Date(2026, 1, 13, 16, 29, 51, 0, time.UTC), ChangedAtText: "2026-01-13 16:29:51",
-				Deliveries:     []mapping.Planned{{Target: "expertsender", Status: "paid"}, {Target: "http.crm", Status: "x", Skip: "no api_key"}},
+				Deliveries:     []bridge.Planned{{Target: "expertsender", Status: "paid"}, {Target: "http.crm", Status: "x", Skip: "no api_key"}},
 				MappingVersion: "eab75a6db305"},
 		},
 		DeliveryIDs: []string{did.String(), "not-a-uuid"},
 		DedupKey:    []byte("0123456789abcdef"),
 	}
-	del = Delivery{
+	del = bridge.Delivery{
 		ID: did.String(), EventID: id.String(), OrderID: "12345", Target: "http.crm", Status: "Paid 💸", StatusID: "yqdwrbka7kz69v8e",
-		CreatedAt: at, State: Dead, Reason: "400 Bad Request", Result: "", Force: true,
+		CreatedAt: at, State: bridge.Dead, Reason: "400 Bad Request", Result: "", Force: true,
 		NextAttemptAt: at.Add(time.Hour), UpdatedAt: at.Add(time.Second),
-		Attempts: []Attempt{
+		Attempts: []bridge.Attempt{
 			{At: at, StatusCode: 0, Duration: 5 * time.Second, Error: "timeout"},
 			{At: at.Add(time.Minute), StatusCode: 400, Duration: 1234567, Error: "400", Excerpt: `{"error":"bad"}`},
 		},
 	}
-	st = mapping.OrderState{Watermark: at, Targets: map[string]mapping.TargetState{
+	st = bridge.OrderState{Watermark: at, Targets: map[string]bridge.TargetState{
 		"expertsender": {Status: "paid", DeliveryID: did2.String()},
 		"http.crm":     {Status: "Paid", DeliveryID: ""},
 	}}
@@ -60,10 +60,10 @@ func TestRecordRoundTrip(t *testing.T) {
 		in, out  any
 		maxBytes int
 	}{
-		{"event", key, &ev, &Event{}, 260},
-		{"delivery", dkey, &del, &Delivery{}, 180},
-		{"order", []byte("12345"), &st, &mapping.OrderState{}, 60},
-		{"empty event", key, &Event{ID: idString(key)}, &Event{}, 12},
+		{"event", key, &ev, &bridge.Event{}, 260},
+		{"delivery", dkey, &del, &bridge.Delivery{}, 180},
+		{"order", []byte("12345"), &st, &bridge.OrderState{}, 60},
+		{"empty event", key, &bridge.Event{ID: idString(key)}, &bridge.Event{}, 12},
 	} {
 		raw, err := encodeRecord(c.in)
 		if err != nil {
@@ -88,7 +88,7 @@ func TestRecordReadsJSON(t *testing.T) {
 	for _, c := range []struct {
 		key     []byte
 		in, out any
-	}{{key, &ev, &Event{}}, {dkey, &del, &Delivery{}}, {nil, &st, &mapping.OrderState{}}} {
+	}{{key, &ev, &bridge.Event{}}, {dkey, &del, &bridge.Delivery{}}, {nil, &st, &bridge.OrderState{}}} {
 		raw, _ := json.Marshal(c.in)
 		if err := decodeRecord(c.key, raw, c.out); err != nil {
 			t.Fatal(err)
@@ -110,14 +110,12 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Add([]byte{recordV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte(`{"id":1}`))
-	withPayload := ev
-	withPayload.payload = []byte("stored payload")
-	if raw, err := encodeRecord(&withPayload); err == nil {
+	if raw, err := encodeRecord(eventPayload{&ev, []byte("stored payload")}); err == nil {
 		f.Add(raw)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, fresh := range []func() any{
-			func() any { return &Event{} }, func() any { return &Delivery{} }, func() any { return &mapping.OrderState{} },
+			func() any { return &bridge.Event{} }, func() any { return &bridge.Delivery{} }, func() any { return &bridge.OrderState{} },
 		} {
 			v := fresh()
 			if err := decodeRecord(key, raw, v); err != nil || raw[0] == '{' {
@@ -142,7 +140,7 @@ func TestDecodeRecordRefusesDamage(t *testing.T) {
 	key, ev, _, _ := sampleRecords(t)
 	raw, _ := encodeRecord(&ev)
 	for _, bad := range [][]byte{nil, {0x7f}, raw[:len(raw)-1], append(append([]byte{}, raw...), 0)} {
-		var got Event
+		var got bridge.Event
 		if err := decodeRecord(key, bad, &got); !errors.Is(err, errCorrupt) {
 			t.Errorf("decode %x: err %v, want errCorrupt", bad, err)
 		}
@@ -161,19 +159,19 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	in := incoming(t, raw)
 	old := time.Date(2026, 1, 13, 16, 30, 0, 0, time.UTC)
 	evID, delID := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
-	d := tb.Decide(in.Event, mapping.OrderState{}, mapping.Options{})
-	ev := Event{ID: evID.String(), ReceivedAt: old, Name: in.Event.Name, TicketID: in.Event.TicketID, OrderID: "7",
-		State: d.Outcome, Decisions: []mapping.Decision{d}, DeliveryIDs: []string{delID.String()}, DedupKey: in.Event.DedupKey[:]}
-	del := Delivery{ID: delID.String(), EventID: ev.ID, OrderID: "7", Target: "expertsender", Status: "paid",
-		StatusID: confirmed, CreatedAt: old, UpdatedAt: old, State: Pending}
-	st := mapping.Advance(mapping.OrderState{Targets: map[string]mapping.TargetState{
+	d := tb.Decide(in.Update, bridge.OrderState{}, bridge.DecideOptions{})
+	ev := bridge.Event{ID: evID.String(), ReceivedAt: old, Name: in.Update.Name, TicketID: in.Update.TicketID, OrderID: "7",
+		State: d.Outcome, Decisions: []bridge.Decision{d}, DeliveryIDs: []string{delID.String()}, DedupKey: in.Update.DedupKey[:]}
+	del := bridge.Delivery{ID: delID.String(), EventID: ev.ID, OrderID: "7", Target: "expertsender", Status: "paid",
+		StatusID: confirmed, CreatedAt: old, UpdatedAt: old, State: bridge.Pending}
+	st := bridge.Advance(bridge.OrderState{Targets: map[string]bridge.TargetState{
 		"expertsender": {Status: "paid", DeliveryID: del.ID}}}, d)
 	plain, _ := zstd.NewWriter(nil)
-	bdb, err := bolt.Open(path, 0o600, nil)
+	bdb, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
+	err = bdb.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
@@ -190,7 +188,7 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 		put(bucketOrders, []byte("7"), &st)
 		_ = tx.Bucket(bucketPending).Put(delID[:], nil)
 		_ = tx.Bucket(bucketPayloads).Put(evID[:], plain.EncodeAll(raw, nil))
-		_ = tx.Bucket(bucketDedup).Put(in.Event.DedupKey[:], evID[:])
+		_ = tx.Bucket(bucketDedup).Put(in.Update.DedupKey[:], evID[:])
 		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion1))
 	})
 	if err != nil {
@@ -225,15 +223,15 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	if err != nil || len(pending) != 1 || pending[0].ID != del.ID {
 		t.Fatalf("old pending delivery: %+v %v", pending, err)
 	}
-	if err := db.Record(del.ID, Outcome{Attempt: &Attempt{At: time.Now(), StatusCode: 200}, State: Done}, time.Now()); err != nil {
+	if err := db.Record(del.ID, bridge.AttemptResult{Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := db.GetDelivery(del.ID); err != nil || d.State != Done || len(d.Attempts) != 1 {
+	if d, err := db.GetDelivery(del.ID); err != nil || d.State != bridge.Done || len(d.Attempts) != 1 {
 		t.Fatalf("old delivery after its attempt: %+v %v", d, err)
 	}
 	// The same status again for the old order: its state says already sent.
 	again := fake.Update{TicketID: "t2", OrderID: "ORDER-7", StatusID: confirmed, DateStatus: "2026-01-13 17:00:00"}.Payload()
-	if res, err := db.Ingest(incoming(t, again), tb); err != nil || res.State != mapping.Unchanged {
+	if res, err := db.Ingest(incoming(t, again), tb); err != nil || res.State != bridge.EventUnchanged {
 		t.Fatalf("new event on an old order: %+v %v, want unchanged", res, err)
 	}
 	if n, err := db.Sweep(old.Add(time.Minute)); err != nil || n != 1 {
@@ -243,7 +241,7 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 		t.Fatalf("after its event is swept, a repeat is new again: %+v %v", res, err)
 	}
 	var schema string
-	_ = db.view(func(tx *bolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey))); return nil })
+	_ = db.view(func(tx *bbolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey))); return nil })
 	if schema != schemaVersion {
 		t.Errorf("schema %q after opening, want %q", schema, schemaVersion)
 	}
@@ -275,16 +273,14 @@ func TestEventInlinePayload(t *testing.T) {
 	key, ev, _, _ := sampleRecords(t)
 	stored := compress(fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed,
 		Campaign: map[string]any{"note": strings.Repeat("livraison rapide ", 30)}}.Payload())
-	withPayload := ev
-	withPayload.payload = stored
-	raw, err := encodeRecord(&withPayload)
+	raw, err := encodeRecord(eventPayload{&ev, stored})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if raw[0] != eventV2 {
 		t.Fatalf("format %#x, want the inline-payload form", raw[0])
 	}
-	var got Event
+	var got bridge.Event
 	if err := decodeRecord(key, raw, &got); err != nil || !reflect.DeepEqual(got, ev) {
 		t.Fatalf("decoded %+v (%v), want %+v", got, err, ev)
 	}
@@ -292,23 +288,23 @@ func TestEventInlinePayload(t *testing.T) {
 		t.Fatalf("inline payload %d bytes, want %d", len(p), len(stored))
 	}
 	for _, cut := range []int{1, 2, len(raw) - len(stored) - 1} {
-		var e Event
+		var e bridge.Event
 		if err := decodeRecord(key, raw[:cut], &e); err == nil {
 			t.Errorf("record cut at %d decoded", cut)
 		}
 	}
 
 	db, _ := openTemp(t)
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.bolt.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
-		if err := putRecord(b, key, &withPayload); err != nil {
+		if err := putRecord(b, key, eventPayload{&ev, stored}); err != nil {
 			return err
 		}
-		var e Event
+		var e bridge.Event
 		if _, err := getRecord(b, key, &e); err != nil {
 			return err
 		}
-		e.Decisions = append(e.Decisions, mapping.Decision{Outcome: mapping.Dispatched, MappingVersion: "x"})
+		e.Decisions = append(e.Decisions, bridge.Decision{Outcome: bridge.EventDispatched, MappingVersion: "x"})
 		return putRecord(b, key, &e)
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"errors"
@@ -6,118 +6,63 @@ import (
 	"slices"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/mapping"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
-
-// ErrConflict is returned when an operation does not fit the record's state
-// (retrying a delivery that is not dead, or one a newer delivery replaced).
-var ErrConflict = errors.New("store: conflict")
-
-// ErrNoSelector is returned by Replay when nothing selects events: replaying
-// everything must be asked for explicitly (e.g. with since).
-var ErrNoSelector = errors.New("store: replay needs a selector")
-
-// ReplaySelector picks the events to replay. EventIDs and Dead are used
-// alone; OrderID, Since, Until and State combine (all must match).
-type ReplaySelector struct {
-	EventIDs []string  `json:"event_ids,omitempty"`
-	OrderID  string    `json:"order_id,omitempty"`
-	Since    time.Time `json:"since,omitzero"` // received at or after
-	Until    time.Time `json:"until,omitzero"` // received before
-	State    string    `json:"state,omitempty"`
-	// Dead selects the events of dead deliveries (of Targets, when set).
-	Dead bool `json:"dead,omitempty"`
-}
-
-func (s ReplaySelector) empty() bool {
-	return len(s.EventIDs) == 0 && s.OrderID == "" && s.Since.IsZero() && s.Until.IsZero() && s.State == "" && !s.Dead
-}
-
-// ReplayOptions change what a replay does.
-type ReplayOptions struct {
-	Targets []string // only these targets (default: all the mapping names)
-	DryRun  bool     // decide and report, write nothing
-	Force   bool     // ignore superseded/unchanged and no-repeat keys
-	// Progress, when set, is called after each chunk of events.
-	Progress func(done, total int)
-}
-
-// ReplayRequest is a delivery a replay created (or, dry, would create).
-type ReplayRequest struct {
-	EventID string `json:"event_id"`
-	OrderID string `json:"order_id"`
-	Target  string `json:"target"`
-	Status  string `json:"status"`
-	Skip    string `json:"skip,omitempty"` // why it is recorded as skipped instead of sent
-}
-
-// ReplaySummary counts what a replay did.
-type ReplaySummary struct {
-	Matched    int             `json:"matched"`
-	Dispatched int             `json:"dispatched"`
-	Superseded int             `json:"superseded"`
-	Unchanged  int             `json:"unchanged"`
-	Skipped    int             `json:"skipped"` // any other outcome, or not decidable (invalid)
-	Failed     int             `json:"failed"`  // missing events and store errors
-	DryRun     bool            `json:"dry_run"`
-	Requests   []ReplayRequest `json:"requests"`
-	Errors     []string        `json:"errors,omitempty"`
-}
 
 const replayChunk = 200
 
 // Replay re-decides the selected events, oldest first, under dec (the
 // mapping in force). Each replay appends a decision to its event; the
 // original is kept. Superseded and unchanged still hold unless forced.
-func (db *DB) Replay(sel ReplaySelector, dec Decider, opt ReplayOptions, now time.Time) (ReplaySummary, error) {
-	if sel.empty() {
-		return ReplaySummary{}, ErrNoSelector
+func (db *DB) Replay(sel bridge.ReplaySelector, dec bridge.Decider, opt bridge.ReplayOptions, now time.Time) (bridge.ReplaySummary, error) {
+	if sel.Empty() {
+		return bridge.ReplaySummary{}, bridge.ErrNoSelector
 	}
 	ids, missing, err := db.selectEvents(sel, opt.Targets)
 	if err != nil {
-		return ReplaySummary{}, err
+		return bridge.ReplaySummary{}, err
 	}
-	sum := ReplaySummary{Matched: len(ids) + len(missing), Failed: len(missing), DryRun: opt.DryRun, Requests: []ReplayRequest{}}
+	sum := bridge.ReplaySummary{Matched: len(ids) + len(missing), Failed: len(missing), DryRun: opt.DryRun, Requests: []bridge.ReplayedDelivery{}}
 	for _, id := range missing {
 		sum.Errors = append(sum.Errors, fmt.Sprintf("event %s: not found", id))
 	}
-	return sum, db.redecide(ids, dec, mapping.Options{Force: opt.Force, Targets: opt.Targets}, opt, now, &sum)
+	return sum, db.redecide(ids, dec, bridge.DecideOptions{Force: opt.Force, Targets: opt.Targets}, opt, now, &sum)
 }
 
 // RedecideUnmapped decides again, under dec, the events held as unmapped
 // whose status id is in statusIDs (after a mapping reload gave them an
 // entry), oldest first.
-func (db *DB) RedecideUnmapped(statusIDs []string, dec Decider, now time.Time) (ReplaySummary, error) {
+func (db *DB) RedecideUnmapped(statusIDs []string, dec bridge.Decider, now time.Time) (bridge.ReplaySummary, error) {
 	var ids []string
-	err := db.eachEvent(EventFilter{State: string(mapping.Unmapped)}, func(ev *Event) {
+	err := db.eachEvent(bridge.EventFilter{State: string(bridge.EventUnmapped)}, func(ev *bridge.Event) {
 		if len(ev.Decisions) > 0 && slices.Contains(statusIDs, ev.Decisions[len(ev.Decisions)-1].StatusID) {
 			ids = append(ids, ev.ID)
 		}
 	})
 	if err != nil {
-		return ReplaySummary{}, err
+		return bridge.ReplaySummary{}, err
 	}
 	slices.Reverse(ids)
-	sum := ReplaySummary{Matched: len(ids), Requests: []ReplayRequest{}}
-	return sum, db.redecide(ids, dec, mapping.Options{}, ReplayOptions{}, now, &sum)
+	sum := bridge.ReplaySummary{Matched: len(ids), Requests: []bridge.ReplayedDelivery{}}
+	return sum, db.redecide(ids, dec, bridge.DecideOptions{}, bridge.ReplayOptions{}, now, &sum)
 }
 
 // eachEvent calls fn for every event matching f, newest first, one page (one
 // short read transaction) at a time.
-func (db *DB) eachEvent(f EventFilter, fn func(ev *Event)) error {
+func (db *DB) eachEvent(f bridge.EventFilter, fn func(ev *bridge.Event)) error {
 	f.Limit = 1000
-	return eachPage(func(cursor string) ([]Event, string, error) {
+	return eachPage(func(cursor string) ([]bridge.Event, string, error) {
 		f.Cursor = cursor
 		return db.ListEvents(f)
 	}, fn)
 }
 
 // eachDelivery is eachEvent for deliveries.
-func (db *DB) eachDelivery(f DeliveryFilter, fn func(d *Delivery)) error {
+func (db *DB) eachDelivery(f bridge.DeliveryFilter, fn func(d *bridge.Delivery)) error {
 	f.Limit = 1000
-	return eachPage(func(cursor string) ([]Delivery, string, error) {
+	return eachPage(func(cursor string) ([]bridge.Delivery, string, error) {
 		f.Cursor = cursor
 		return db.ListDeliveries(f)
 	}, fn)
@@ -144,11 +89,11 @@ func eachPage[T any](list func(cursor string) ([]T, string, error), fn func(*T))
 
 // selectEvents returns the ids to replay, oldest first, and the requested
 // ids that do not exist.
-func (db *DB) selectEvents(sel ReplaySelector, targets []string) (ids, missing []string, err error) {
+func (db *DB) selectEvents(sel bridge.ReplaySelector, targets []string) (ids, missing []string, err error) {
 	switch {
 	case len(sel.EventIDs) > 0:
 		for _, id := range sel.EventIDs {
-			if _, _, err := db.GetEvent(id); errors.Is(err, ErrNotFound) {
+			if _, _, err := db.GetEvent(id); errors.Is(err, bridge.ErrNotFound) {
 				missing = append(missing, id)
 			} else if err != nil {
 				return nil, nil, err
@@ -160,7 +105,7 @@ func (db *DB) selectEvents(sel ReplaySelector, targets []string) (ids, missing [
 		return ids, missing, nil
 	case sel.Dead:
 		seen := map[string]bool{}
-		err := db.eachDelivery(DeliveryFilter{State: string(Dead)}, func(d *Delivery) {
+		err := db.eachDelivery(bridge.DeliveryFilter{State: string(bridge.Dead)}, func(d *bridge.Delivery) {
 			if (len(targets) == 0 || slices.Contains(targets, d.Target)) && !seen[d.EventID] {
 				seen[d.EventID] = true
 				ids = append(ids, d.EventID)
@@ -169,21 +114,21 @@ func (db *DB) selectEvents(sel ReplaySelector, targets []string) (ids, missing [
 		slices.Sort(ids) // time-ordered ids: oldest first
 		return ids, nil, err
 	}
-	err = db.eachEvent(EventFilter{OrderID: sel.OrderID, Since: sel.Since, Until: sel.Until, State: sel.State},
-		func(ev *Event) { ids = append(ids, ev.ID) })
+	err = db.eachEvent(bridge.EventFilter{OrderID: sel.OrderID, Since: sel.Since, Until: sel.Until, State: sel.State},
+		func(ev *bridge.Event) { ids = append(ids, ev.ID) })
 	slices.Reverse(ids) // listed newest first
 	return ids, nil, err
 }
 
 // redecide decides the events in chunks: each chunk is one group commit (or,
 // dry, one read transaction with the order states simulated in memory).
-func (db *DB) redecide(ids []string, dec Decider, mopt mapping.Options, opt ReplayOptions, now time.Time, sum *ReplaySummary) error {
-	sim := map[string]mapping.OrderState{} // dry run: order states as the replay would leave them
+func (db *DB) redecide(ids []string, dec bridge.Decider, mopt bridge.DecideOptions, opt bridge.ReplayOptions, now time.Time, sum *bridge.ReplaySummary) error {
+	sim := map[string]bridge.OrderState{} // dry run: order states as the replay would leave them
 	for start := 0; start < len(ids); start += replayChunk {
 		chunk := ids[start:min(start+replayChunk, len(ids))]
-		var part ReplaySummary
-		fn := func(tx *bolt.Tx) error {
-			part = ReplaySummary{}
+		var part bridge.ReplaySummary
+		fn := func(tx *bbolt.Tx) error {
+			part = bridge.ReplaySummary{}
 			for _, id := range chunk {
 				if err := replayOneTx(tx, id, dec, mopt, opt.DryRun, sim, now, &part); err != nil {
 					return err
@@ -216,12 +161,12 @@ func (db *DB) redecide(ids []string, dec Decider, mopt mapping.Options, opt Repl
 	return nil
 }
 
-func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry bool, sim map[string]mapping.OrderState, now time.Time, sum *ReplaySummary) error {
+func replayOneTx(tx *bbolt.Tx, id string, dec bridge.Decider, mopt bridge.DecideOptions, dry bool, sim map[string]bridge.OrderState, now time.Time, sum *bridge.ReplaySummary) error {
 	key, err := idKey(id)
 	if err != nil {
 		return err
 	}
-	var ev Event
+	var ev bridge.Event
 	found, err := getRecord(tx.Bucket(bucketEvents), key, &ev)
 	if err != nil {
 		return err
@@ -231,7 +176,7 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 		sum.Errors = append(sum.Errors, fmt.Sprintf("event %s: not found", id))
 		return nil
 	}
-	if ev.State == mapping.Invalid {
+	if ev.State == bridge.EventInvalid {
 		sum.Skipped++
 		return nil
 	}
@@ -253,24 +198,24 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 	}
 	d := dec.Decide(dev, st, mopt)
 	switch d.Outcome {
-	case mapping.Dispatched:
+	case bridge.EventDispatched:
 		sum.Dispatched++
-	case mapping.Superseded:
+	case bridge.EventSuperseded:
 		sum.Superseded++
-	case mapping.Unchanged:
+	case bridge.EventUnchanged:
 		sum.Unchanged++
 	default:
 		sum.Skipped++
 	}
 	if dry {
 		for _, p := range d.Deliveries {
-			sum.Requests = append(sum.Requests, ReplayRequest{EventID: id, OrderID: d.OrderID, Target: p.Target, Status: p.Status, Skip: p.Skip})
+			sum.Requests = append(sum.Requests, bridge.ReplayedDelivery{EventID: id, OrderID: d.OrderID, Target: p.Target, Status: p.Status, Skip: p.Skip})
 		}
-		if d.Outcome == mapping.Dispatched || d.Outcome == mapping.Unchanged {
-			next := mapping.Advance(st, d)
+		if d.Outcome == bridge.EventDispatched || d.Outcome == bridge.EventUnchanged {
+			next := bridge.Advance(st, d)
 			next.Targets = maps(st.Targets)
 			for _, p := range d.Deliveries {
-				next.Targets[p.Target] = mapping.TargetState{Status: p.Status, Live: p.Skip == ""}
+				next.Targets[p.Target] = bridge.TargetState{Status: p.Status, Live: p.Skip == ""}
 			}
 			sim[orderID] = next
 		}
@@ -281,13 +226,13 @@ func replayOneTx(tx *bolt.Tx, id string, dec Decider, mopt mapping.Options, dry 
 		return err
 	}
 	for _, c := range created {
-		sum.Requests = append(sum.Requests, ReplayRequest{EventID: id, OrderID: c.OrderID, Target: c.Target, Status: c.Status, Skip: c.Reason})
+		sum.Requests = append(sum.Requests, bridge.ReplayedDelivery{EventID: id, OrderID: c.OrderID, Target: c.Target, Status: c.Status, Skip: c.Reason})
 	}
 	return putRecord(tx.Bucket(bucketEvents), key, &ev)
 }
 
-func maps(m map[string]mapping.TargetState) map[string]mapping.TargetState {
-	out := make(map[string]mapping.TargetState, len(m))
+func maps(m map[string]bridge.TargetState) map[string]bridge.TargetState {
+	out := make(map[string]bridge.TargetState, len(m))
 	for k, v := range m {
 		out[k] = v
 	}
@@ -298,38 +243,38 @@ func maps(m map[string]mapping.TargetState) map[string]mapping.TargetState {
 // order, target and status. It refuses (ErrConflict) a delivery that is not
 // dead, or one a newer delivery for the same order and target replaced:
 // sending it would put an older status over a newer one.
-func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
+func (db *DB) RetryDelivery(id string, now time.Time) (*bridge.Delivery, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
 	}
-	var out Delivery
-	err = db.submit(func(tx *bolt.Tx) error {
-		var old Delivery
+	var out bridge.Delivery
+	err = db.submit(func(tx *bbolt.Tx) error {
+		var old bridge.Delivery
 		found, err := getRecord(tx.Bucket(bucketDeliveries), key, &old)
 		if err != nil {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 		}
-		if old.State != Dead {
-			return fmt.Errorf("%w: delivery %s is %s; only dead deliveries are retried", ErrConflict, id, old.State)
+		if old.State != bridge.Dead {
+			return fmt.Errorf("%w: delivery %s is %s; only dead deliveries are retried", bridge.ErrConflict, id, old.State)
 		}
 		st, err := orderStateTx(tx, old.OrderID)
 		if err != nil {
 			return err
 		}
 		if st.Targets[old.Target].DeliveryID != id {
-			return fmt.Errorf("%w: a newer delivery for order %s and target %s exists", ErrConflict, old.OrderID, old.Target)
+			return fmt.Errorf("%w: a newer delivery for order %s and target %s exists", bridge.ErrConflict, old.OrderID, old.Target)
 		}
 		nid, err := newID()
 		if err != nil {
 			return err
 		}
-		out = Delivery{ID: nid.String(), EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
+		out = bridge.Delivery{ID: nid.String(), EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
 			Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-			State: Pending, Force: old.Force, Reason: "retry of " + id}
+			State: bridge.Pending, Force: old.Force, Reason: "retry of " + id}
 		if err := putRecord(tx.Bucket(bucketDeliveries), nid[:], &out); err != nil {
 			return err
 		}
@@ -346,7 +291,7 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*Delivery, error) {
 		if err != nil {
 			return err
 		}
-		var ev Event
+		var ev bridge.Event
 		if found, err := getRecord(tx.Bucket(bucketEvents), evKey, &ev); err != nil || !found {
 			return err
 		}

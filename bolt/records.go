@@ -1,104 +1,30 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/statusbridge/statusbridge/mapping"
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
 )
-
-// Event is a stored webhook call.
-type Event struct {
-	ID         string          `json:"id"`
-	ReceivedAt time.Time       `json:"received_at"`
-	Name       string          `json:"event"`
-	TicketID   string          `json:"ticket_id,omitempty"`
-	OrderID    string          `json:"order_id,omitempty"`
-	State      mapping.Outcome `json:"state"`
-	Error      string          `json:"error,omitempty"` // why the event is invalid
-	// Decisions holds the original decision first, then one per replay.
-	Decisions   []mapping.Decision `json:"decisions,omitempty"`
-	DeliveryIDs []string           `json:"delivery_ids,omitempty"`
-	// DedupKey is the event's key in the dedup index, deleted with it.
-	DedupKey []byte `json:"dedup_key,omitempty"`
-	// payload, when set, is the stored (compressed) body to write inline
-	// with the record; records are always decoded without it.
-	payload []byte
-}
-
-// DeliveryState is where a delivery is in its life.
-type DeliveryState string
-
-// Delivery states. in_flight is never persisted: a delivery being sent is
-// pending on disk, so a crash mid-call sends it again (at-least-once).
-const (
-	Pending    DeliveryState = "pending"
-	InFlight   DeliveryState = "in_flight"
-	Done       DeliveryState = "done"
-	Dead       DeliveryState = "dead"
-	Skipped    DeliveryState = "skipped"
-	Superseded DeliveryState = "superseded"
-)
-
-// Terminal reports whether the state is final.
-func (s DeliveryState) Terminal() bool { return s != Pending && s != InFlight }
-
-// Delivery is one status change to send to one target (an outbox entry).
-type Delivery struct {
-	ID        string        `json:"id"`
-	EventID   string        `json:"event_id"`
-	OrderID   string        `json:"order_id"`
-	Target    string        `json:"target"`
-	Status    string        `json:"status"`
-	StatusID  string        `json:"status_id,omitempty"`
-	CreatedAt time.Time     `json:"created_at"`
-	State     DeliveryState `json:"state"`
-	// Reason says why a delivery is dead, skipped or superseded.
-	Reason string `json:"reason,omitempty"`
-	// Result names a success that sent nothing new (already_active, already_triggered).
-	Result string `json:"result,omitempty"`
-	// Force sends even what a no-repeat rule would hold back (operator replays).
-	Force         bool      `json:"force,omitempty"`
-	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
-	UpdatedAt     time.Time `json:"updated_at"`
-	Attempts      []Attempt `json:"attempts,omitempty"`
-}
-
-// Attempt is one try to send a delivery.
-type Attempt struct {
-	At         time.Time     `json:"at"`
-	StatusCode int           `json:"status_code,omitempty"` // 0: no HTTP answer
-	Duration   time.Duration `json:"duration_ns"`
-	Error      string        `json:"error,omitempty"`   // what went wrong, if anything
-	Excerpt    string        `json:"excerpt,omitempty"` // start of the response body
-}
-
-// live reports whether a delivery still stands for its order's status: a
-// pending, in-flight or done delivery does; a dead, skipped or superseded one
-// does not (a fresh update with the same status sends again).
-func (d *Delivery) live() bool {
-	return d.State == Pending || d.State == InFlight || d.State == Done
-}
 
 // GetEvent returns a stored event and its raw payload.
-func (db *DB) GetEvent(id string) (*Event, []byte, error) {
+func (db *DB) GetEvent(id string) (*bridge.Event, []byte, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	var ev Event
+	var ev bridge.Event
 	var raw []byte
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bbolt.Tx) error {
 		found, err := getRecord(tx.Bucket(bucketEvents), key, &ev)
 		if err != nil {
 			return err
 		}
 		if !found {
-			return fmt.Errorf("%w: event %s", ErrNotFound, id)
+			return fmt.Errorf("%w: event %s", bridge.ErrNotFound, id)
 		}
 		raw, err = decompress(storedPayload(tx, key))
 		return err
@@ -112,7 +38,7 @@ func (db *DB) GetEvent(id string) (*Event, []byte, error) {
 // storedPayload returns an event's stored payload: inline in its record, or
 // in the payloads bucket for events written before payloads were inline. The
 // bytes are valid only inside tx.
-func storedPayload(tx *bolt.Tx, key []byte) []byte {
+func storedPayload(tx *bbolt.Tx, key []byte) []byte {
 	if p := inlinePayload(tx.Bucket(bucketEvents).Get(key)); p != nil {
 		return p
 	}
@@ -120,16 +46,16 @@ func storedPayload(tx *bolt.Tx, key []byte) []byte {
 }
 
 // GetDelivery returns one delivery.
-func (db *DB) GetDelivery(id string) (*Delivery, error) {
+func (db *DB) GetDelivery(id string) (*bridge.Delivery, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
 	}
-	var d Delivery
-	err = db.view(func(tx *bolt.Tx) error {
+	var d bridge.Delivery
+	err = db.view(func(tx *bbolt.Tx) error {
 		found, err := getRecord(tx.Bucket(bucketDeliveries), key, &d)
 		if err == nil && !found {
-			err = fmt.Errorf("%w: delivery %s", ErrNotFound, id)
+			err = fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 		}
 		return err
 	})
@@ -140,8 +66,8 @@ func (db *DB) GetDelivery(id string) (*Delivery, error) {
 }
 
 // Deliveries returns the deliveries with the given ids, in that order.
-func (db *DB) Deliveries(ids []string) ([]Delivery, error) {
-	out := make([]Delivery, 0, len(ids))
+func (db *DB) Deliveries(ids []string) ([]bridge.Delivery, error) {
+	out := make([]bridge.Delivery, 0, len(ids))
 	for _, id := range ids {
 		d, err := db.GetDelivery(id)
 		if err != nil {
@@ -150,17 +76,6 @@ func (db *DB) Deliveries(ids []string) ([]Delivery, error) {
 		out = append(out, *d)
 	}
 	return out, nil
-}
-
-// EventFilter selects events for ListEvents. Zero fields match everything.
-type EventFilter struct {
-	State    string
-	OrderID  string
-	TicketID string
-	Since    time.Time // received at or after
-	Until    time.Time // received before
-	Limit    int       // at most this many (default 50, at most 1000)
-	Cursor   string    // continue after this event id (from a previous page)
 }
 
 // errStopAll, returned by a page's visit function, ends the listing: no
@@ -190,7 +105,7 @@ func pageArgs(limit int, cursor string) (int, []byte, error) {
 	return min(limit, 1000), k, nil
 }
 
-func pageNewestFirst(b *bolt.Bucket, start []byte, visit func(k, v []byte) (kept, full bool, err error)) (string, error) {
+func pageNewestFirst(b *bbolt.Bucket, start []byte, visit func(k, v []byte) (kept, full bool, err error)) (string, error) {
 	c := b.Cursor()
 	var k, v []byte
 	if start == nil {
@@ -247,21 +162,21 @@ var maxScan = 20000
 
 // ListEvents returns matching events newest first, and the cursor of the next
 // page ("" when there is none).
-func (db *DB) ListEvents(f EventFilter) ([]Event, string, error) {
+func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
 	limit, start, err := pageArgs(f.Limit, f.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
 	f.Limit = limit
-	out := []Event{} // an empty page is [], not null
+	out := []bridge.Event{} // an empty page is [], not null
 	var next string
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bbolt.Tx) error {
 		var err error
 		next, err = pageNewestFirst(tx.Bucket(bucketEvents), start, func(k, v []byte) (bool, bool, error) {
 			if len(out) == f.Limit {
 				return false, true, nil
 			}
-			var ev Event
+			var ev bridge.Event
 			if err := decodeRecord(k, v, &ev); err != nil {
 				return false, false, fmt.Errorf("store: decode event %s: %w", idString(k), err)
 			}
@@ -285,30 +200,22 @@ func (db *DB) ListEvents(f EventFilter) ([]Event, string, error) {
 	return out, next, nil
 }
 
-// DeliveryFilter selects deliveries for ListDeliveries.
-type DeliveryFilter struct {
-	State  string
-	Target string
-	Limit  int
-	Cursor string
-}
-
 // ListDeliveries returns matching deliveries newest first, and the next cursor.
-func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
+func (db *DB) ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
 	limit, start, err := pageArgs(f.Limit, f.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
 	f.Limit = limit
-	out := []Delivery{}
+	out := []bridge.Delivery{}
 	var next string
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bbolt.Tx) error {
 		var err error
 		next, err = pageNewestFirst(tx.Bucket(bucketDeliveries), start, func(k, v []byte) (bool, bool, error) {
 			if len(out) == f.Limit {
 				return false, true, nil
 			}
-			var d Delivery
+			var d bridge.Delivery
 			if err := decodeRecord(k, v, &d); err != nil {
 				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
@@ -326,33 +233,17 @@ func (db *DB) ListDeliveries(f DeliveryFilter) ([]Delivery, string, error) {
 	return out, next, nil
 }
 
-// EventSummary is one row of an event listing.
-type EventSummary struct {
-	ID         string          `json:"id"`
-	ReceivedAt time.Time       `json:"received_at"`
-	Event      string          `json:"event"`
-	TicketID   string          `json:"ticket_id,omitempty"`
-	OrderID    string          `json:"order_id,omitempty"`
-	State      mapping.Outcome `json:"state"`
-	StatusID   string          `json:"status_id,omitempty"`
-	StatusName string          `json:"status_name,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	Reason     string          `json:"reason,omitempty"`
-	// Deliveries counts the event's deliveries by state.
-	Deliveries map[string]int `json:"deliveries"`
-}
-
 // EventSummaries is ListEvents with each event's last decision and its
 // deliveries counted by state; inFlight (may be nil) marks pending
 // deliveries being sent right now.
-func (db *DB) EventSummaries(f EventFilter, inFlight func(string) bool) ([]EventSummary, string, error) {
+func (db *DB) EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error) {
 	events, next, err := db.ListEvents(f)
 	if err != nil {
 		return nil, "", err
 	}
-	rows := make([]EventSummary, 0, len(events))
+	rows := make([]bridge.EventSummary, 0, len(events))
 	for _, ev := range events {
-		row := EventSummary{ID: ev.ID, ReceivedAt: ev.ReceivedAt, Event: ev.Name, TicketID: ev.TicketID,
+		row := bridge.EventSummary{ID: ev.ID, ReceivedAt: ev.ReceivedAt, Event: ev.Name, TicketID: ev.TicketID,
 			OrderID: ev.OrderID, State: ev.State, Error: ev.Error, Deliveries: map[string]int{}}
 		if n := len(ev.Decisions); n > 0 {
 			d := ev.Decisions[n-1]
@@ -364,8 +255,8 @@ func (db *DB) EventSummaries(f EventFilter, inFlight func(string) bool) ([]Event
 		}
 		for _, d := range ds {
 			state := d.State
-			if state == Pending && inFlight != nil && inFlight(d.ID) {
-				state = InFlight
+			if state == bridge.Pending && inFlight != nil && inFlight(d.ID) {
+				state = bridge.InFlight
 			}
 			row.Deliveries[string(state)]++
 		}
@@ -374,16 +265,9 @@ func (db *DB) EventSummaries(f EventFilter, inFlight func(string) bool) ([]Event
 	return rows, next, nil
 }
 
-// EventDetail is an event with its payload and every delivery and attempt.
-type EventDetail struct {
-	Event      Event           `json:"event"`
-	Payload    json.RawMessage `json:"payload"` // the body as received (a JSON string when it was not JSON)
-	Deliveries []Delivery      `json:"deliveries"`
-}
-
 // Detail returns an event's detail; inFlight (may be nil) marks pending
 // deliveries being sent right now.
-func (db *DB) Detail(id string, inFlight func(string) bool) (*EventDetail, error) {
+func (db *DB) Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error) {
 	ev, raw, err := db.GetEvent(id)
 	if err != nil {
 		return nil, err
@@ -393,13 +277,13 @@ func (db *DB) Detail(id string, inFlight func(string) bool) (*EventDetail, error
 		return nil, err
 	}
 	for i := range ds {
-		if ds[i].State == Pending && inFlight != nil && inFlight(ds[i].ID) {
-			ds[i].State = InFlight
+		if ds[i].State == bridge.Pending && inFlight != nil && inFlight(ds[i].ID) {
+			ds[i].State = bridge.InFlight
 		}
 	}
 	payload := json.RawMessage(raw)
 	if !json.Valid(raw) {
 		payload, _ = json.Marshal(string(raw))
 	}
-	return &EventDetail{Event: *ev, Payload: payload, Deliveries: ds}, nil
+	return &bridge.EventDetail{Event: *ev, Payload: payload, Deliveries: ds}, nil
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"encoding/binary"
@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/statusbridge/statusbridge/mapping"
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Records (events, deliveries, order states) are stored in a compact binary
@@ -230,22 +230,29 @@ func (d *decoder) end() error {
 	return d.err
 }
 
-func encodeEvent(ev *Event) []byte {
-	e := encoder{b: make([]byte, 0, 192+len(ev.payload))}
+// eventPayload is an event record to write with its stored (compressed)
+// payload inline.
+type eventPayload struct {
+	ev      *bridge.Event
+	payload []byte
+}
+
+func encodeEvent(ev *bridge.Event, payload []byte) []byte {
+	e := encoder{b: make([]byte, 0, 192+len(payload))}
 	e.b = append(e.b, recordV1)
 	encodeEventFields(&e, ev)
-	if ev.payload == nil {
+	if payload == nil {
 		return e.b
 	}
 	fields := e.b[1:]
-	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(fields)+len(ev.payload))
+	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(fields)+len(payload))
 	out = append(out, eventV2)
 	out = binary.AppendUvarint(out, uint64(len(fields)))
 	out = append(out, fields...)
-	return append(out, ev.payload...)
+	return append(out, payload...)
 }
 
-func encodeEventFields(e *encoder, ev *Event) {
+func encodeEventFields(e *encoder, ev *bridge.Event) {
 	e.time(ev.ReceivedAt)
 	e.str(ev.Name)
 	e.str(ev.TicketID)
@@ -300,24 +307,24 @@ func inlinePayload(raw []byte) []byte {
 	return nil
 }
 
-func decodeEvent(key, raw []byte, ev *Event) error {
+func decodeEvent(key, raw []byte, ev *bridge.Event) error {
 	fields, _, err := splitEvent(raw)
 	if err != nil {
 		return err
 	}
 	d := decoder{b: fields}
-	*ev = Event{ID: idString(key)}
+	*ev = bridge.Event{ID: idString(key)}
 	ev.ReceivedAt = d.time()
 	ev.Name = d.str()
 	ev.TicketID = d.str()
 	ev.OrderID = d.str()
-	ev.State = mapping.Outcome(d.str())
+	ev.State = bridge.EventState(d.str())
 	ev.Error = d.str()
 	if n := d.count(); n > 0 {
-		ev.Decisions = make([]mapping.Decision, n)
+		ev.Decisions = make([]bridge.Decision, n)
 		for i := range ev.Decisions {
 			x := &ev.Decisions[i]
-			x.Outcome = mapping.Outcome(d.str())
+			x.Outcome = bridge.EventState(d.str())
 			x.Reason = d.str()
 			x.OrderID = d.str()
 			x.StatusID = d.str()
@@ -325,9 +332,9 @@ func decodeEvent(key, raw []byte, ev *Event) error {
 			x.ChangedAt = d.time()
 			x.ChangedAtText = d.str()
 			if m := d.count(); m > 0 {
-				x.Deliveries = make([]mapping.Planned, m)
+				x.Deliveries = make([]bridge.Planned, m)
 				for j := range x.Deliveries {
-					x.Deliveries[j] = mapping.Planned{Target: d.str(), Status: d.str(), Skip: d.str()}
+					x.Deliveries[j] = bridge.Planned{Target: d.str(), Status: d.str(), Skip: d.str()}
 				}
 			}
 			x.MappingVersion = d.str()
@@ -343,7 +350,7 @@ func decodeEvent(key, raw []byte, ev *Event) error {
 	return d.end()
 }
 
-func encodeDelivery(x *Delivery) []byte {
+func encodeDelivery(x *bridge.Delivery) []byte {
 	e := encoder{b: make([]byte, 0, 128)}
 	e.b = append(e.b, recordV1)
 	e.id(x.EventID)
@@ -369,23 +376,23 @@ func encodeDelivery(x *Delivery) []byte {
 	return e.b
 }
 
-func decodeDelivery(key, raw []byte, x *Delivery) error {
+func decodeDelivery(key, raw []byte, x *bridge.Delivery) error {
 	d := decoder{b: raw[1:]}
-	*x = Delivery{ID: idString(key)}
+	*x = bridge.Delivery{ID: idString(key)}
 	x.EventID = d.id()
 	x.OrderID = d.str()
 	x.Target = d.str()
 	x.Status = d.str()
 	x.StatusID = d.str()
 	x.CreatedAt = d.time()
-	x.State = DeliveryState(d.str())
+	x.State = bridge.DeliveryState(d.str())
 	x.Reason = d.str()
 	x.Result = d.str()
 	x.Force = d.bool()
 	x.NextAttemptAt = d.time()
 	x.UpdatedAt = d.time()
 	if n := d.count(); n > 0 {
-		x.Attempts = make([]Attempt, n)
+		x.Attempts = make([]bridge.Attempt, n)
 		for i := range x.Attempts {
 			a := &x.Attempts[i]
 			a.At = d.time()
@@ -398,7 +405,7 @@ func decodeDelivery(key, raw []byte, x *Delivery) error {
 	return d.end()
 }
 
-func encodeOrder(st *mapping.OrderState) []byte {
+func encodeOrder(st *bridge.OrderState) []byte {
 	e := encoder{b: make([]byte, 0, 48)}
 	e.b = append(e.b, recordV1)
 	e.time(st.Watermark)
@@ -417,14 +424,14 @@ func encodeOrder(st *mapping.OrderState) []byte {
 	return e.b
 }
 
-func decodeOrder(raw []byte, st *mapping.OrderState) error {
+func decodeOrder(raw []byte, st *bridge.OrderState) error {
 	d := decoder{b: raw[1:]}
-	*st = mapping.OrderState{Watermark: d.time()}
+	*st = bridge.OrderState{Watermark: d.time()}
 	if n := d.count(); n > 0 {
-		st.Targets = make(map[string]mapping.TargetState, n)
+		st.Targets = make(map[string]bridge.TargetState, n)
 		for range n {
 			t := d.str()
-			st.Targets[t] = mapping.TargetState{Status: d.str(), DeliveryID: d.id()}
+			st.Targets[t] = bridge.TargetState{Status: d.str(), DeliveryID: d.id()}
 		}
 	}
 	return d.end()
@@ -433,11 +440,13 @@ func decodeOrder(raw []byte, st *mapping.OrderState) error {
 // encodeRecord encodes an *Event, *Delivery or *mapping.OrderState.
 func encodeRecord(v any) ([]byte, error) {
 	switch x := v.(type) {
-	case *Event:
-		return encodeEvent(x), nil
-	case *Delivery:
+	case *bridge.Event:
+		return encodeEvent(x, nil), nil
+	case eventPayload:
+		return encodeEvent(x.ev, x.payload), nil
+	case *bridge.Delivery:
 		return encodeDelivery(x), nil
-	case *mapping.OrderState:
+	case *bridge.OrderState:
 		return encodeOrder(x), nil
 	}
 	return nil, fmt.Errorf("store: no record encoding for %T", v)
@@ -452,16 +461,16 @@ func decodeRecord(key, raw []byte, v any) error {
 	if raw[0] == '{' {
 		return json.Unmarshal(raw, v)
 	}
-	if x, ok := v.(*Event); ok && (raw[0] == recordV1 || raw[0] == eventV2) {
+	if x, ok := v.(*bridge.Event); ok && (raw[0] == recordV1 || raw[0] == eventV2) {
 		return decodeEvent(key, raw, x)
 	}
 	if raw[0] != recordV1 {
 		return fmt.Errorf("%w: unknown format %#x", errCorrupt, raw[0])
 	}
 	switch x := v.(type) {
-	case *Delivery:
+	case *bridge.Delivery:
 		return decodeDelivery(key, raw, x)
-	case *mapping.OrderState:
+	case *bridge.OrderState:
 		return decodeOrder(raw, x)
 	}
 	return fmt.Errorf("store: no record decoding for %T", v)
@@ -469,7 +478,7 @@ func decodeRecord(key, raw []byte, v any) error {
 
 // getRecord reads and decodes the record at key; found is false when there
 // is none.
-func getRecord(b *bolt.Bucket, key []byte, v any) (bool, error) {
+func getRecord(b *bbolt.Bucket, key []byte, v any) (bool, error) {
 	raw := b.Get(key)
 	if raw == nil {
 		return false, nil
@@ -483,12 +492,10 @@ func getRecord(b *bolt.Bucket, key []byte, v any) (bool, error) {
 // putRecord encodes v and stores it at key. An event rewritten without its
 // payload keeps the inline payload of the record it replaces: decoding never
 // loads a payload, so every read-modify-write of an event passes this way.
-func putRecord(b *bolt.Bucket, key []byte, v any) error {
-	if ev, ok := v.(*Event); ok && ev.payload == nil {
+func putRecord(b *bbolt.Bucket, key []byte, v any) error {
+	if ev, ok := v.(*bridge.Event); ok {
 		if p := inlinePayload(b.Get(key)); p != nil {
-			kept := *ev
-			kept.payload = p // copied into the new record by encodeEvent, before Put
-			v = &kept
+			v = eventPayload{ev, p} // copied into the new record by encodeEvent, before Put
 		}
 	}
 	raw, err := encodeRecord(v)

@@ -3,7 +3,7 @@
 // Every write goes through one group committer, which commits all writes that
 // are waiting in a single transaction and only then answers each caller, so
 // "acknowledged" always means "on disk".
-package store
+package bolt
 
 import (
 	"bytes"
@@ -15,17 +15,12 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Errors callers branch on.
 var (
-	// ErrOverloaded: the commit queue is full; retry later (HTTP 503).
-	ErrOverloaded = errors.New("store: overloaded")
-	// ErrClosed: the store is shutting down.
-	ErrClosed = errors.New("store: closed")
-	// ErrNotFound: no record with that id.
-	ErrNotFound = errors.New("store: not found")
 	// ErrLocked: another process holds the file.
 	ErrLocked = errors.New("store: file is locked by another process")
 	// ErrForeign: the file exists but is not a statusbridge store (or is corrupt).
@@ -57,7 +52,7 @@ type Options struct {
 
 // DB is an open store.
 type DB struct {
-	bolt   *bolt.DB
+	bolt   *bbolt.DB
 	log    *slog.Logger
 	ingest chan *op // bounded: ingests are refused when full
 	writes chan *op // internal writes (delivery results): callers wait
@@ -73,7 +68,7 @@ type DB struct {
 }
 
 type op struct {
-	fn   func(tx *bolt.Tx) error
+	fn   func(tx *bbolt.Tx) error
 	err  chan error      // the result, for a caller that waits (submit)
 	done func(err error) // or: called by the committer (submitAsync)
 	wake bool            // a commit of this op should wake the delivery worker
@@ -106,14 +101,14 @@ func Open(path string, opts Options) (*DB, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
 		existed = true // bbolt initialises only empty files; anything else must be ours
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly,
+	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout, ReadOnly: opts.ReadOnly,
 		// The freelist is not written at every commit (it grows with the file
 		// and made every commit slower); bbolt rebuilds it when the file is
 		// opened. Data durability is unchanged: etcd runs this way.
-		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
 		switch {
-		case errors.Is(err, bolt.ErrTimeout):
+		case errors.Is(err, bbolt.ErrTimeout):
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		case errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrNotExist):
 		case existed:
@@ -151,11 +146,11 @@ func Open(path string, opts Options) (*DB, error) {
 // checkSchema initialises an empty file and refuses one written by anything
 // else. It reports whether the store began as statusbridge/1 (its dedup index
 // may hold 32-byte keys).
-func checkSchema(bdb *bolt.DB, readOnly bool) (legacyDedup bool, err error) {
+func checkSchema(bdb *bbolt.DB, readOnly bool) (legacyDedup bool, err error) {
 	var empty, ours, v1 bool
-	err = bdb.View(func(tx *bolt.Tx) error {
+	err = bdb.View(func(tx *bbolt.Tx) error {
 		empty = true
-		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
 		if m := tx.Bucket(bucketMeta); m != nil {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
@@ -172,11 +167,11 @@ func checkSchema(bdb *bolt.DB, readOnly bool) (legacyDedup bool, err error) {
 	}
 	if readOnly {
 		if empty {
-			return false, fmt.Errorf("%w (the file is empty)", ErrNotFound)
+			return false, fmt.Errorf("%w (the file is empty)", bridge.ErrNotFound)
 		}
 		return legacyDedup, nil
 	}
-	return legacyDedup, bdb.Update(func(tx *bolt.Tx) error {
+	return legacyDedup, bdb.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
@@ -222,19 +217,19 @@ func (db *DB) Close() error {
 
 // submit queues fn for the next group commit and waits for that commit.
 // Ingest-class writes are refused with ErrOverloaded when the queue is full.
-func (db *DB) submit(fn func(tx *bolt.Tx) error, refusable, wake bool) error {
+func (db *DB) submit(fn func(tx *bbolt.Tx) error, refusable, wake bool) error {
 	o := &op{fn: fn, err: make(chan error, 1), wake: wake}
 	db.mu.RLock()
 	if db.closed {
 		db.mu.RUnlock()
-		return ErrClosed
+		return bridge.ErrClosed
 	}
 	if refusable {
 		select {
 		case db.ingest <- o:
 		default:
 			db.mu.RUnlock()
-			return ErrOverloaded
+			return bridge.ErrOverloaded
 		}
 	} else {
 		db.writes <- o
@@ -247,12 +242,12 @@ func (db *DB) submit(fn func(tx *bolt.Tx) error, refusable, wake bool) error {
 // is called with the commit's result from the committer goroutine, so it
 // must not block. It returns ErrClosed (and does not call done) when the
 // store is closing.
-func (db *DB) submitAsync(fn func(tx *bolt.Tx) error, done func(error)) error {
+func (db *DB) submitAsync(fn func(tx *bbolt.Tx) error, done func(error)) error {
 	o := &op{fn: fn, done: done}
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
-		return ErrClosed
+		return bridge.ErrClosed
 	}
 	db.writes <- o
 	return nil
@@ -364,7 +359,7 @@ func (db *DB) commit(batch []*op) {
 		defer func() { db.opts.OnCommit(len(batch), time.Since(t0)) }()
 	}
 	var failed *op
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bbolt.Tx) error {
 		setFill(tx)
 		for _, o := range batch {
 			if err := o.fn(tx); err != nil {
@@ -418,13 +413,13 @@ func (db *DB) Ping() error {
 	closed := db.closed && !db.opts.ReadOnly
 	db.mu.RUnlock()
 	if closed {
-		return ErrClosed
+		return bridge.ErrClosed
 	}
-	if err := db.view(func(*bolt.Tx) error { return nil }); err != nil {
+	if err := db.view(func(*bbolt.Tx) error { return nil }); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }
 
 // view runs a read-only transaction.
-func (db *DB) view(fn func(tx *bolt.Tx) error) error { return db.bolt.View(fn) }
+func (db *DB) view(fn func(tx *bbolt.Tx) error) error { return db.bolt.View(fn) }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/mapping"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 const confirmed = "yqdwrbka7kz69v8e"
@@ -43,10 +44,10 @@ func openTemp(t *testing.T) (*DB, string) {
 	return db, path
 }
 
-func incoming(t *testing.T, raw []byte) Incoming {
+func incoming(t *testing.T, raw []byte) bridge.Incoming {
 	t.Helper()
 	ev, err := digishare.Decode(raw)
-	in := Incoming{Raw: raw, Event: ev, ReceivedAt: time.Now()}
+	in := bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}
 	var se *digishare.ShapeError
 	if errors.As(err, &se) {
 		in.Invalid = se.Reason
@@ -63,7 +64,7 @@ func TestIngestDispatchesAndKeepsPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Duplicate || res.State != mapping.Dispatched || len(res.Deliveries) != 1 {
+	if res.Duplicate || res.State != bridge.EventDispatched || len(res.Deliveries) != 1 {
 		t.Fatalf("result = %+v", res)
 	}
 	ev, payload, err := db.GetEvent(res.EventID)
@@ -73,11 +74,11 @@ func TestIngestDispatchesAndKeepsPayload(t *testing.T) {
 	if !bytes.Equal(payload, raw) {
 		t.Error("payload not kept byte for byte")
 	}
-	if ev.OrderID != "1" || ev.State != mapping.Dispatched || len(ev.Decisions) != 1 || len(ev.DeliveryIDs) != 1 {
+	if ev.OrderID != "1" || ev.State != bridge.EventDispatched || len(ev.Decisions) != 1 || len(ev.DeliveryIDs) != 1 {
 		t.Errorf("event = %+v", ev)
 	}
 	pending, err := db.PendingAfter("", 10)
-	if err != nil || len(pending) != 1 || pending[0].Status != "paid" || pending[0].OrderID != "1" || pending[0].State != Pending {
+	if err != nil || len(pending) != 1 || pending[0].Status != "paid" || pending[0].OrderID != "1" || pending[0].State != bridge.Pending {
 		t.Fatalf("pending = %+v, %v", pending, err)
 	}
 	if more, _ := db.PendingAfter(pending[0].ID, 10); len(more) != 0 {
@@ -102,7 +103,7 @@ func TestIngestDuplicateStoresNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again.Duplicate || again.EventID != first.EventID || again.State != mapping.Dispatched || len(again.Deliveries) != 0 {
+	if !again.Duplicate || again.EventID != first.EventID || again.State != bridge.EventDispatched || len(again.Deliveries) != 0 {
 		t.Errorf("repeat = %+v, want duplicate of %s", again, first.EventID)
 	}
 	st, _ := db.Stats()
@@ -114,16 +115,16 @@ func TestIngestDuplicateStoresNothing(t *testing.T) {
 func TestIngestInvalidAndSkipped(t *testing.T) {
 	db, _ := openTemp(t)
 	res, err := db.Ingest(incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), testTable(t, "k"))
-	if err != nil || res.State != mapping.Invalid {
+	if err != nil || res.State != bridge.EventInvalid {
 		t.Fatalf("invalid: %+v, %v", res, err)
 	}
 	ev, _, _ := db.GetEvent(res.EventID)
-	if ev.Error == "" || ev.State != mapping.Invalid {
+	if ev.Error == "" || ev.State != bridge.EventInvalid {
 		t.Errorf("stored invalid event = %+v", ev)
 	}
 	// A disabled target: the delivery is recorded as skipped, not queued.
 	res, err = db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "9", StatusID: confirmed}.Payload()), testTable(t, ""))
-	if err != nil || len(res.Deliveries) != 1 || res.Deliveries[0].State != Skipped || res.Deliveries[0].Reason == "" {
+	if err != nil || len(res.Deliveries) != 1 || res.Deliveries[0].State != bridge.Skipped || res.Deliveries[0].Reason == "" {
 		t.Fatalf("skipped: %+v, %v", res, err)
 	}
 	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
@@ -134,7 +135,7 @@ func TestIngestInvalidAndSkipped(t *testing.T) {
 func TestIngestOrderStateAcrossEvents(t *testing.T) {
 	db, _ := openTemp(t)
 	tb := testTable(t, "k")
-	ingest := func(ticket, status, at string) IngestResult {
+	ingest := func(ticket, status, at string) bridge.IngestResult {
 		t.Helper()
 		res, err := db.Ingest(incoming(t, fake.Update{TicketID: ticket, OrderID: "7", StatusID: status, DateStatus: at}.Payload()), tb)
 		if err != nil {
@@ -142,21 +143,21 @@ func TestIngestOrderStateAcrossEvents(t *testing.T) {
 		}
 		return res
 	}
-	if r := ingest("a", confirmed, "2026-01-13 10:00:00"); r.State != mapping.Dispatched {
+	if r := ingest("a", confirmed, "2026-01-13 10:00:00"); r.State != bridge.EventDispatched {
 		t.Fatalf("first = %v", r.State)
 	}
-	if r := ingest("b", confirmed, "2026-01-13 11:00:00"); r.State != mapping.Unchanged {
+	if r := ingest("b", confirmed, "2026-01-13 11:00:00"); r.State != bridge.EventUnchanged {
 		t.Errorf("same status again = %v, want unchanged", r.State)
 	}
-	if r := ingest("c", "x9q3wrlv0m7vzea8", "2026-01-13 09:00:00"); r.State != mapping.Superseded {
+	if r := ingest("c", "x9q3wrlv0m7vzea8", "2026-01-13 09:00:00"); r.State != bridge.EventSuperseded {
 		t.Errorf("older update = %v, want superseded", r.State)
 	}
 	// The last delivery dies: the same status is sent again by a fresh update.
 	pending, _ := db.PendingAfter("", 10)
-	if err := db.Record(pending[0].ID, Outcome{State: Dead, Reason: "test"}, time.Now()); err != nil {
+	if err := db.Record(pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if r := ingest("d", confirmed, "2026-01-13 12:00:00"); r.State != mapping.Dispatched {
+	if r := ingest("d", confirmed, "2026-01-13 12:00:00"); r.State != bridge.EventDispatched {
 		t.Errorf("after dead delivery = %v, want dispatched", r.State)
 	}
 }
@@ -216,25 +217,25 @@ func TestRecordAttempts(t *testing.T) {
 	}
 	id := res.Deliveries[0].ID
 	next := time.Now().Add(time.Minute).UTC().Truncate(time.Millisecond)
-	if err := db.Record(id, Outcome{Attempt: &Attempt{StatusCode: 500, Error: "HTTP 500"}, State: Pending, NextAttemptAt: next}, time.Now()); err != nil {
+	if err := db.Record(id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 500, Error: "HTTP 500"}, State: bridge.Pending, NextAttemptAt: next}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := db.GetDelivery(id)
-	if len(d.Attempts) != 1 || d.State != Pending || !d.NextAttemptAt.Equal(next) {
+	if len(d.Attempts) != 1 || d.State != bridge.Pending || !d.NextAttemptAt.Equal(next) {
 		t.Errorf("after retry: %+v", d)
 	}
-	if err := db.Record(id, Outcome{Attempt: &Attempt{StatusCode: 200}, State: Done}, time.Now()); err != nil {
+	if err := db.Record(id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	d, _ = db.GetDelivery(id)
-	if len(d.Attempts) != 2 || d.State != Done || !d.NextAttemptAt.IsZero() {
+	if len(d.Attempts) != 2 || d.State != bridge.Done || !d.NextAttemptAt.IsZero() {
 		t.Errorf("after done: %+v", d)
 	}
 	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
 		t.Errorf("done delivery still pending: %v", p)
 	}
-	if err := db.Record("00000000-0000-0000-0000-000000000000", Outcome{State: Done}, time.Now()); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Record(unknown) = %v, want ErrNotFound", err)
+	if err := db.Record("00000000-0000-0000-0000-000000000000", bridge.AttemptResult{State: bridge.Done}, time.Now()); !errors.Is(err, bridge.ErrNotFound) {
+		t.Errorf("Record(unknown) = %v, want bridge.ErrNotFound", err)
 	}
 }
 
@@ -262,11 +263,11 @@ func TestOpenRefusesForeignFiles(t *testing.T) {
 		t.Error("a tiny foreign file was modified")
 	}
 	other := filepath.Join(dir, "other.db")
-	bdb, err := bolt.Open(other, 0o600, nil)
+	bdb, err := bbolt.Open(other, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("someone-else")); return err })
+	_ = bdb.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("someone-else")); return err })
 	_ = bdb.Close()
 	if _, err := Open(other, Options{}); !errors.Is(err, ErrForeign) {
 		t.Errorf("Open(other app's bbolt) = %v, want ErrForeign", err)
@@ -289,8 +290,8 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 	db, _ := openTemp(t)
 	_ = db.Close()
 	_, err := db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
-	if !errors.Is(err, ErrClosed) {
-		t.Errorf("Ingest after Close = %v, want ErrClosed", err)
+	if !errors.Is(err, bridge.ErrClosed) {
+		t.Errorf("Ingest after Close = %v, want bridge.ErrClosed", err)
 	}
 }
 
@@ -313,7 +314,7 @@ func TestListEventsScanCapKeepsPaging(t *testing.T) {
 	got := map[string]bool{}
 	cursor, pages := "", 0
 	for ; pages < 50; pages++ {
-		evs, next, err := db.ListEvents(EventFilter{OrderID: "1", Limit: 2, Cursor: cursor})
+		evs, next, err := db.ListEvents(bridge.EventFilter{OrderID: "1", Limit: 2, Cursor: cursor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,7 +360,7 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 			switch {
 			case err == nil:
 				acked = append(acked, r.EventID)
-			case errors.Is(err, ErrOverloaded):
+			case errors.Is(err, bridge.ErrOverloaded):
 				refused++
 			default:
 				t.Errorf("ingest: %v", err)
@@ -403,7 +404,7 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Fatalf("first ingest: commit of %d writes", n)
 	}
 	recorded := make(chan error, 1)
-	if err := db.RecordAsync(res.Deliveries[0].ID, Outcome{Attempt: &Attempt{StatusCode: 200}, State: Done}, time.Now(),
+	if err := db.RecordAsync(res.Deliveries[0].ID, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now(),
 		func(err error) { recorded <- err }); err != nil {
 		t.Fatal(err)
 	}
@@ -417,12 +418,12 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 	if err := <-recorded; err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := db.GetDelivery(res.Deliveries[0].ID); d.State != Done {
+	if d, _ := db.GetDelivery(res.Deliveries[0].ID); d.State != bridge.Done {
 		t.Errorf("recorded delivery is %s", d.State)
 	}
 	// Close does not wait out the delay.
 	pending, _ := db.PendingAfter("", 10)
-	if err := db.RecordAsync(pending[0].ID, Outcome{State: Dead, Reason: "x"}, time.Now(), func(err error) { recorded <- err }); err != nil {
+	if err := db.RecordAsync(pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "x"}, time.Now(), func(err error) { recorded <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -444,7 +445,7 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordAsync(res.Deliveries[0].ID, Outcome{State: Done}, time.Now(), func(err error) { recorded <- err }); err != nil {
+	if err := db.RecordAsync(res.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now(), func(err error) { recorded <- err }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -465,21 +466,21 @@ func TestListingsPageSizeAndCursor(t *testing.T) {
 	for i := range 60 {
 		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 10:00:00", time.Now())
 	}
-	evs, next, err := db.ListEvents(EventFilter{})
+	evs, next, err := db.ListEvents(bridge.EventFilter{})
 	if err != nil || len(evs) != 50 || next == "" {
 		t.Fatalf("events: %d, next %q, %v; want 50 and a cursor", len(evs), next, err)
 	}
-	if rest, _, err := db.ListEvents(EventFilter{Cursor: next}); err != nil || len(rest) != 10 {
+	if rest, _, err := db.ListEvents(bridge.EventFilter{Cursor: next}); err != nil || len(rest) != 10 {
 		t.Errorf("events after the cursor: %d, %v; want 10", len(rest), err)
 	}
-	ds, next, err := db.ListDeliveries(DeliveryFilter{})
+	ds, next, err := db.ListDeliveries(bridge.DeliveryFilter{})
 	if err != nil || len(ds) != 50 || next == "" {
 		t.Fatalf("deliveries: %d, next %q, %v; want 50 and a cursor", len(ds), next, err)
 	}
-	if _, _, err := db.ListEvents(EventFilter{Cursor: "zzz"}); err == nil {
+	if _, _, err := db.ListEvents(bridge.EventFilter{Cursor: "zzz"}); err == nil {
 		t.Error("events: a bad cursor was accepted")
 	}
-	if _, _, err := db.ListDeliveries(DeliveryFilter{Cursor: "zzz"}); err == nil {
+	if _, _, err := db.ListDeliveries(bridge.DeliveryFilter{Cursor: "zzz"}); err == nil {
 		t.Error("deliveries: a bad cursor was accepted")
 	}
 }
@@ -495,10 +496,10 @@ func TestEachWalksEveryPage(t *testing.T) {
 	defer func(old int) { maxScan = old }(maxScan)
 	maxScan = 3
 	events, deliveries := map[string]int{}, map[string]int{}
-	if err := db.eachEvent(EventFilter{}, func(ev *Event) { events[ev.ID]++ }); err != nil {
+	if err := db.eachEvent(bridge.EventFilter{}, func(ev *bridge.Event) { events[ev.ID]++ }); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.eachDelivery(DeliveryFilter{}, func(d *Delivery) { deliveries[d.ID]++ }); err != nil {
+	if err := db.eachDelivery(bridge.DeliveryFilter{}, func(d *bridge.Delivery) { deliveries[d.ID]++ }); err != nil {
 		t.Fatal(err)
 	}
 	if len(events) != 10 || len(deliveries) != 10 {

@@ -1,10 +1,11 @@
-package store
+package bolt
 
 import (
 	"fmt"
 
 	"github.com/google/uuid"
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Bucket names. Keys are chosen so cursors iterate in time order.
@@ -51,7 +52,7 @@ func newID() (uuid.UUID, error) {
 func idKey(id string) ([]byte, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %q", bridge.ErrNotFound, id)
 	}
 	return u[:], nil
 }
@@ -82,7 +83,7 @@ var fillPercent = []struct {
 }
 
 // setFill applies fillPercent to a write transaction's buckets.
-func setFill(tx *bolt.Tx) {
+func setFill(tx *bbolt.Tx) {
 	for _, f := range fillPercent {
 		if b := tx.Bucket(f.bucket); b != nil {
 			b.FillPercent = f.fill
