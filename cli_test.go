@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/bolt"
+	"github.com/statusbridge/statusbridge/internal/fake"
 )
 
 func tokenEnv(k string) (string, bool) {

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
@@ -29,7 +30,6 @@ import (
 	"github.com/statusbridge/statusbridge/metrics"
 	"github.com/statusbridge/statusbridge/outbound"
 	"github.com/statusbridge/statusbridge/receiver"
-	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".

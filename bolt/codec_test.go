@@ -241,7 +241,10 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 		t.Fatalf("after its event is swept, a repeat is new again: %+v %v", res, err)
 	}
 	var schema string
-	_ = db.view(func(tx *bbolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey))); return nil })
+	_ = db.view(func(tx *bbolt.Tx) error {
+		schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey)))
+		return nil
+	})
 	if schema != schemaVersion {
 		t.Errorf("schema %q after opening, want %q", schema, schemaVersion)
 	}

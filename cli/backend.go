@@ -17,11 +17,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/receiver"
-	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // Env is the command's environment.

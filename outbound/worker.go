@@ -13,9 +13,9 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/bolt"
 )
 
 // Sender sends one delivery to one downstream system. A nil error means the

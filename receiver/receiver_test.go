@@ -10,12 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/mapping"
-	"github.com/statusbridge/statusbridge/bolt"
 )
 
 const (
