@@ -57,6 +57,9 @@ func (db *DB) ingestTx(tx *bbolt.Tx, in bridge.Incoming, stored []byte, dec brid
 	}
 	if in.Invalid != "" {
 		ev.State, ev.Error = bridge.EventInvalid, in.Invalid
+		if err := countEvent(tx, eventCount{}, eventCountOf(ev)); err != nil {
+			return err
+		}
 	} else {
 		d, created, err := decideTx(tx, ev, in.Update, dec, bridge.DecideOptions{}, in.ReceivedAt)
 		if err != nil {
@@ -116,8 +119,12 @@ func decideTx(tx *bbolt.Tx, ev *bridge.Event, dev *digishare.Update, dec bridge.
 // applyTx records decision d on ev, creates its deliveries and advances the
 // order's state.
 func applyTx(tx *bbolt.Tx, ev *bridge.Event, st bridge.OrderState, d bridge.Decision, force bool, now time.Time) ([]bridge.Delivery, error) {
+	was := eventCountOf(ev) // zero for a new event
 	ev.State, ev.OrderID = d.Outcome, d.OrderID
 	ev.Decisions = append(ev.Decisions, d)
+	if err := countEvent(tx, was, eventCountOf(ev)); err != nil {
+		return nil, err
+	}
 	if d.Outcome != bridge.EventDispatched && d.Outcome != bridge.EventUnchanged {
 		return nil, nil
 	}
@@ -143,6 +150,9 @@ func applyTx(tx *bbolt.Tx, ev *bridge.Event, st bridge.OrderState, d bridge.Deci
 			}
 			if err := putRecord(tx.Bucket(bucketDeliveries), id[:], &del); err != nil {
 				return nil, fmt.Errorf("store: put delivery %s: %w", del.ID, err)
+			}
+			if err := countDelivery(tx, del.Target, id[:], "", del.State); err != nil {
+				return nil, err
 			}
 			st.Targets[p.Target] = bridge.TargetState{Status: p.Status, DeliveryID: del.ID}
 			ev.DeliveryIDs = append(ev.DeliveryIDs, del.ID)

@@ -96,6 +96,9 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 		if !found {
 			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 		}
+		if err := countDelivery(tx, d.Target, key, d.State, o.State); err != nil {
+			return err
+		}
 		if o.Attempt != nil {
 			d.Attempts = append(d.Attempts, *o.Attempt)
 		}

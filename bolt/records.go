@@ -186,7 +186,8 @@ func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
 			if (!f.Until.IsZero() && !ev.ReceivedAt.Before(f.Until)) ||
 				(f.State != "" && string(ev.State) != f.State) ||
 				(f.OrderID != "" && ev.OrderID != f.OrderID) ||
-				(f.TicketID != "" && ev.TicketID != f.TicketID) {
+				(f.TicketID != "" && ev.TicketID != f.TicketID) ||
+				(f.StatusID != "" && lastStatusID(&ev) != f.StatusID) {
 				return false, false, nil
 			}
 			out = append(out, ev)

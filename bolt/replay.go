@@ -281,6 +281,9 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*bridge.Delivery, error) 
 		if err := tx.Bucket(bucketPending).Put(nid[:], nil); err != nil {
 			return err
 		}
+		if err := countDelivery(tx, out.Target, nid[:], "", bridge.Pending); err != nil {
+			return err
+		}
 		ts := st.Targets[old.Target]
 		ts.DeliveryID = out.ID
 		st.Targets[old.Target] = ts

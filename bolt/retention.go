@@ -83,6 +83,9 @@ func pendingAny(tx *bbolt.Tx, ids []string) bool {
 }
 
 func deleteEventTx(tx *bbolt.Tx, key []byte, ev *bridge.Event) error {
+	if err := uncountEventTx(tx, ev); err != nil {
+		return err
+	}
 	for _, id := range ev.DeliveryIDs {
 		if k, err := idKey(id); err == nil {
 			if err := tx.Bucket(bucketDeliveries).Delete(k); err != nil {

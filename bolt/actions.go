@@ -1,0 +1,90 @@
+package bolt
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// bucketActions holds the last operator actions (see bridge.Action): action
+// id (16-byte UUIDv7) → JSON, capped at maxActions.
+var bucketActions = []byte("actions")
+
+// maxActions is how many recorded actions are kept.
+var maxActions = 200
+
+// RecordAction stores an operator action, giving it an id, and forgets the
+// oldest beyond the last maxActions.
+func (db *DB) RecordAction(a bridge.Action) error {
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	a.ID = id.String()
+	raw, err := json.Marshal(&a)
+	if err != nil {
+		return fmt.Errorf("store: encode action: %w", err)
+	}
+	err = db.submit(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketActions)
+		if err := b.Put(id[:], raw); err != nil {
+			return err
+		}
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			keys = append(keys, k)
+		}
+		for _, k := range keys[:max(0, len(keys)-maxActions)] {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, false, false)
+	if err != nil {
+		return fmt.Errorf("store: record action: %w", err)
+	}
+	return nil
+}
+
+// Actions returns up to limit recorded actions, newest first.
+func (db *DB) Actions(limit int) ([]bridge.Action, error) {
+	out := []bridge.Action{}
+	err := db.view(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketActions)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var a bridge.Action
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("store: decode action %s: %w", idString(k), err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read actions: %w", err)
+	}
+	return out, nil
+}
+
+// OrderState returns an order's last applied state, each target's last
+// delivery marked live or not (a zero state for an unknown order).
+func (db *DB) OrderState(orderID string) (bridge.OrderState, error) {
+	var st bridge.OrderState
+	err := db.view(func(tx *bbolt.Tx) error {
+		var err error
+		st, err = orderStateTx(tx, orderID)
+		return err
+	})
+	if err != nil {
+		return bridge.OrderState{}, fmt.Errorf("store: read order %s: %w", orderID, err)
+	}
+	return st, nil
+}
