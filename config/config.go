@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -32,6 +33,7 @@ type Config struct {
 	Delivery Delivery `yaml:"delivery"`
 	Mapping  Mapping  `yaml:"mapping"`
 	Admin    Admin    `yaml:"admin"`
+	Server   Server   `yaml:"server"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`
@@ -48,6 +50,14 @@ type Log struct {
 // Admin configures the admin API under /admin.
 type Admin struct {
 	Token string `yaml:"token"` // empty = admin API disabled (its routes answer 404)
+}
+
+// Server configures how requests are read.
+type Server struct {
+	// TrustedProxies lists the CIDRs of reverse proxies whose
+	// X-Forwarded-For and X-Forwarded-Proto are believed (default none: the
+	// client is the connection's address).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Store locates the bbolt file.
@@ -360,6 +370,11 @@ func (d *decoder) validate(c *Config) {
 		d.fail("order_id.from", fmt.Sprintf("%q is not external_id, ticket_number or campaign_data.<key>", from))
 	}
 	d.validateTargets(&c.Targets)
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
+			d.fail(fmt.Sprintf("server.trusted_proxies[%d]", i), fmt.Sprintf("%q is not a CIDR (e.g. 10.0.0.0/8 or 192.0.2.7/32)", p))
+		}
+	}
 	if c.Delivery.MaxAttempts < 1 || c.Delivery.MaxAttempts > 1000 {
 		d.fail("delivery.max_attempts", "must be between 1 and 1000")
 	}

@@ -446,8 +446,20 @@ func TestCircuitBreakerPausesTarget(t *testing.T) {
 	cooldown := 400 * time.Millisecond
 	h.start(Policy{Initial: time.Millisecond, Max: time.Millisecond, MaxAttempts: 3, Concurrency: 1,
 		Targets: map[string]TargetPolicy{"expertsender": {BreakerFailures: 2, BreakerCooldown: cooldown}}})
+	if hl := h.w.Health()["expertsender"]; hl.Breaker != "closed" {
+		t.Errorf("breaker before any attempt: %+v, want closed", hl)
+	}
 	res := h.ingest("t1", "1", confirmed, "")
 	h.waitDelivery(res.Deliveries[0].ID, bridge.Dead)
+	// The scheduler publishes the breaker once it has taken the third
+	// attempt's record, just after the store has it.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.w.Health()["expertsender"].Failures < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // poll pace
+	}
+	if hl := h.w.Health()["expertsender"]; hl.Failures != 3 || (hl.Breaker != "open" && hl.Breaker != "half_open") || hl.OpenUntil.IsZero() {
+		t.Errorf("breaker after three failures: %+v, want open (or half-open once the cool-down passed)", hl)
+	}
 	reqs := es.Requests()
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want 3", len(reqs))

@@ -113,6 +113,7 @@ type Worker struct {
 
 	mu       sync.Mutex
 	inFlight map[string]bool
+	breakers map[string]breaker // published by the scheduler (breakers.go)
 
 	// Attempt records committed (or failed) since the scheduler last looked:
 	// filled by the committer's callbacks, which must never block.
@@ -580,6 +581,7 @@ func (s *scheduler) health(name string, ts *targetState, r result) {
 	if r.aborted || r.failed || ts.pol.BreakerFailures == 0 {
 		return
 	}
+	defer s.w.publishBreaker(name, ts)
 	if !r.retryable {
 		if ts.failures >= ts.pol.BreakerFailures {
 			s.w.log.Info("circuit closed", "target", name)
