@@ -94,7 +94,9 @@ func (m *Mapping) Reload() (Result, error) {
 	defer m.mu.Unlock()
 	old := m.cur.Load()
 	res, next, err := m.candidate(old)
-	defer func() { m.last.Store(&Outcome{At: time.Now().UTC(), Version: m.Current().Version(), Result: res, Err: err}) }()
+	defer func() {
+		m.last.Store(&Outcome{At: time.Now().UTC(), Version: m.Current().Version(), Result: res, Err: err})
+	}()
 	if err != nil {
 		m.obs.Reload(false)
 		m.log.Error("mapping reload refused; the running mapping stays", "version", old.table.Version(), "err", err)
