@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
-	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/live"
@@ -281,6 +281,11 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	senders, policy := outbound.Build(cfg)
 	worker := outbound.NewWorker(db, senders, policy, log)
 	worker.Observe(met)
+	proxies, err := admin.ParseProxies(cfg.Server.TrustedProxies)
+	if err != nil {
+		return err // config validation already refused anything this refuses
+	}
+	svc := admin.New(admin.Options{Store: db, Mapping: maps, InFlight: worker.InFlight, Health: worker.Health, Log: log})
 	srv := receiver.New(db, receiver.Options{
 		WebhookPath:     cfg.Webhook.Path,
 		Token:           cfg.Webhook.Token,
@@ -289,16 +294,11 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		MappingLoadedAt: maps.LoadedAt,
 		Ready:           db.Ping,
 		AdminToken:      cfg.Admin.Token,
-		Admin:           db,
-		InFlight:        worker.InFlight,
+		Admin:           svc,
+		Proxies:         proxies,
 		Observer:        met,
 		Metrics:         met.Handler(),
-		Reload:          func() (any, error) { return maps.Reload() },
-		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
-			return db.Replay(sel, maps.Current(), opt, time.Now())
-		},
-		Retry: func(id string) (*bridge.Delivery, error) { return db.RetryDelivery(id, time.Now()) },
-		Log:   log,
+		Log:             log,
 	})
 
 	bg, stopBackground := context.WithCancel(context.Background())
@@ -314,6 +314,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	background(func() {
 		db.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
 	})
+	background(func() { svc.RunJobs(bg) }) // bulk jobs run where deliveries are sent
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -90,12 +90,15 @@ func (p Proxies) HTTPS(r *http.Request) bool {
 // Guard checks the admin token, for the admin API's Bearer check and the
 // console's login alike, and slows down an address that keeps getting it
 // wrong: after Limit wrong tokens within Window, that address is refused
-// without a comparison until the oldest of them is older than Window.
+// without a comparison until the oldest of them is older than Window. A
+// missing token is not a wrong one.
 type Guard struct {
-	token  []byte
-	limit  int
-	window time.Duration
-	now    func() time.Time
+	// Limit and Window: 5 wrong tokens a minute unless set before use.
+	Limit  int
+	Window time.Duration
+
+	token []byte
+	now   func() time.Time
 
 	mu    sync.Mutex
 	fails map[string][]time.Time // address → times of its recent wrong tokens
@@ -103,7 +106,7 @@ type Guard struct {
 
 // NewGuard guards token: 5 wrong tokens a minute per address.
 func NewGuard(token string) *Guard {
-	return &Guard{token: []byte(token), limit: 5, window: time.Minute, now: time.Now, fails: map[string][]time.Time{}}
+	return &Guard{Limit: 5, Window: time.Minute, token: []byte(token), now: time.Now, fails: map[string][]time.Time{}}
 }
 
 // maxTracked bounds the addresses remembered; past it, stale ones are dropped.
@@ -116,11 +119,14 @@ func (g *Guard) Check(addr, got string) (ok bool, wait time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	recent := g.recent(addr, now)
-	if len(recent) >= g.limit {
-		return false, recent[len(recent)-g.limit].Add(g.window).Sub(now)
+	if len(recent) >= g.Limit {
+		return false, recent[len(recent)-g.Limit].Add(g.Window).Sub(now)
 	}
 	if len(g.token) > 0 && subtle.ConstantTimeCompare([]byte(got), g.token) == 1 {
 		return true, 0
+	}
+	if got == "" {
+		return false, 0
 	}
 	if len(g.fails) >= maxTracked {
 		for a := range g.fails {
@@ -137,7 +143,7 @@ func (g *Guard) Check(addr, got string) (ok bool, wait time.Duration) {
 func (g *Guard) recent(addr string, now time.Time) []time.Time {
 	times := g.fails[addr]
 	i := 0
-	for i < len(times) && now.Sub(times[i]) >= g.window {
+	for i < len(times) && now.Sub(times[i]) >= g.Window {
 		i++
 	}
 	if i == len(times) {

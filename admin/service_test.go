@@ -457,6 +457,11 @@ func TestGuardSlowsDownWrongTokens(t *testing.T) {
 	if ok, _ := NewGuard("").Check("a", ""); ok {
 		t.Error("an empty token was accepted")
 	}
+	for range 10 {
+		if _, wait := g.Check("c", ""); wait != 0 {
+			t.Fatal("a missing token counted as a wrong one")
+		}
+	}
 }
 
 func TestProxies(t *testing.T) {

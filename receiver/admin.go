@@ -1,20 +1,17 @@
 package receiver
 
 import (
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/statusbridge/statusbridge/bolt"
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
@@ -25,15 +22,6 @@ import (
 //
 //go:embed openapi.json
 var openapiDoc []byte
-
-// AdminStore is what the admin API reads: *bolt.DB implements it.
-type AdminStore interface {
-	EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error)
-	Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error)
-	ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
-}
-
-var _ AdminStore = (*bolt.DB)(nil)
 
 // routeAdmin mounts /admin. Without a token every admin route answers 404
 // (start-up says why): an admin API must never run unauthenticated.
@@ -52,16 +40,30 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.POST("/mapping/reload", s.adminReload)
 	g.POST("/replay", s.adminReplay)
 	g.POST("/deliveries/:id/retry", s.adminRetry)
+	g.POST("/jobs", s.adminCreateJob)
+	g.GET("/jobs", s.adminJobs)
+	g.GET("/jobs/:id", s.adminJob)
 	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openapiDoc) })
 	g.Any("/*", func(echo.Context) error { return &apiError{code: http.StatusNotFound, msg: "no such admin route"} })
 }
 
-// adminAuth requires Authorization: Bearer <admin.token>, compared in constant time.
+// adminAuth requires Authorization: Bearer <admin.token>, compared in
+// constant time; an address with five wrong tokens in a minute gets 429
+// until the oldest of them is a minute old (admin.Guard, shared with the
+// console's login).
 func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
-	want := []byte(s.opt.AdminToken)
 	return func(c echo.Context) error {
-		scheme, got, ok := strings.Cut(c.Request().Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
+		scheme, got, found := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		if !found || !strings.EqualFold(scheme, "Bearer") {
+			got = ""
+		}
+		ok, wait := s.opt.Guard.Check(c.RealIP(), strings.TrimSpace(got))
+		if wait > 0 {
+			s.log.Warn("admin request refused: too many wrong tokens from this address", "path", c.Request().URL.Path, "remote", c.RealIP())
+			return &apiError{code: http.StatusTooManyRequests, msg: "too many wrong tokens; try again later",
+				retryAfter: strconv.Itoa(int(wait.Seconds()) + 1)}
+		}
+		if !ok {
 			s.log.Warn("admin request refused: wrong or missing token", "path", c.Request().URL.Path, "remote", c.RealIP())
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge admin"`)
 			return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
@@ -95,21 +97,10 @@ func parseLimit(v string) (int, error) {
 	return n, nil
 }
 
-var eventStates = map[string]bool{}
-
-func init() {
-	for _, o := range []bridge.EventState{bridge.EventInvalid, bridge.EventNoStatusChange, bridge.EventIgnored, bridge.EventUnmapped,
-		bridge.EventNoOrderID, bridge.EventNoAction, bridge.EventSuperseded, bridge.EventUnchanged, bridge.EventDispatched} {
-		eventStates[string(o)] = true
-	}
-}
-
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
-	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor")}
-	if f.State != "" && !eventStates[f.State] {
-		return badRequest("state: unknown event state " + strconv.Quote(f.State))
-	}
+	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"),
+		StatusID: q.Get("status_id"), Cursor: q.Get("cursor")}
 	var err error
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
 		return err
@@ -120,32 +111,15 @@ func (s *Server) adminEvents(c echo.Context) error {
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	rows, next, err := s.opt.Admin.EventSummaries(f, s.opt.InFlight)
-	if errors.Is(err, bridge.ErrNotFound) {
-		return badRequest("cursor: not a cursor from a previous page")
-	}
+	rows, next, err := s.opt.Admin.Events(f)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": rows, "next_cursor": next})
 }
 
-// overlay marks deliveries being sent right now as in_flight (that state is
-// never written to disk).
-func (s *Server) overlay(ds []bridge.Delivery) []bridge.Delivery {
-	if s.opt.InFlight == nil {
-		return ds
-	}
-	for i := range ds {
-		if ds[i].State == bridge.Pending && s.opt.InFlight(ds[i].ID) {
-			ds[i].State = bridge.InFlight
-		}
-	}
-	return ds
-}
-
 func (s *Server) adminEvent(c echo.Context) error {
-	d, err := s.opt.Admin.Detail(c.Param("id"), s.opt.InFlight)
+	d, err := s.opt.Admin.Event(c.Param("id"))
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
@@ -155,38 +129,16 @@ func (s *Server) adminEvent(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
-var deliveryStates = map[string]bool{"pending": true, "in_flight": true, "done": true, "dead": true, "skipped": true, "superseded": true}
-
 func (s *Server) adminDeliveries(c echo.Context) error {
 	q := c.QueryParams()
 	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), Cursor: q.Get("cursor")}
-	if f.State != "" && !deliveryStates[f.State] {
-		return badRequest("state: one of pending, in_flight, done, dead, skipped, superseded")
-	}
-	inFlightOnly := f.State == string(bridge.InFlight)
-	if inFlightOnly {
-		f.State = string(bridge.Pending) // in_flight is pending on disk
-	}
 	var err error
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	ds, next, err := s.opt.Admin.ListDeliveries(f)
-	if errors.Is(err, bridge.ErrNotFound) {
-		return badRequest("cursor: not a cursor from a previous page")
-	}
+	ds, next, err := s.opt.Admin.Deliveries(f)
 	if err != nil {
 		return err
-	}
-	ds = s.overlay(ds)
-	if inFlightOnly {
-		kept := ds[:0]
-		for _, d := range ds {
-			if d.State == bridge.InFlight {
-				kept = append(kept, d)
-			}
-		}
-		ds = kept
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds, "next_cursor": next})
 }
@@ -213,14 +165,9 @@ type ReplayRequest struct {
 }
 
 func (s *Server) adminReplay(c echo.Context) error {
-	if s.opt.Replay == nil {
-		return &apiError{code: http.StatusNotFound, msg: "replay is not available"}
-	}
 	var req ReplayRequest
-	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return badRequest("body: " + err.Error())
+	if err := decodeBody(c, &req); err != nil {
+		return err
 	}
 	sel := bridge.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
 	var err error
@@ -230,58 +177,84 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if sel.Until, err = parseTime("until", req.Until); err != nil {
 		return err
 	}
-	if sel.State != "" && !eventStates[sel.State] {
-		return badRequest("state: unknown event state " + strconv.Quote(sel.State))
-	}
-	if req.Dead && (len(req.EventIDs) > 0 || req.OrderID != "" || req.Since != "" || req.Until != "" || req.State != "") {
-		return badRequest("dead selects deliveries: use it alone (with targets)")
-	}
-	known := s.opt.Mapping().Targets()
-	for _, t := range req.Targets {
-		if !slices.Contains(known, t) {
-			return badRequest(fmt.Sprintf("targets: %q is not a configured target (%s)", t, strings.Join(known, ", ")))
-		}
-	}
-	sum, err := s.opt.Replay(sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
-	if errors.Is(err, bridge.ErrNoSelector) {
-		return badRequest("select events with event_ids, order_id, since/until or state, or deliveries with dead")
-	}
+	sum, err := s.opt.Admin.Replay(c.RealIP(), sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
 	if err != nil {
 		return err
 	}
-	s.log.Info("replay", "matched", sum.Matched, "dispatched", sum.Dispatched, "superseded", sum.Superseded,
-		"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "dry_run", sum.DryRun, "force", req.Force)
 	return c.JSON(http.StatusOK, sum)
 }
 
 func (s *Server) adminRetry(c echo.Context) error {
-	if s.opt.Retry == nil {
-		return &apiError{code: http.StatusNotFound, msg: "retry is not available"}
-	}
-	d, err := s.opt.Retry(c.Param("id"))
+	d, err := s.opt.Admin.Retry(c.RealIP(), c.Param("id"))
 	switch {
 	case errors.Is(err, bridge.ErrNotFound):
 		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
 	case errors.Is(err, bridge.ErrConflict):
-		return &apiError{code: http.StatusConflict, msg: err.Error()}
+		return &apiError{code: http.StatusConflict, msg: admin.UserMessage(err)}
 	case err != nil:
 		return err
 	}
-	s.log.Info("delivery retry queued", "delivery_id", d.ID, "retry_of", c.Param("id"), "order_id", d.OrderID, "target", d.Target)
 	return c.JSON(http.StatusOK, map[string]any{"delivery": d})
 }
 
 func (s *Server) adminReload(c echo.Context) error {
-	if s.opt.Reload == nil {
-		return &apiError{code: http.StatusNotFound, msg: "reload is not available"}
-	}
-	res, err := s.opt.Reload()
+	res, err := s.opt.Admin.Reload(c.RealIP())
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
 		return c.JSON(http.StatusUnprocessableEntity, map[string]any{"errors": ce.Problems})
 	case err != nil:
-		return &apiError{code: http.StatusConflict, msg: err.Error()}
+		return &apiError{code: http.StatusConflict, msg: admin.UserMessage(err)}
 	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// decodeBody reads a JSON request body of at most 1 MiB, refusing unknown fields.
+func decodeBody(c echo.Context, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body: " + err.Error())
+	}
+	return nil
+}
+
+// adminCreateJob starts a bulk job (POST /admin/jobs): 201 with the job, or
+// with dry_run 200 with what it would do.
+func (s *Server) adminCreateJob(c echo.Context) error {
+	var req admin.JobRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.DryRun {
+		p, err := s.opt.Admin.PreviewRetry(req)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"dry_run": true, "preview": p})
+	}
+	j, err := s.opt.Admin.CreateJob(c.RealIP(), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]any{"job": j})
+}
+
+func (s *Server) adminJobs(c echo.Context) error {
+	jobs, err := s.opt.Admin.Jobs(100)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"jobs": jobs})
+}
+
+func (s *Server) adminJob(c echo.Context) error {
+	j, err := s.opt.Admin.Job(c.Param("id"))
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such job"}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"job": j})
 }

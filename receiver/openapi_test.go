@@ -32,7 +32,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented[strings.ToUpper(method)+" "+path] = true
 		}
 	}
-	s := New(nil, Options{WebhookPath: hookPath, AdminToken: "x", Admin: e.db})
+	s := New(nil, Options{WebhookPath: hookPath, AdminToken: "x", Admin: e.server.opt.Admin})
 	param := regexp.MustCompile(`:([a-z_]+)`)
 	registered := map[string]bool{}
 	for _, r := range s.e.Routes() {

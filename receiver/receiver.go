@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
@@ -56,19 +57,19 @@ type Options struct {
 	Ready func() error
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
-	Admin      AdminStore
-	// InFlight reports whether a delivery is being sent right now.
-	InFlight func(id string) bool
+	// Admin is the admin service behind /admin (and the console).
+	Admin *admin.Service
+	// Guard checks the admin token (nil: one is made from AdminToken).
+	Guard *admin.Guard
+	// Proxies are the trusted reverse proxies: the client address of logs
+	// and of the token check's slow-down is read through them.
+	Proxies admin.Proxies
+	// Console, when set with AdminToken, is served at /ui/ and / redirects there.
+	Console http.Handler
 	// Observer is told webhook outcomes (nil: nobody).
 	Observer Observer
 	// Metrics, when set, is served at GET /metrics (no token needed).
 	Metrics http.Handler
-	// Reload reloads the mapping (POST /admin/mapping/reload); nil: 404.
-	Reload func() (any, error)
-	// Replay and Retry run operator replays (POST /admin/replay and
-	// POST /admin/deliveries/{id}/retry).
-	Replay func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error)
-	Retry  func(id string) (*bridge.Delivery, error)
 	// MappingLoadedAt says when the mapping in force was loaded.
 	MappingLoadedAt func() time.Time
 	Log             *slog.Logger
@@ -108,9 +109,13 @@ func New(in Ingester, opt Options) *Server {
 		started := opt.Now().UTC()
 		opt.MappingLoadedAt = func() time.Time { return started }
 	}
+	if opt.Guard == nil {
+		opt.Guard = admin.NewGuard(opt.AdminToken)
+	}
 	s := &Server{opt: opt, in: in, log: opt.Log}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = opt.Proxies.ClientIP
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -132,6 +137,7 @@ func New(in Ingester, opt Options) *Server {
 		e.GET("/metrics", echo.WrapHandler(opt.Metrics))
 	}
 	s.routeAdmin(e)
+	s.routeConsole(e)
 	s.e = e
 	s.http = &http.Server{
 		Handler:           e,
@@ -183,7 +189,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	var ae *apiError
 	var he *echo.HTTPError
+	var ie *admin.InputError
 	switch {
+	case errors.As(err, &ie):
+		code, msg = http.StatusBadRequest, ie.Msg
 	case errors.As(err, &ae):
 		code, msg = ae.code, ae.msg
 		if ae.retryAfter != "" {

@@ -10,12 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/logging"
-	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/live"
 )
 
 const (
@@ -32,7 +33,11 @@ type env struct {
 	server *Server
 }
 
-func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
+type noReloads struct{}
+
+func (noReloads) Reload(bool) {}
+
+func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options, *admin.Options)) *env {
 	t.Helper()
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "sb.db"), bolt.Options{})
 	if err != nil {
@@ -47,21 +52,23 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := mapping.New(cfg)
 	logs := &fake.LogBuffer{}
+	log := logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok, adminToken}})
+	maps := live.New(cfg, nil, log, noReloads{})
 	if in == nil {
 		in = db
 	}
 	o := Options{
 		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
-		Mapping: func() *mapping.Table { return table },
+		Mapping: maps.Current,
 		Ready:   db.Ping,
-		Admin:   db,
-		Log:     logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}}),
+		Log:     log,
 	}
+	adm := admin.Options{Store: db, Mapping: maps, Log: log}
 	for _, f := range opts {
-		f(&o)
+		f(&o, &adm)
 	}
+	o.Admin = admin.New(adm)
 	s := New(in, o)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
@@ -357,7 +364,7 @@ func TestOneLogLinePerEvent(t *testing.T) {
 	}
 
 	warnOnly := &fake.LogBuffer{}
-	q := newEnv(t, "", nil, func(o *Options) {
+	q := newEnv(t, "", nil, func(o *Options, _ *admin.Options) {
 		o.Log = logging.New(warnOnly, logging.Options{Format: "json", Level: "warn"})
 	})
 	q.post(hookPath, payload("a2"), nil)
