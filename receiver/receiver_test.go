@@ -15,8 +15,8 @@ import (
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/live"
+	"github.com/statusbridge/statusbridge/logging"
 )
 
 const (
