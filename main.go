@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -24,6 +25,7 @@ import (
 	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/console"
 	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -286,6 +288,15 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		return err // config validation already refused anything this refuses
 	}
 	svc := admin.New(admin.Options{Store: db, Mapping: maps, InFlight: worker.InFlight, Health: worker.Health, Log: log})
+	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
+	var ui http.Handler
+	if cfg.Admin.Token != "" {
+		c, err := console.New(svc, console.Options{Token: cfg.Admin.Token, Guard: guard, Proxies: proxies, Log: log})
+		if err != nil {
+			return err
+		}
+		ui = c
+	}
 	srv := receiver.New(db, receiver.Options{
 		WebhookPath:     cfg.Webhook.Path,
 		Token:           cfg.Webhook.Token,
@@ -295,7 +306,9 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		Ready:           db.Ping,
 		AdminToken:      cfg.Admin.Token,
 		Admin:           svc,
+		Guard:           guard,
 		Proxies:         proxies,
+		Console:         ui,
 		Observer:        met,
 		Metrics:         met.Handler(),
 		Log:             log,
@@ -381,7 +394,7 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 		}
 	}
 	if cfg.Admin.Token == "" {
-		log.Warn("admin.token is empty: the admin API (/admin) is disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable it")
+		log.Warn("admin.token is empty: the admin API (/admin) and the console (/ui/) are disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable them")
 	}
 	if len(cfg.Mapping.Statuses) == 0 {
 		log.Warn("mapping.statuses is empty: every status change is held as unmapped")
