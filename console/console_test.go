@@ -1,7 +1,6 @@
 package console
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -228,5 +227,4 @@ func TestEveryPageRenders(t *testing.T) {
 	if p := c.get("/ui/static/app.js"); p.code != 200 || !strings.Contains(p.hdr.Get("Content-Type"), "javascript") {
 		t.Errorf("app.js: %d %v", p.code, p.hdr)
 	}
-	fmt.Sprint()
 }
