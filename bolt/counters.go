@@ -28,6 +28,9 @@ var (
 	// bucketPendingByTarget indexes unfinished deliveries by target (target +
 	// 0x00 + delivery id → nothing): the first key of a target is its oldest.
 	bucketPendingByTarget = []byte("pending_by_target")
+	// bucketOrderEvents indexes events by order id (order id + 0x00 + event
+	// id → nothing), so an order's events are found without a scan.
+	bucketOrderEvents = []byte("order_events")
 )
 
 const (
@@ -36,8 +39,9 @@ const (
 	// counterHorizon is how long time buckets are kept: an event received
 	// earlier changes only the status id counters.
 	counterHorizon = 48 * time.Hour
-	// metaCountersKey is set in meta once the counters were built.
-	metaCountersKey = "counters"
+	// metaCountersKey is set in meta once the counters and the indexes of
+	// this file were built.
+	metaCountersKey = "console_indexes"
 )
 
 // initConsole creates the console's buckets and, the first time, builds the
@@ -54,7 +58,7 @@ func initConsole(bdb *bbolt.DB, log *slog.Logger) error {
 			return nil
 		}
 		t0 := time.Now()
-		for _, b := range [][]byte{bucketCounters, bucketPendingByTarget} {
+		for _, b := range [][]byte{bucketCounters, bucketPendingByTarget, bucketOrderEvents} {
 			if tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
 					return fmt.Errorf("store: reset bucket %s: %w", b, err)
@@ -95,16 +99,30 @@ func initConsole(bdb *bbolt.DB, log *slog.Logger) error {
 	})
 }
 
-// eventCount is what the counters know of an event; the zero value is no
-// event (before it is stored, after it is deleted).
+// eventCount is what the counters and the order index know of an event;
+// the zero value is no event (before it is stored, after it is deleted).
 type eventCount struct {
+	id         string
 	state      bridge.EventState
 	statusID   string
+	orderID    string
 	receivedAt time.Time
 }
 
 func eventCountOf(ev *bridge.Event) eventCount {
-	return eventCount{state: ev.State, statusID: lastStatusID(ev), receivedAt: ev.ReceivedAt}
+	return eventCount{id: ev.ID, state: ev.State, statusID: lastStatusID(ev), orderID: ev.OrderID, receivedAt: ev.ReceivedAt}
+}
+
+// orderKey is an event's key in the order index (nil: not indexed).
+func (c eventCount) orderKey() []byte {
+	if c.state == "" || c.orderID == "" {
+		return nil
+	}
+	k, err := idKey(c.id)
+	if err != nil {
+		return nil
+	}
+	return append(append([]byte(c.orderID), 0), k...)
 }
 
 // lastStatusID is the status id of the event's last decision ("" without one).
@@ -115,10 +133,24 @@ func lastStatusID(ev *bridge.Event) string {
 	return ""
 }
 
-// countEvent moves one event from the counters of from to those of to.
+// countEvent moves one event from the counters (and the order index) of
+// from to those of to.
 func countEvent(tx *bbolt.Tx, from, to eventCount) error {
-	if from.state == to.state && from.statusID == to.statusID && from.receivedAt.Equal(to.receivedAt) {
+	if from.state == to.state && from.statusID == to.statusID && from.orderID == to.orderID && from.receivedAt.Equal(to.receivedAt) {
 		return nil
+	}
+	if fk, tk := from.orderKey(), to.orderKey(); !bytes.Equal(fk, tk) {
+		idx := tx.Bucket(bucketOrderEvents)
+		if fk != nil {
+			if err := idx.Delete(fk); err != nil {
+				return err
+			}
+		}
+		if tk != nil {
+			if err := idx.Put(tk, nil); err != nil {
+				return err
+			}
+		}
 	}
 	b := tx.Bucket(bucketCounters)
 	cutoff := time.Now().Add(-counterHorizon)

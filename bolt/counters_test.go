@@ -144,6 +144,9 @@ func TestCountersFollowEveryStateChange(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	check("after rebuilding")
+	if got, want := orderEvents(t, db, bridge.EventFilter{OrderID: "1"}), scanOrder(t, db, "1", func(*bridge.Event) bool { return true }); len(want) != 1 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("order index after rebuilding: %v, want %v", got, want)
+	}
 }
 
 func TestTimeBucketsArePruned(t *testing.T) {
@@ -232,4 +235,79 @@ func TestOrderStateAndStatusFilter(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].ID != r.EventID {
 		t.Errorf("status filter = %v, %v", evs, err)
 	}
+}
+
+// orderEvents lists an order's events page by page (limit 2) through the index.
+func orderEvents(t *testing.T, db *DB, f bridge.EventFilter) []string {
+	t.Helper()
+	var ids []string
+	f.Limit = 2
+	for {
+		evs, next, err := db.ListEvents(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			ids = append(ids, ev.ID)
+		}
+		if next == "" {
+			return ids
+		}
+		f.Cursor = next
+	}
+}
+
+// scanOrder is what the index must find: every event of the order, newest first.
+func scanOrder(t *testing.T, db *DB, order string, keep func(*bridge.Event) bool) []string {
+	t.Helper()
+	var ids []string
+	if err := db.eachEvent(bridge.EventFilter{}, func(ev *bridge.Event) {
+		if ev.OrderID == order && keep(ev) {
+			ids = append(ids, ev.ID)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func TestOrderIndex(t *testing.T) {
+	db, path := openTemp(t)
+	tb := testTable(t, "k")
+	now := time.Now()
+	old := ingestAt(t, db, tb, "old", "7", confirmed, "", now.Add(-100*24*time.Hour))
+	if err := db.Record(old.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, now); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 9 {
+		status := confirmed
+		if i%3 == 0 {
+			status = "x9q3wrlv0m7vzea8"
+		}
+		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(7+i%2), status, fmt.Sprintf("2026-01-13 10:00:0%d", i), now.Add(time.Duration(i)*time.Second))
+	}
+	all := func(*bridge.Event) bool { return true }
+	check := func(what string) {
+		t.Helper()
+		for _, order := range []string{"7", "8", "9"} {
+			got, want := orderEvents(t, db, bridge.EventFilter{OrderID: order}), scanOrder(t, db, order, all)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s: order %s: index %v, scan %v", what, order, got, want)
+			}
+		}
+		got := orderEvents(t, db, bridge.EventFilter{OrderID: "7", State: "unchanged"})
+		want := scanOrder(t, db, "7", func(ev *bridge.Event) bool { return ev.State == "unchanged" })
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: order 7 unchanged: index %v, scan %v", what, got, want)
+		}
+	}
+	check("after ingest")
+	if len(scanOrder(t, db, "7", all)) != 6 {
+		t.Fatalf("fixture: %d events of order 7", len(scanOrder(t, db, "7", all)))
+	}
+	if _, err := db.Sweep(now.Add(-90 * 24 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("after retention")
+	_ = path
 }

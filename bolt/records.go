@@ -167,6 +167,9 @@ func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if f.OrderID != "" && db.hasOrderIndex() {
+		return db.listOrderEvents(f, limit, start)
+	}
 	f.Limit = limit
 	out := []bridge.Event{} // an empty page is [], not null
 	var next string
