@@ -101,13 +101,17 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 }
 
 // js evaluates an expression in the page (awaiting a promise).
-func js[T any](expr string) chromedp.Action[T] { return chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise) }
+func js[T any](expr string) chromedp.Action[T] {
+	return chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise)
+}
 
 // text is the text of the first element a CSS selector matches.
 func text(sel string) chromedp.Action[string] { return chromedp.Text(chromedp.CSS(sel)) }
 
 // visible waits for an element a CSS selector matches to be visible.
-func visible(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+func visible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(sel))
+}
 
 // andLoad runs trigger (a click or a submit that opens a page) and waits
 // for that page's load event.
