@@ -228,3 +228,73 @@ func TestEveryPageRenders(t *testing.T) {
 		t.Errorf("app.js: %d %v", p.code, p.hdr)
 	}
 }
+
+func TestReplayDryRunFirstThenForReal(t *testing.T) {
+	e := newEnv(t)
+	r := e.ingest(fake.Update{TicketID: "t1", OrderID: "42", StatusID: confirmed, DateStatus: "2026-01-13 10:00:00"}.Payload())
+	c := e.client()
+	tok := c.login()
+	path := "/ui/events/" + r.EventID + "/replay"
+	// Not forced: the order already has this status, so nothing would be sent.
+	p := c.do(http.MethodPost, path, url.Values{"csrf": {tok}}, nil)
+	if p.code != 200 || !strings.Contains(p.body, "Replay: dry run") || !strings.Contains(p.body, "1 unchanged") || !strings.Contains(p.body, "It would send nothing") {
+		t.Fatalf("dry run: %d\n%s", p.code, p.body)
+	}
+	p = c.do(http.MethodPost, path, url.Values{"csrf": {tok}, "force": {"1"}}, nil)
+	if !strings.Contains(p.body, "1 dispatched") || !strings.Contains(p.body, "send 1 request(s)") || !strings.Contains(p.body, `name="confirm" value="1"`) {
+		t.Fatalf("forced dry run:\n%s", p.body)
+	}
+	if st, _ := e.db.Stats(); st.Deliveries != 1 {
+		t.Fatalf("a dry run created deliveries: %+v", st)
+	}
+	p = c.do(http.MethodPost, path, url.Values{"csrf": {tok}, "force": {"1"}, "confirm": {"1"}}, nil)
+	if p.code != http.StatusSeeOther || !strings.Contains(p.hdr.Get("Location"), "done=replayed&dispatched=1") {
+		t.Fatalf("replay: %d %v", p.code, p.hdr)
+	}
+	if st, _ := e.db.Stats(); st.Deliveries != 2 {
+		t.Errorf("after the replay: %+v, want a second delivery", st)
+	}
+	if p := c.get(p.hdr.Get("Location")); !strings.Contains(p.body, "Replayed: 1 event(s) dispatched.") || !strings.Contains(p.body, "replay 1") {
+		t.Errorf("event page after the replay:\n%s", p.body)
+	}
+	acts, _ := e.svc.Actions(10)
+	if len(acts) != 1 || acts[0].Kind != "replay" || acts[0].From != "127.0.0.1" {
+		t.Errorf("actions = %+v", acts)
+	}
+	// A retry the 409 rule refuses says why, for people.
+	if err := e.db.Record(r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	p = c.do(http.MethodPost, "/ui/deliveries/"+r.Deliveries[0].ID+"/retry", url.Values{"csrf": {tok}}, nil)
+	if p.code != http.StatusConflict || !strings.Contains(p.body, "only dead deliveries are retried") {
+		t.Errorf("retry of a done delivery: %d\n%s", p.code, p.body)
+	}
+}
+
+func TestMappingReloadFromTheFile(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	tok := c.login()
+	// The file on disk gains an entry; the page applies it (and never writes the file).
+	path := e.maps.Config().File
+	if err := os.WriteFile(path, []byte(testYAML+"    newstatus0000000: { name: New, expertsender: shipped }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := c.do(http.MethodPost, "/ui/mapping/reload", url.Values{"csrf": {tok}}, nil)
+	if p.code != http.StatusSeeOther || !strings.Contains(p.hdr.Get("Location"), "done=reloaded") {
+		t.Fatalf("reload: %d %v\n%s", p.code, p.hdr, p.body)
+	}
+	if _, ok := e.maps.Current().Entries()["newstatus0000000"]; !ok {
+		t.Error("the mapping was not reloaded")
+	}
+	if p := c.get(p.hdr.Get("Location")); !strings.Contains(p.body, "Mapping reloaded from the config file") || !strings.Contains(p.body, "newstatus0000000") {
+		t.Errorf("mapping page after the reload:\n%s", p.body)
+	}
+	if err := os.WriteFile(path, []byte(testYAML+"    bad0: { nme: x }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = c.do(http.MethodPost, "/ui/mapping/reload", url.Values{"csrf": {tok}}, nil)
+	if p.code != http.StatusUnprocessableEntity || !strings.Contains(p.body, "line 5") || !strings.Contains(p.body, "mapping.statuses.bad0.nme") {
+		t.Errorf("a broken file: %d\n%s", p.code, p.body)
+	}
+}
