@@ -109,13 +109,7 @@ func (s *Service) Overview() (*Overview, error) {
 	o := &Overview{At: now, LastHour: stateCounts(c.LastHour), LastDay: stateCounts(c.LastDay), Targets: []TargetView{},
 		Unmapped: idCounts(c.Unmapped), Actions: actions, Jobs: jobs}
 	configured := s.maps.Current().Targets()
-	names := slices.Clone(configured)
-	for name := range c.Targets {
-		if !slices.Contains(names, name) {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
+	names := targetNames(configured, c)
 	var health map[string]bridge.TargetHealth
 	if s.health != nil {
 		health = s.health()
@@ -154,4 +148,26 @@ func (s *Service) mappingState() MappingState {
 		m.LastReload = r
 	}
 	return m
+}
+
+// targetNames are the configured targets and those that have deliveries, sorted.
+func targetNames(configured []string, c bridge.Counters) []string {
+	names := slices.Clone(configured)
+	for name := range c.Targets {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Targets names every target a delivery filter can ask for: the configured
+// ones and those with stored deliveries.
+func (s *Service) Targets() ([]string, error) {
+	c, err := s.store.Counters(s.now())
+	if err != nil {
+		return nil, err
+	}
+	return targetNames(s.maps.Current().Targets(), c), nil
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/live"
@@ -40,8 +39,6 @@ type Store interface {
 	RecordAction(a bridge.Action) error
 	Actions(limit int) ([]bridge.Action, error)
 }
-
-var _ Store = (*bolt.DB)(nil)
 
 // Mapping is the mapping in force and its reload (*live.Mapping has it).
 type Mapping interface {
@@ -390,9 +387,6 @@ func (s *Service) Reload(from string) (live.Result, error) {
 
 // Actions returns the last recorded operator actions, newest first.
 func (s *Service) Actions(limit int) ([]bridge.Action, error) { return s.store.Actions(limit) }
-
-// Now is the service's clock (the console shows times relative to it).
-func (s *Service) Now() time.Time { return s.now() }
 
 // wakeJobs tells the job runner a job is waiting (without blocking).
 func (s *Service) wakeJobs() {

@@ -43,6 +43,8 @@ type env struct {
 	cfg  string
 }
 
+var _ Store = (*bolt.DB)(nil) // checked here: the service itself imports no backend
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()

@@ -45,19 +45,22 @@ const (
 )
 
 // initConsole creates the console's buckets and, the first time, builds the
-// counters from the records (one scan; later opens skip it).
+// counters and indexes from the records: one scan, in transactions of
+// buildChunk records so memory stays bounded on a large store. It runs
+// before the committer starts, so no write races it; an interrupted build
+// starts again at the next open (the meta key is set last).
 func initConsole(bdb *bbolt.DB, log *slog.Logger) error {
-	return bdb.Update(func(tx *bbolt.Tx) error {
+	built := false
+	err := bdb.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketJobs, bucketActions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		if meta.Get([]byte(metaCountersKey)) != nil {
+		if tx.Bucket(bucketMeta).Get([]byte(metaCountersKey)) != nil {
+			built = true
 			return nil
 		}
-		t0 := time.Now()
 		for _, b := range [][]byte{bucketCounters, bucketPendingByTarget, bucketOrderEvents} {
 			if tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
@@ -68,35 +71,71 @@ func initConsole(bdb *bbolt.DB, log *slog.Logger) error {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
 			}
 		}
-		events := 0
-		err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var ev bridge.Event
-			if err := decodeRecord(k, v, &ev); err != nil {
-				return fmt.Errorf("store: decode event %s: %w", idString(k), err)
-			}
-			events++
-			return countEvent(tx, eventCount{}, eventCountOf(&ev))
-		})
-		if err != nil {
-			return err
-		}
-		deliveries := 0
-		err = tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {
-			var d bridge.Delivery
-			if err := decodeRecord(k, v, &d); err != nil {
-				return fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
-			}
-			deliveries++
-			return countDelivery(tx, d.Target, k, "", d.State)
-		})
-		if err != nil {
-			return err
-		}
-		if events > 0 || deliveries > 0 {
-			log.Info("store: console counters built", "events", events, "deliveries", deliveries, "duration", time.Since(t0))
-		}
-		return meta.Put([]byte(metaCountersKey), []byte("1"))
+		return nil
 	})
+	if err != nil || built {
+		return err
+	}
+	t0 := time.Now()
+	events, err := eachChunk(bdb, bucketEvents, func(tx *bbolt.Tx, k, v []byte) error {
+		var ev bridge.Event
+		if err := decodeRecord(k, v, &ev); err != nil {
+			return fmt.Errorf("store: decode event %s: %w", idString(k), err)
+		}
+		return countEvent(tx, eventCount{}, eventCountOf(&ev))
+	})
+	if err != nil {
+		return err
+	}
+	deliveries, err := eachChunk(bdb, bucketDeliveries, func(tx *bbolt.Tx, k, v []byte) error {
+		var d bridge.Delivery
+		if err := decodeRecord(k, v, &d); err != nil {
+			return fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
+		}
+		return countDelivery(tx, d.Target, k, "", d.State)
+	})
+	if err != nil {
+		return err
+	}
+	if events > 0 || deliveries > 0 {
+		log.Info("store: console counters and indexes built", "events", events, "deliveries", deliveries, "duration", time.Since(t0))
+	}
+	return bdb.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte(metaCountersKey), []byte("1")) })
+}
+
+// buildChunk is how many records one transaction of the first build reads.
+var buildChunk = 10000
+
+// eachChunk calls fn for every record of bucket b, buildChunk records a
+// write transaction, and returns how many there were.
+func eachChunk(bdb *bbolt.DB, b []byte, fn func(tx *bbolt.Tx, k, v []byte) error) (int, error) {
+	total := 0
+	var after []byte
+	for {
+		n := 0
+		err := bdb.Update(func(tx *bbolt.Tx) error {
+			setFill(tx)
+			c := tx.Bucket(b).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && n < buildChunk; k, v = c.Next() {
+				if err := fn(tx, k, v); err != nil {
+					return err
+				}
+				after = append(after[:0], k...)
+				n++
+			}
+			return nil
+		})
+		total += n
+		if err != nil || n < buildChunk {
+			return total, err
+		}
+	}
 }
 
 // eventCount is what the counters and the order index know of an event;

@@ -138,6 +138,8 @@ func TestCountersFollowEveryStateChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = raw.Close()
+	defer func(n int) { buildChunk = n }(buildChunk)
+	buildChunk = 2 // several transactions for the few records here
 	db, err = Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)

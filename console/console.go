@@ -122,6 +122,9 @@ func (c *Console) routes() {
 	c.mux = m
 }
 
+// maxForm bounds a POSTed form (a pasted mapping section is the largest).
+const maxForm = 1 << 20
+
 // csp allows nothing but this server's own script, styles and fetches: no
 // inline script, no inline style, no frames, no other host.
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
@@ -154,6 +157,7 @@ func (c *Console) authed(h func(http.ResponseWriter, *http.Request, *request)) h
 	return func(w http.ResponseWriter, r *http.Request) {
 		rq := &request{session: c.session(r), from: c.proxies.ClientIP(r)}
 		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil || !c.keys.checkCSRF("session", rq.session, r.PostForm.Get("csrf")) {
 				c.log.Warn("console: POST refused: no valid CSRF token", "path", r.URL.Path, "remote", rq.from)
 				c.fail(w, r, nil, http.StatusForbidden, "Refused: this form is stale or did not come from this console. Reload the page and try again.")

@@ -19,11 +19,7 @@ var funcs = template.FuncMap{
 	"stateclass": stateClass,
 	"counts":     counts,
 	"pct":        pct,
-	"sortedkeys": sortedKeys,
 	"excerpt":    excerpt,
-	"unknown": func(d bridge.Delivery) bool {
-		return len(d.Attempts) > 0 && d.Attempts[len(d.Attempts)-1].StatusCode == 0
-	},
 	"lastattempt": func(d bridge.Delivery) *bridge.Attempt {
 		if len(d.Attempts) == 0 {
 			return nil

@@ -63,6 +63,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if ck, err := r.Cookie(loginCookie); err == nil {
 		nonce = ck.Value
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil || !c.keys.checkCSRF("login", nonce, r.PostForm.Get("csrf")) {
 		c.log.Warn("console: login refused: no valid CSRF token", "remote", from)
 		c.fail(w, r, nil, http.StatusForbidden, "Refused: this login form is stale or did not come from this console. Open the login page again.")
@@ -312,7 +313,13 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request
 	if !q.Has("state") {
 		q.Set("state", string(bridge.Dead)) // dead by default: what needs a person
 	}
-	d := deliveriesData{State: q.Get("state"), Target: q.Get("target"), States: bridge.DeliveryStates, Targets: c.targets(), Rows: []bridge.Delivery{}}
+	d := deliveriesData{State: q.Get("state"), Target: q.Get("target"), States: bridge.DeliveryStates, Rows: []bridge.Delivery{}}
+	targets, err := c.svc.Targets()
+	if err != nil {
+		c.failErr(w, r, rq, err)
+		return
+	}
+	d.Targets = targets
 	rows, next, err := c.svc.Deliveries(bridge.DeliveryFilter{State: d.State, Target: d.Target, Cursor: q.Get("cursor"), Limit: 50})
 	var ie *admin.InputError
 	switch {
@@ -328,18 +335,6 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request
 		}
 	}
 	c.render(w, r, rq, http.StatusOK, "deliveries", page{Title: "Deliveries", Nav: "deliveries", Flash: flash(r), Data: d})
-}
-
-func (c *Console) targets() []string {
-	o, err := c.svc.Overview()
-	if err != nil {
-		return nil
-	}
-	out := make([]string, 0, len(o.Targets))
-	for _, t := range o.Targets {
-		out = append(out, t.Name)
-	}
-	return out
 }
 
 func (c *Console) retry(w http.ResponseWriter, r *http.Request, rq *request) {
