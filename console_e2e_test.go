@@ -24,17 +24,8 @@ import (
 // The console, driven in a real browser (headless Chromium through the
 // DevTools protocol) against the real run() with a fake ExpertSender.
 
-const consoleConfig = `listen: ADDR
-log: { level: debug, format: json }
-store: { path: "STORE" }
-admin: { token: admin-secret-99 }
-targets: { expertsender: { base_url: "%s", api_key: k-1234567, timeout: 2s } }
-delivery: { max_attempts: 1, backoff: { initial: 1ms, max: 1ms } }
-mapping:
-  statuses:
-    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }
-    x9q3wrlv0m7vzea8: { name: Awaiting confirmation, expertsender: placed }
-`
+// consoleConfig is the admin end-to-end config with a second mapped status.
+var consoleConfig = fmt.Sprintf(adminConfig, "%s", "    x9q3wrlv0m7vzea8: { name: Awaiting confirmation, expertsender: placed }\n")
 
 func decodeJSON(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
 

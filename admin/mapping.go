@@ -10,7 +10,6 @@ import (
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
-	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
 )
 
@@ -160,17 +159,11 @@ func (s *Service) PreviewMapping(candidate []byte, last int) (*MappingPreview, e
 		if err != nil {
 			return nil, err
 		}
-		u, err := digishare.Decode(d.Payload)
-		if err != nil {
-			continue
+		old, nd, diff, ok := table.Compare(d)
+		if ok {
+			p.Examined++
 		}
-		p.Examined++
-		nd := table.Redecide(u)
-		var old bridge.Decision
-		if n := len(d.Event.Decisions); n > 0 {
-			old = d.Event.Decisions[n-1]
-		}
-		if !mapping.Changed(old, nd, d.Deliveries) {
+		if !diff {
 			continue
 		}
 		p.Changed++

@@ -52,24 +52,29 @@ func (db *DB) RecordAction(a bridge.Action) error {
 
 // Actions returns up to limit recorded actions, newest first.
 func (db *DB) Actions(limit int) ([]bridge.Action, error) {
-	out := []bridge.Action{}
+	return newestJSON[bridge.Action](db, bucketActions, limit, "action")
+}
+
+// newestJSON reads up to limit JSON records of bucket b, newest key first.
+func newestJSON[T any](db *DB, b []byte, limit int, what string) ([]T, error) {
+	out := []T{}
 	err := db.view(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketActions)
-		if b == nil {
-			return nil
+		bk := tx.Bucket(b)
+		if bk == nil {
+			return nil // a read-only store from before the bucket
 		}
-		c := b.Cursor()
+		c := bk.Cursor()
 		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var a bridge.Action
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("store: decode action %s: %w", idString(k), err)
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				return fmt.Errorf("store: decode %s %s: %w", what, idString(k), err)
 			}
-			out = append(out, a)
+			out = append(out, x)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: read actions: %w", err)
+		return nil, fmt.Errorf("store: read %ss: %w", what, err)
 	}
 	return out, nil
 }

@@ -107,26 +107,7 @@ func (db *DB) GetJob(id string) (*bridge.Job, error) {
 
 // ListJobs returns up to limit jobs, newest first.
 func (db *DB) ListJobs(limit int) ([]bridge.Job, error) {
-	out := []bridge.Job{}
-	err := db.view(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketJobs)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-			var j bridge.Job
-			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("store: decode job %s: %w", idString(k), err)
-			}
-			out = append(out, j)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: list jobs: %w", err)
-	}
-	return out, nil
+	return newestJSON[bridge.Job](db, bucketJobs, limit, "job")
 }
 
 // UnfinishedJobs returns the jobs that are queued or running, oldest first

@@ -399,16 +399,8 @@ func MappingDiff(args []string, env Env) int {
 		if err != nil {
 			return fail(env, err)
 		}
-		ev, err := digishare.Decode(d.Payload)
-		if err != nil {
-			continue
-		}
-		nd := table.Redecide(ev)
-		var old bridge.Decision
-		if n := len(d.Event.Decisions); n > 0 {
-			old = d.Event.Decisions[n-1]
-		}
-		if !mapping.Changed(old, nd, d.Deliveries) {
+		old, nd, diff, ok := table.Compare(d)
+		if !ok || !diff {
 			continue
 		}
 		changed++

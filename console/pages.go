@@ -151,11 +151,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, rq *request) {
 	if q.Get("cursor") != "" {
 		d.First = withParam(q, "cursor", "")
 	}
-	var ie *admin.InputError
-	switch {
-	case errors.As(err, &ie):
-		d.Problem = capitalize(ie.Msg)
-	case err != nil:
+	if d.Problem, err = refused(err); err != nil {
 		c.failErr(w, r, rq, err)
 		return
 	}
@@ -172,6 +168,16 @@ func formTime(label, v string) (t0 time.Time, err error) {
 		return t0, &admin.InputError{Msg: label + ": write YYYY-MM-DD HH:MM:SS (UTC) or RFC 3339"}
 	}
 	return t, nil
+}
+
+// refused splits a listing's error: a filter the service refused is shown
+// on the page (problem); anything else is returned, to fail the page.
+func refused(err error) (problem string, _ error) {
+	var ie *admin.InputError
+	if errors.As(err, &ie) {
+		return capitalize(ie.Msg), nil
+	}
+	return "", err
 }
 
 // withParam is the current URL's query with one parameter set (removed
@@ -321,14 +327,11 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request
 	}
 	d.Targets = targets
 	rows, next, err := c.svc.Deliveries(bridge.DeliveryFilter{State: d.State, Target: d.Target, Cursor: q.Get("cursor"), Limit: 50})
-	var ie *admin.InputError
-	switch {
-	case errors.As(err, &ie):
-		d.Problem = capitalize(ie.Msg)
-	case err != nil:
+	if d.Problem, err = refused(err); err != nil {
 		c.failErr(w, r, rq, err)
 		return
-	default:
+	}
+	if d.Problem == "" {
 		d.Rows = rows
 		if next != "" {
 			d.Next = withParam(q, "cursor", next)

@@ -54,3 +54,22 @@ func Changed(old, cand bridge.Decision, ds []bridge.Delivery) bool {
 	oldSends := Sends(old, ds)
 	return Class(cand.Outcome) == bridge.EventDispatched && oldSends != "" && oldSends != Sends(cand, nil)
 }
+
+// Compare decides a stored event again under t as "mapping diff" does
+// (Redecide) and reports its last decision, the candidate's and whether
+// they differ (Changed). ok is false for an event that cannot be decided:
+// stored as invalid, or a payload that does not decode.
+func (t *Table) Compare(d *bridge.EventDetail) (old, cand bridge.Decision, changed, ok bool) {
+	if d.Event.State == bridge.EventInvalid {
+		return old, cand, false, false
+	}
+	u, err := digishare.Decode(d.Payload)
+	if err != nil {
+		return old, cand, false, false
+	}
+	if n := len(d.Event.Decisions); n > 0 {
+		old = d.Event.Decisions[n-1]
+	}
+	cand = t.Redecide(u)
+	return old, cand, Changed(old, cand, d.Deliveries), true
+}
