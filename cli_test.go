@@ -110,7 +110,7 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if st, _ := db.Stats(); st.Pending != 1 {
+	if st, _ := db.Stats(context.Background()); st.Pending != 1 {
 		t.Errorf("the file replay queued %d deliveries, want 1", st.Pending)
 	}
 	code, _, errOut = runWith(t, noEnv, "events", "list", "--config", s.cfg)

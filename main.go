@@ -250,9 +250,9 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	defer stop()
 
 	warnInsecure(cfg, log)
-	var db *bolt.DB
-	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once db is open
-		stats, err := db.PendingByTarget()
+	var st bridge.Store
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once the store is open
+		stats, err := st.PendingByTarget(context.Background())
 		out := make(map[string]metrics.OutboxStat, len(stats))
 		for t, s := range stats {
 			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
@@ -263,8 +263,9 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	if err != nil {
 		return err
 	}
+	st = bridge.Store{Backend: db}
 	defer func() {
-		if err := db.Close(); err != nil {
+		if err := st.Close(); err != nil {
 			log.Error("close store", "err", err)
 		}
 	}()
@@ -275,30 +276,31 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 
 	maps := live.New(cfg, getenv, log, met)
 	maps.OnReload = func(ids []string, t *mapping.Table) (int, error) {
-		sum, err := db.RedecideUnmapped(ids, t, time.Now())
+		sum, err := st.RedecideUnmapped(context.Background(), ids, t, time.Now())
 		return sum.Matched, err
 	}
 	senders, policy := outbound.Build(cfg)
-	worker := outbound.NewWorker(db, senders, policy, log)
+	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
-	srv := receiver.New(db, receiver.Options{
+	srv := receiver.New(st, receiver.Options{
 		WebhookPath:     cfg.Webhook.Path,
 		Token:           cfg.Webhook.Token,
 		MaxBody:         int64(cfg.Webhook.MaxBody),
 		Mapping:         maps.Current,
 		MappingLoadedAt: maps.LoadedAt,
-		Ready:           db.Ping,
+		Ready:           func() error { return st.Ping(context.Background()) },
 		AdminToken:      cfg.Admin.Token,
-		Admin:           db,
-		InFlight:        worker.InFlight,
+		Admin:           st,
 		Observer:        met,
 		Metrics:         met.Handler(),
 		Reload:          func() (any, error) { return maps.Reload() },
 		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
-			return db.Replay(sel, maps.Current(), opt, time.Now())
+			return st.Replay(context.Background(), sel, maps.Current(), opt, time.Now())
 		},
-		Retry: func(id string) (*bridge.Delivery, error) { return db.RetryDelivery(id, time.Now()) },
-		Log:   log,
+		Retry: func(id string) (*bridge.Delivery, error) {
+			return st.RetryDelivery(context.Background(), id, time.Now())
+		},
+		Log: log,
 	})
 
 	bg, stopBackground := context.WithCancel(context.Background())
@@ -312,7 +314,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 	})
 	background(func() {
-		db.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
+		st.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
 	})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

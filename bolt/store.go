@@ -7,6 +7,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,9 @@ type DB struct {
 	closed bool
 	done   chan struct{}
 	opts   Options
+	// claims holds the deliveries this process is sending (in_flight).
+	claimMu sync.Mutex
+	claims  map[string]bool
 	// legacyDedup: the store began as statusbridge/1, so its dedup index may
 	// hold full 32-byte keys as well as 16-byte ones.
 	legacyDedup bool
@@ -133,6 +137,7 @@ func Open(path string, opts Options) (*DB, error) {
 		done:        make(chan struct{}),
 		opts:        opts,
 		legacyDedup: legacyDedup,
+		claims:      map[string]bool{},
 	}
 	if opts.ReadOnly {
 		close(db.done)
@@ -408,7 +413,7 @@ func (db *DB) finish(batch []*op, err error) {
 }
 
 // Ping reports whether the store is open and readable (for /readyz).
-func (db *DB) Ping() error {
+func (db *DB) Ping(ctx context.Context) error {
 	db.mu.RLock()
 	closed := db.closed && !db.opts.ReadOnly
 	db.mu.RUnlock()

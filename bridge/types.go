@@ -245,6 +245,8 @@ type ReplayOptions struct {
 	Force   bool     // ignore superseded/unchanged and no-repeat keys
 	// Progress, when set, is called after each chunk of events.
 	Progress func(done, total int)
+
+	onlyUnmapped bool // re-decide only events still unmapped, not yet decided under this mapping
 }
 
 // ReplayedDelivery is a delivery a replay created (or, dry, would create).
@@ -301,6 +303,7 @@ var (
 
 // Decider is what the rules need from a mapping: *mapping.Table implements it.
 type Decider interface {
+	Version() string
 	OrderID(u *digishare.Update) (string, bool)
 	Decide(u *digishare.Update, st OrderState, opt DecideOptions) Decision
 }

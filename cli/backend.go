@@ -61,7 +61,7 @@ func connect(cfg *config.Config, server string, explicit bool, env Env, writable
 	if err != nil {
 		return nil, fmt.Errorf("no server answered at %s and the store cannot be opened: %w", server, err)
 	}
-	return &fileBackend{db: db, table: mapping.New(cfg)}, nil
+	return &fileBackend{db: bridge.Store{Backend: db}, table: mapping.New(cfg)}, nil
 }
 
 // serverURL is --server, or http:// + the config's listen address (0.0.0.0
@@ -83,16 +83,20 @@ func serverURL(cfg *config.Config, flag string) (string, bool) {
 	return "http://" + net.JoinHostPort(host, port), false
 }
 
+// fileBackend reads the store directly, through the same rules as the
+// server (no server answered).
 type fileBackend struct {
-	db    *bolt.DB
+	db    bridge.Store
 	table *mapping.Table
 }
 
 func (f *fileBackend) EventSummaries(flt bridge.EventFilter) ([]bridge.EventSummary, string, error) {
-	return f.db.EventSummaries(flt, nil)
+	return f.db.EventSummaries(context.Background(), flt)
 }
 
-func (f *fileBackend) Detail(id string) (*bridge.EventDetail, error) { return f.db.Detail(id, nil) }
+func (f *fileBackend) Detail(id string) (*bridge.EventDetail, error) {
+	return f.db.Detail(context.Background(), id)
+}
 
 func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error) {
 	sel, opt, err := selection(req, f.table)
@@ -100,7 +104,7 @@ func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, tot
 		return bridge.ReplaySummary{}, err
 	}
 	opt.Progress = progress
-	return f.db.Replay(sel, f.table, opt, time.Now())
+	return f.db.Replay(context.Background(), sel, f.table, opt, time.Now())
 }
 
 func (f *fileBackend) Close() error { return f.db.Close() }

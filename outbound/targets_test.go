@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -388,7 +389,7 @@ mapping:
 		t.Fatalf("order system got %d attempts while down", len(failing))
 	}
 	for _, r := range results {
-		d, _ := h.db.GetDelivery(deliveryFor(t, r, "order_system"))
+		d, _ := h.db.GetDelivery(context.Background(), deliveryFor(t, r, "order_system"))
 		if d.State == bridge.Done {
 			t.Fatalf("order_system delivery done while the target was down")
 		}
@@ -396,7 +397,7 @@ mapping:
 	down.Store(false)
 	for i, r := range results {
 		id := deliveryFor(t, r, "order_system")
-		d, _ := h.db.GetDelivery(id)
+		d, _ := h.db.GetDelivery(context.Background(), id)
 		if i%2 == 0 && d.State == bridge.Superseded {
 			continue // the awaiting status was waiting to retry when confirmed queued behind it
 		}
@@ -522,7 +523,7 @@ mapping:
 	if peak := h.w.peakHeld.Load(); peak > maxHeld {
 		t.Fatalf("held %d deliveries of one target, limit %d", peak, maxHeld)
 	}
-	st, err := h.db.PendingByTarget()
+	st, err := h.db.PendingByTarget(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

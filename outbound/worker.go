@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 )
@@ -31,21 +30,18 @@ type OnceSender interface {
 	OnceKey(m *Message) string
 }
 
-// Outbox is what the worker needs from the store.
+// Outbox is what the worker needs from the store: the backend's outbox
+// (claims included) and the events its deliveries came from.
 type Outbox interface {
-	Wake() <-chan struct{}
-	PendingAfter(after string, limit int) ([]bridge.Delivery, error)
-	Record(id string, o bridge.AttemptResult, now time.Time) error
-	RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error
-	GetEvent(id string) (*bridge.Event, []byte, error)
-	Triggered(key string) (bool, error)
+	bridge.Outbox
+	GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, error)
 }
 
 // ResultAlreadyTriggered is the outcome of a non-idempotent delivery whose
 // key was already sent.
 const ResultAlreadyTriggered = "already_triggered"
 
-var _ Outbox = (*bolt.DB)(nil)
+var _ Outbox = bridge.Backend(nil)
 
 // Observer is told every attempt's result (metrics): done, retry, dead,
 // skipped or superseded.
@@ -111,9 +107,6 @@ type Worker struct {
 	now     func() time.Time
 	obs     Observer
 
-	mu       sync.Mutex
-	inFlight map[string]bool
-
 	// Attempt records committed (or failed) since the scheduler last looked:
 	// filled by the committer's callbacks, which must never block.
 	recMu     sync.Mutex
@@ -137,19 +130,12 @@ func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.L
 	if pol.MaxHeld <= 0 {
 		pol.MaxHeld = 10000
 	}
-	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{},
+	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now,
 		obs: noObserver{}, recNotify: make(chan struct{}, 1)}
 }
 
 // Observe sets who is told each attempt's result.
 func (w *Worker) Observe(o Observer) { w.obs = o }
-
-// InFlight reports whether a delivery is being sent right now.
-func (w *Worker) InFlight(id string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.inFlight[id]
-}
 
 type laneKey struct{ target, order string }
 
@@ -183,6 +169,7 @@ type result struct {
 	sent      bool // the sender goroutine is free; the record is pending
 	outcome   bridge.AttemptResult
 	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
+	refused   bool // the store refused the claim: another sender has it, or an older one of its lane waits
 	failed    bool // the outcome could not be recorded
 	retryable bool // the attempt failed in a way that says the target is unwell
 }
@@ -212,6 +199,11 @@ type scheduler struct {
 	// are held: the ones after it (up to cursor) wait on disk and are read
 	// by catchUp, in id order, as held ones finish.
 	held   map[string]int
+	// known holds the ids of the deliveries in memory: a store may return a
+	// delivery again (after a refused claim the worker reads from the start).
+	known map[string]bool
+	// reload: read the store from the start at the next chance.
+	reload bool
 	behind map[string]string
 	// recording counts attempts handed to the store and not yet committed.
 	recording int
@@ -286,7 +278,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() { close(jobs); wg.Wait() }()
 
 	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, state: map[string]*targetState{},
-		held: map[string]int{}, behind: map[string]string{}}
+		held: map[string]int{}, behind: map[string]string{}, known: map[string]bool{}}
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -319,6 +311,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-w.recNotify:
 			for _, r := range w.takeRecorded() {
 				s.finish(r)
+			}
+			if s.reload {
+				s.reload = false
+				if err := s.load(); err != nil {
+					w.log.Error("read pending deliveries", "err", err)
+				}
 			}
 			if err := s.catchUp(); err != nil {
 				w.log.Error("read pending deliveries", "err", err)
@@ -353,7 +351,7 @@ func (w *Worker) takeRecorded() []result {
 // disk for catchUp, so each target's are still taken in commit order.
 func (s *scheduler) load() error {
 	for {
-		batch, err := s.w.outbox.PendingAfter(s.cursor, 1000)
+		batch, err := s.w.outbox.PendingAfter(context.Background(), s.cursor, 1000)
 		if err != nil {
 			return err
 		}
@@ -380,7 +378,7 @@ func (s *scheduler) load() error {
 func (s *scheduler) catchUp() error {
 	for t, after := range s.behind {
 		for s.held[t] <= s.w.pol.MaxHeld/2 {
-			batch, err := s.w.outbox.PendingAfter(after, 1000)
+			batch, err := s.w.outbox.PendingAfter(context.Background(), after, 1000)
 			if err != nil {
 				return err
 			}
@@ -410,8 +408,19 @@ func (s *scheduler) catchUp() error {
 	return nil
 }
 
+// dropHead forgets a lane's head.
+func (s *scheduler) dropHead(l *lane) {
+	delete(s.known, l.queue[0].d.ID)
+	l.queue = l.queue[1:]
+	s.held[l.key.target]--
+}
+
 // hold takes a delivery into memory.
 func (s *scheduler) hold(d bridge.Delivery) {
+	if s.known[d.ID] {
+		return
+	}
+	s.known[d.ID] = true
 	it := &item{d: d, attempts: len(d.Attempts)}
 	it.d.Attempts = nil
 	s.held[d.Target]++
@@ -448,14 +457,13 @@ func (s *scheduler) add(it *item) {
 func (s *scheduler) supersedeHead(l *lane) {
 	head, next := l.queue[0], l.queue[1]
 	reason := fmt.Sprintf("superseded by newer delivery %s while waiting to retry", next.d.ID)
-	if err := s.w.outbox.Record(head.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
+	if err := s.w.outbox.Record(context.Background(), head.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
 		s.w.log.Error("record superseded delivery", "delivery_id", head.d.ID, "err", err)
 	}
 	s.w.obs.Attempt(head.d.Target, "superseded", 0)
 	s.w.log.Info("delivery superseded", "delivery_id", head.d.ID, "event_id", head.d.EventID,
 		"order_id", head.d.OrderID, "target", head.d.Target, "by", next.d.ID)
-	l.queue = l.queue[1:]
-	s.held[l.key.target]--
+	s.dropHead(l)
 }
 
 // schedule makes a lane's head ready now or puts it in the waiting heap.
@@ -519,7 +527,6 @@ func (s *scheduler) dispatch(jobs chan<- job) {
 			l.running = true
 			s.running++
 			s.target(t).running++
-			s.w.setInFlight(l.queue[0].d.ID, true)
 			jobs <- job{lane: l, it: *l.queue[0]}
 			started = true
 			break
@@ -538,7 +545,6 @@ func (s *scheduler) finish(r result) {
 	case r.sent: // the sender is free; the lane waits for the record
 		s.running--
 		ts.running--
-		s.w.setInFlight(head.d.ID, false)
 		l.recorded = true
 		s.recording++
 		return
@@ -548,13 +554,17 @@ func (s *scheduler) finish(r result) {
 	default: // the job ended without a record (shutdown, or a store read failed)
 		s.running--
 		ts.running--
-		s.w.setInFlight(head.d.ID, false)
 	}
 	l.running = false
 	s.health(l.key.target, ts, r)
 	switch {
 	case r.aborted:
 		return // shutting down: the delivery stays pending on disk
+	case r.refused:
+		// Not ours to send now: forget it; it is read again, in lane order,
+		// from the store.
+		s.dropHead(l)
+		s.cursor, s.reload = "", true
 	case r.failed || !r.outcome.State.Terminal():
 		head.attempts++
 		if r.failed {
@@ -565,8 +575,7 @@ func (s *scheduler) finish(r result) {
 			s.supersedeHead(l)
 		}
 	default:
-		l.queue = l.queue[1:]
-		s.held[l.key.target]--
+		s.dropHead(l)
 	}
 	if len(l.queue) == 0 {
 		delete(s.lanes, l.key)
@@ -577,7 +586,7 @@ func (s *scheduler) finish(r result) {
 
 // health updates a target's circuit breaker from an attempt's result.
 func (s *scheduler) health(name string, ts *targetState, r result) {
-	if r.aborted || r.failed || ts.pol.BreakerFailures == 0 {
+	if r.aborted || r.failed || r.refused || ts.pol.BreakerFailures == 0 {
 		return
 	}
 	if !r.retryable {
@@ -593,16 +602,6 @@ func (s *scheduler) health(name string, ts *targetState, r result) {
 		s.w.log.Warn("circuit open: target paused", "target", name, "failures", ts.failures,
 			"until", ts.openUntil)
 	}
-}
-
-func (w *Worker) setInFlight(id string, on bool) {
-	w.mu.Lock()
-	if on {
-		w.inFlight[id] = true
-	} else {
-		delete(w.inFlight, id)
-	}
-	w.mu.Unlock()
 }
 
 // attemptLog writes a delivery attempt's lines with its ids. Unlike
@@ -633,6 +632,13 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	log := attemptLog{l: w.log, ids: []any{"delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
 		"target", d.Target, "attempt", n}}
 	sender := w.senders[d.Target]
+	if err := w.outbox.Claim(ctx, &d, false); err != nil {
+		if !errors.Is(err, bridge.ErrClaimRefused) {
+			log.Error("claim delivery; will try again", "err", err)
+		}
+		w.pushRecorded(result{lane: j.lane, refused: true})
+		return
+	}
 	now := w.now()
 	if sender == nil {
 		o := bridge.AttemptResult{State: bridge.Skipped, Reason: fmt.Sprintf("target %q is not configured any more", d.Target)}
@@ -651,7 +657,7 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	var onceKey string
 	if once, ok := sender.(OnceSender); ok && !d.Force {
 		onceKey = once.OnceKey(msg)
-		done, err := w.outbox.Triggered(onceKey)
+		done, err := w.outbox.Triggered(ctx, onceKey)
 		if err != nil {
 			log.Error("read no-repeat key; will try again", "err", err)
 			w.pushRecorded(result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(time.Second)}})
@@ -671,6 +677,9 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	dur := time.Since(start)
 	if err != nil && ctx.Err() != nil {
 		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
+		if err := w.outbox.Release(context.Background(), d.ID); err != nil {
+			log.Error("release claim", "err", err)
+		}
 		w.pushRecorded(result{lane: j.lane, aborted: true})
 		return
 	}
@@ -726,7 +735,7 @@ func (w *Worker) message(d *bridge.Delivery, sender Sender) (*Message, error) {
 	if _, ok := sender.(eventless); ok {
 		return &Message{Delivery: d}, nil
 	}
-	ev, raw, err := w.outbox.GetEvent(d.EventID)
+	ev, raw, err := w.outbox.GetEvent(context.Background(), d.EventID)
 	if err != nil {
 		return nil, fmt.Errorf("read event %s: %w", d.EventID, err)
 	}
@@ -754,7 +763,7 @@ func (w *Worker) record(log attemptLog, j job, o bridge.AttemptResult, now time.
 		return result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(wait)}}
 	}
 	w.pushRecorded(result{lane: j.lane, sent: true})
-	err := w.outbox.RecordAsync(j.it.d.ID, o, now, func(err error) {
+	err := w.outbox.RecordAsync(context.Background(), j.it.d.ID, o, now, func(err error) {
 		if err != nil {
 			w.pushRecorded(failed(err))
 			return

@@ -37,8 +37,8 @@ type notifyingOutbox struct {
 	records  atomic.Int64
 }
 
-func (n *notifyingOutbox) RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
-	return n.DB.RecordAsync(id, o, now, func(err error) {
+func (n *notifyingOutbox) RecordAsync(ctx context.Context, id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
+	return n.DB.RecordAsync(ctx, id, o, now, func(err error) {
 		done(err)
 		n.records.Add(1)
 		select {
@@ -48,8 +48,8 @@ func (n *notifyingOutbox) RecordAsync(id string, o bridge.AttemptResult, now tim
 	})
 }
 
-func (n *notifyingOutbox) Record(id string, o bridge.AttemptResult, now time.Time) error {
-	err := n.DB.Record(id, o, now)
+func (n *notifyingOutbox) Record(ctx context.Context, id string, o bridge.AttemptResult, now time.Time) error {
+	err := n.DB.Record(ctx, id, o, now)
 	n.records.Add(1)
 	select {
 	case n.recorded <- struct{}{}:
@@ -153,7 +153,7 @@ func (h *harness) ingestUpdate(u fake.Update) bridge.IngestResult {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	res, err := h.db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table)
+	res, err := bridge.Ingest(context.Background(), h.db, bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func (h *harness) waitFor(id, want string, done func(*bridge.Delivery) bool) *br
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
-		d, err := h.db.GetDelivery(id)
+		d, err := h.db.GetDelivery(context.Background(), id)
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -420,7 +420,7 @@ func TestShutdownLeavesHungDeliveryPending(t *testing.T) {
 	res := h.ingest("t1", "42", confirmed, "")
 	<-hung
 	h.stop()
-	d, err := h.db.GetDelivery(res.Deliveries[0].ID)
+	d, err := h.db.GetDelivery(context.Background(), res.Deliveries[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}

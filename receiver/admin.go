@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"context"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
@@ -26,14 +26,15 @@ import (
 //go:embed openapi.json
 var openapiDoc []byte
 
-// AdminStore is what the admin API reads: *bolt.DB implements it.
+// AdminStore is what the admin API reads: bridge.Store implements it over
+// either backend; listings show a claimed delivery as in_flight.
 type AdminStore interface {
-	EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error)
-	Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error)
-	ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
+	EventSummaries(ctx context.Context, f bridge.EventFilter) ([]bridge.EventSummary, string, error)
+	Detail(ctx context.Context, id string) (*bridge.EventDetail, error)
+	ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
 }
 
-var _ AdminStore = (*bolt.DB)(nil)
+var _ AdminStore = bridge.Store{}
 
 // routeAdmin mounts /admin. Without a token every admin route answers 404
 // (start-up says why): an admin API must never run unauthenticated.
@@ -120,7 +121,7 @@ func (s *Server) adminEvents(c echo.Context) error {
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	rows, next, err := s.opt.Admin.EventSummaries(f, s.opt.InFlight)
+	rows, next, err := s.opt.Admin.EventSummaries(c.Request().Context(), f)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return badRequest("cursor: not a cursor from a previous page")
 	}
@@ -130,22 +131,8 @@ func (s *Server) adminEvents(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"events": rows, "next_cursor": next})
 }
 
-// overlay marks deliveries being sent right now as in_flight (that state is
-// never written to disk).
-func (s *Server) overlay(ds []bridge.Delivery) []bridge.Delivery {
-	if s.opt.InFlight == nil {
-		return ds
-	}
-	for i := range ds {
-		if ds[i].State == bridge.Pending && s.opt.InFlight(ds[i].ID) {
-			ds[i].State = bridge.InFlight
-		}
-	}
-	return ds
-}
-
 func (s *Server) adminEvent(c echo.Context) error {
-	d, err := s.opt.Admin.Detail(c.Param("id"), s.opt.InFlight)
+	d, err := s.opt.Admin.Detail(c.Request().Context(), c.Param("id"))
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
@@ -163,30 +150,16 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 	if f.State != "" && !deliveryStates[f.State] {
 		return badRequest("state: one of pending, in_flight, done, dead, skipped, superseded")
 	}
-	inFlightOnly := f.State == string(bridge.InFlight)
-	if inFlightOnly {
-		f.State = string(bridge.Pending) // in_flight is pending on disk
-	}
 	var err error
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	ds, next, err := s.opt.Admin.ListDeliveries(f)
+	ds, next, err := s.opt.Admin.ListDeliveries(c.Request().Context(), f)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return badRequest("cursor: not a cursor from a previous page")
 	}
 	if err != nil {
 		return err
-	}
-	ds = s.overlay(ds)
-	if inFlightOnly {
-		kept := ds[:0]
-		for _, d := range ds {
-			if d.State == bridge.InFlight {
-				kept = append(kept, d)
-			}
-		}
-		ds = kept
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds, "next_cursor": next})
 }

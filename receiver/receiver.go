@@ -18,7 +18,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -26,10 +25,10 @@ import (
 
 // Ingester stores a webhook call durably: *bolt.DB implements it.
 type Ingester interface {
-	Ingest(in bridge.Incoming, dec bridge.Decider) (bridge.IngestResult, error)
+	Ingest(ctx context.Context, in bridge.Incoming, dec bridge.Decider) (bridge.IngestResult, error)
 }
 
-var _ Ingester = (*bolt.DB)(nil)
+var _ Ingester = bridge.Store{}
 
 // Observer is told the outcome of every webhook call (metrics).
 type Observer interface {
@@ -57,8 +56,6 @@ type Options struct {
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
 	Admin      AdminStore
-	// InFlight reports whether a delivery is being sent right now.
-	InFlight func(id string) bool
 	// Observer is told webhook outcomes (nil: nobody).
 	Observer Observer
 	// Metrics, when set, is served at GET /metrics (no token needed).
@@ -308,7 +305,7 @@ func (s *Server) webhook(c echo.Context) error {
 	if shape != nil {
 		in.Invalid = shape.Reason
 	}
-	res, err := s.in.Ingest(in, s.opt.Mapping())
+	res, err := s.in.Ingest(r.Context(), in, s.opt.Mapping())
 	if err != nil {
 		s.opt.Observer.Webhook("store_error")
 		s.log.Error("webhook not stored; asking Digishare to retry", "ticket_id", ev.TicketID, "err", err)

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -50,13 +51,13 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	table := mapping.New(cfg)
 	logs := &fake.LogBuffer{}
 	if in == nil {
-		in = db
+		in = bridge.Store{Backend: db}
 	}
 	o := Options{
 		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
 		Mapping: func() *mapping.Table { return table },
-		Ready:   db.Ping,
-		Admin:   db,
+		Ready:   func() error { return db.Ping(context.Background()) },
+		Admin:   bridge.Store{Backend: db},
 		Log:     logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}}),
 	}
 	for _, f := range opts {
@@ -104,7 +105,7 @@ func (e *env) do(req *http.Request) answer {
 
 func (e *env) events() int {
 	e.t.Helper()
-	st, err := e.db.Stats()
+	st, err := e.db.Stats(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestWrongShapeIsStoredAsInvalid(t *testing.T) {
 			if a.code != http.StatusAccepted || a.body["state"] != "invalid" || a.body["error"] == "" || a.body["event_id"] == nil {
 				t.Fatalf("%s: %d %v, want 202 invalid", name, a.code, a.body)
 			}
-			ev, raw, err := e.db.GetEvent(a.body["event_id"].(string))
+			ev, raw, err := e.db.GetEvent(context.Background(), a.body["event_id"].(string))
 			if err != nil || ev.State != bridge.EventInvalid || ev.Error == "" || string(raw) != body {
 				t.Errorf("stored: %+v %q %v", ev, raw, err)
 			}
@@ -253,7 +254,7 @@ func TestDuplicatesAndOtherEvents(t *testing.T) {
 	if n := e.events(); n != 2 {
 		t.Errorf("%d events, want 2", n)
 	}
-	st, _ := e.db.Stats()
+	st, _ := e.db.Stats(context.Background())
 	if st.Deliveries != 1 {
 		t.Errorf("%d deliveries, want 1", st.Deliveries)
 	}
@@ -274,7 +275,7 @@ func TestStoreFailureAnswers503(t *testing.T) {
 
 type panicking struct{}
 
-func (panicking) Ingest(bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) { panic("boom") }
+func (panicking) Ingest(context.Context, bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) { panic("boom") }
 
 func TestPanicBecomes500(t *testing.T) {
 	e := newEnv(t, "", panicking{})
@@ -309,7 +310,7 @@ func (busyStore) Busy() bool { return true }
 
 func TestBusyStoreRefusesBeforeReadingBody(t *testing.T) {
 	e := newEnv(t, "", nil)
-	b := newEnv(t, "", busyStore{e.db})
+	b := newEnv(t, "", bridge.Store{Backend: busyStore{e.db}})
 	a := b.post(hookPath, payload("t1"), nil)
 	if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") != "1" {
 		t.Errorf("busy: %d %v, want 503 with Retry-After: 1", a.code, a.body)
