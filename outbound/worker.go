@@ -198,7 +198,7 @@ type scheduler struct {
 	// target that reached Policy.MaxHeld, the id up to which its deliveries
 	// are held: the ones after it (up to cursor) wait on disk and are read
 	// by catchUp, in id order, as held ones finish.
-	held   map[string]int
+	held map[string]int
 	// known holds the ids of the deliveries in memory: a store may return a
 	// delivery again (after a refused claim the worker reads from the start).
 	known map[string]bool

@@ -275,7 +275,9 @@ func TestStoreFailureAnswers503(t *testing.T) {
 
 type panicking struct{}
 
-func (panicking) Ingest(context.Context, bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) { panic("boom") }
+func (panicking) Ingest(context.Context, bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) {
+	panic("boom")
+}
 
 func TestPanicBecomes500(t *testing.T) {
 	e := newEnv(t, "", panicking{})
