@@ -102,7 +102,7 @@ func printReport(out io.Writer, r *Report) error {
 		if !p.Quiet.Quiet {
 			quiet += " NOT QUIET"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Generator, p.Rate, p.Throughput, p.P50ms, p.P99ms,
+		fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Generator, p.Rate, p.Throughput, dash(p.P50ms), dash(p.P99ms),
 			p.NonOK, refused, dash(p.E2EP99ms), dash(p.ServerP99ms), commit, dash(p.WritesPerCommit), whole(p.CPUPerReqUs), whole(p.GenCPUPerReqUs),
 			whole(p.DiskBytesPerAck), quiet)
 	}

@@ -206,16 +206,16 @@ func run(o options) error {
 	b.rep.FloorP99_1kMs = floor1k.P99ms
 	r := b.rep.Ratios
 	r["noop_saturation_per_s"] = noopSat.Throughput // beside the ratios over it
-	r["durable_ingest_saturation_vs_noop"] = ingestSat.Throughput / noopSat.Throughput
-	r["ingest_delivery_saturation_vs_noop"] = deliverSat.Throughput / noopSat.Throughput
+	r["durable_ingest_saturation_vs_noop"] = div(ingestSat.Throughput, noopSat.Throughput)
+	r["ingest_delivery_saturation_vs_noop"] = div(deliverSat.Throughput, noopSat.Throughput)
 	r["ack_p99_1000_with_delivery_ms"] = deliver1k.P99ms
-	r["ack_p99_1000_vs_noop_p99"] = deliver1k.P99ms / max(noop1k.P99ms, 0.001)
-	r["ack_p99_1000_vs_noop_plus_floor_p99"] = deliver1k.P99ms / max(noop1k.P99ms+floor1k.P99ms, 0.001)
+	r["ack_p99_1000_vs_noop_p99"] = div(deliver1k.P99ms, noop1k.P99ms)
+	r["ack_p99_1000_vs_noop_plus_floor_p99"] = div(deliver1k.P99ms, noop1k.P99ms+floor1k.P99ms)
 	r["floor_bbolt_group_commit_p99_1000_ms"] = floor1k.P99ms
 	r["bolt_update_per_request_per_s"] = boltSat.Throughput
 	r["bolt_update_per_request_p99_500_ms"] = bolt500.P99ms
 	r["e2e_p99_1000_ms"] = deliver1k.E2EP99ms
-	r["overload_throughput_vs_capacity"] = over.Throughput / max(capacity, 1)
+	r["overload_throughput_vs_capacity"] = div(over.Throughput, capacity)
 	r["overload_p99_ms"] = over.P99ms
 	r["overload_refused_p99_ms"] = over.RefusedP99
 	r["disk_bytes_per_ack_ingest_delivery"] = deliverSat.DiskBytesPerAck
@@ -225,7 +225,7 @@ func run(o options) error {
 	r["ack_p99_1000_with_delivery_server_ms"] = deliver1k.ServerP99ms
 	r["overload_server_p99_ms"] = over.ServerP99ms
 	if over.Intended > 0 {
-		r["overload_sent_vs_asked"] = over.Rate / over.Intended
+		r["overload_sent_vs_asked"] = div(over.Rate, over.Intended)
 	}
 	b.rep.Targets = targets.Evaluate(targets.Inputs{
 		NoopPerS: noopSat.Throughput, IngestPerS: ingestSat.Throughput, DeliverPerS: deliverSat.Throughput,
@@ -359,4 +359,13 @@ func (b *bench) fill(addr string, n int, rate float64) (Result, error) {
 	}
 	total.Success = float64(total.OK) / float64(max(total.OK+total.NonOK+total.SocketErrors, 1))
 	return total, nil
+}
+
+// div is a ÷ b, 0 when b is not positive (a figure the run lacks: JSON has
+// no infinity).
+func div(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -47,8 +48,10 @@ func histQuantile(before, after map[string]float64, name string, q float64) floa
 			continue
 		}
 		le, err := strconv.ParseFloat(strings.TrimSuffix(k[len(prefix):], `"}`), 64)
-		if err != nil {
-			continue // +Inf
+		if err != nil || math.IsInf(le, 1) {
+			// The +Inf bucket (ParseFloat reads "+Inf"): a quantile beyond
+			// the last finite bound is that bound, as in PromQL.
+			continue
 		}
 		bs = append(bs, bucket{le, v - before[k]})
 	}

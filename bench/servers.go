@@ -166,8 +166,7 @@ func (p *process) stop() {
 func (p *process) waitDrained(d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		m := scrape(p.addr)
-		if depth, ok := m[`statusbridge_outbox_depth{target="expertsender"}`]; ok && depth == 0 {
+		if drained(scrape(p.addr)) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -175,6 +174,23 @@ func (p *process) waitDrained(d time.Duration) bool {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// drained says whether a scrape shows an empty outbox. statusbridge reports
+// statusbridge_outbox_depth only for targets with pending deliveries, so an
+// empty outbox has no series at all; a scrape that failed (no
+// statusbridge_webhooks_total either) is not taken for one.
+func drained(m map[string]float64) bool {
+	answered := false
+	for k, v := range m {
+		switch {
+		case strings.HasPrefix(k, "statusbridge_outbox_depth{") && v > 0:
+			return false
+		case strings.HasPrefix(k, "statusbridge_webhooks_total"), strings.HasPrefix(k, "process_cpu_seconds_total"):
+			answered = true
+		}
+	}
+	return answered
 }
 
 // startBridge writes a statusbridge config (its store section from st) and
