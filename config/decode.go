@@ -18,6 +18,7 @@ type decoder struct {
 	getenv   func(string) (string, bool)
 	lines    map[string]int // key path → line, for messages about valid-looking values
 	problems []Problem
+	warnings []string // Problem.String() of each warning
 	// active holds the alias targets being expanded (a cycle is an error);
 	// expanded counts nodes walked, bounding alias "billion laughs" blow-ups.
 	active   map[*yaml.Node]bool
@@ -33,6 +34,11 @@ func (d *decoder) add(path string, line int, msg string) {
 
 // fail reports a problem at a key path, with the line it was read from.
 func (d *decoder) fail(path, msg string) { d.add(path, d.lines[path], msg) }
+
+// warn records a warning at a key path, with the line it was read from.
+func (d *decoder) warn(path, msg string) {
+	d.warnings = append(d.warnings, Problem{Path: path, Line: d.lines[path], Message: msg}.String())
+}
 
 // scalarDecoder is implemented by value types parsed from one YAML scalar.
 type scalarDecoder interface{ decodeScalar(string) error }
