@@ -195,6 +195,9 @@ func (d *decoder) validateOrderIntake(c *Config) {
 func (d *decoder) validateDigishare(ds *Digishare, oid OrderID) {
 	const p = "targets.digishare"
 	d.checkURL(p+".base_url", ds.BaseURL)
+	if strings.HasPrefix(ds.BaseURL, "http://") {
+		d.warn(p+".base_url", "is plain http: Digishare's API answers over https only")
+	}
 	d.checkLimits(p, &ds.Limits)
 	switch {
 	case ds.Token != "" && (ds.ClientID != "" || ds.ClientSecret != ""):

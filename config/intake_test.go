@@ -166,6 +166,7 @@ func TestOrderIntakeWarnings(t *testing.T) {
 		{"campaign_data key with the id", base("{ from: campaign_data.order_id }", "X", ""), ""},
 		{"campaign_data key without it", base("{ from: campaign_data.ref }", "{order.orderId}", ""), "targets.digishare.ticket.campaign_data.ref: \"\" does not give back"},
 		{"no invoice: allowed_hosts not needed", base("{ from: external_id }", "{order.orderId}", "      invoice: { from: \"\" }\n"), ""},
+		{"plain http", base("{ from: external_id }", "{order.orderId}", "    base_url: http://api.digishare.ma/v1\n"), "targets.digishare.base_url: is plain http"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			yaml := tc.yaml

@@ -89,6 +89,27 @@ type TicketResult struct {
 	Omitted []string
 }
 
+// Describe is the delivery's result in words: the ticket made, what was
+// left out for want of a value, and why it has no invoice (inv.Note).
+func (r TicketResult) Describe(inv InvoiceOutcome) string {
+	var b strings.Builder
+	b.WriteString("ticket")
+	if r.ID != "" {
+		b.WriteString(" " + r.ID)
+	}
+	if r.Number != "" {
+		b.WriteString(" (#" + r.Number + ")")
+	}
+	b.WriteString(" created")
+	if len(r.Omitted) > 0 {
+		b.WriteString("; left out (no value): " + strings.Join(r.Omitted, ", "))
+	}
+	if inv.Note != "" {
+		b.WriteString("; " + inv.Note)
+	}
+	return b.String()
+}
+
 // SendTicket renders the order's ticket (see package ticket) with mediaID as
 // its invoice ("" = none) and creates it. A ticket that cannot be rendered
 // fails permanently and sends nothing. See CreateTicket for the answers.

@@ -508,3 +508,37 @@ func TestUploadMedia(t *testing.T) {
 		t.Errorf("upload body has keys %v, want exactly type, category, file", keys)
 	}
 }
+
+func TestDigishareConcurrentCallersShareOneToken(t *testing.T) {
+	f := newTokenFake(t)
+	api := NewDigishareAPI(clientCredentials(digishareConfig(t, f.URL)), "MA", 8)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			if _, _, err := api.CreateTicket(t.Context(), []byte(`{}`)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := f.tokenCalls(); n != 1 {
+		t.Errorf("%d token requests for 8 concurrent tickets, want 1", n)
+	}
+}
+
+func TestTicketResultDescribe(t *testing.T) {
+	r := TicketResult{ID: "tk1", Number: "342106", Omitted: []string{"third.email", "campaign_data.delivery_address"}}
+	got := r.Describe(InvoiceOutcome{Note: "no invoice: the order has no value for {order.items.0.invoiceUrl}"})
+	want := "ticket tk1 (#342106) created; left out (no value): third.email, campaign_data.delivery_address; no invoice: the order has no value for {order.items.0.invoiceUrl}"
+	if got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
+	if got := (TicketResult{}).Describe(InvoiceOutcome{MediaID: "m"}); got != "ticket created" {
+		t.Errorf("Describe of a bare result = %q", got)
+	}
+}
