@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // intake.time_zone must load on hosts without a zoneinfo database
 
@@ -19,25 +20,23 @@ type Intake struct {
 	// TimeZone is the IANA zone of the order system's zone-less dates
 	// (orderDate); default UTC.
 	TimeZone string `yaml:"time_zone"`
-
-	loc *time.Location // loaded by validation
 }
 
 func defaultIntake() Intake {
-	return Intake{Path: "/webhooks/orders", MaxBody: 1 << 20, TimeZone: "UTC", loc: time.UTC}
+	return Intake{Path: "/webhooks/orders", MaxBody: 1 << 20, TimeZone: "UTC"}
 }
 
 // Location returns the zone of the order system's dates (UTC when TimeZone
-// is empty or, in a config not made by Parse, cannot be loaded).
+// is empty or, in a config not made by Parse, cannot be loaded). Zones are
+// loaded once per name; Intake stays plain data (comparable across reloads).
 func (i Intake) Location() *time.Location {
-	if i.loc != nil {
-		return i.loc
-	}
 	if loc, err := loadZone(i.TimeZone); err == nil {
 		return loc
 	}
 	return time.UTC
 }
+
+var zones sync.Map // zone name → *time.Location
 
 func loadZone(name string) (*time.Location, error) {
 	if strings.TrimSpace(name) == "" {
@@ -46,10 +45,14 @@ func loadZone(name string) (*time.Location, error) {
 	if name == "Local" {
 		return nil, fmt.Errorf("%q depends on the machine; name the zone (e.g. Africa/Casablanca, UTC)", name)
 	}
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, fmt.Errorf("%q is not an IANA time zone (e.g. Africa/Casablanca, UTC)", name)
 	}
+	zones.Store(name, loc)
 	return loc, nil
 }
 
@@ -176,10 +179,8 @@ func (d *decoder) validateOrderIntake(c *Config) {
 	if in.MaxBody <= 0 || in.MaxBody > 64<<20 {
 		d.fail("intake.max_body", "must be between 1 byte and 64MiB")
 	}
-	if loc, err := loadZone(in.TimeZone); err != nil {
+	if _, err := loadZone(in.TimeZone); err != nil {
 		d.fail("intake.time_zone", err.Error())
-	} else {
-		in.loc = loc
 	}
 	if in.Token == "" {
 		d.warn("intake.token", "is empty: every order intake is refused (401); set STATUSBRIDGE_INTAKE_TOKEN")
