@@ -216,7 +216,10 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := append([]string{cfg.Webhook.Token, cfg.Admin.Token}, cfg.Store.Secrets()...)
+	s := append([]string{cfg.Webhook.Token, cfg.Admin.Token, cfg.Intake.Token}, cfg.Store.Secrets()...)
+	if t.Digishare != nil {
+		s = append(s, t.Digishare.Token, t.Digishare.ClientSecret)
+	}
 	if t.ExpertSender != nil {
 		s = append(s, t.ExpertSender.APIKey)
 	}
@@ -389,6 +392,15 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 		if !h.Enabled() {
 			log.Warn("generic target has no url: its deliveries are recorded as skipped", "target", mapping.HTTPTargetPrefix+name)
 		}
+	}
+	if cfg.Intake.Token == "" {
+		log.Warn("intake.token is empty: every order intake (POST "+cfg.Intake.Path+") is refused with 401; set STATUSBRIDGE_INTAKE_TOKEN")
+	}
+	if t.Digishare != nil && !t.Digishare.Enabled() {
+		log.Warn("targets.digishare has no token or client credentials: new orders' tickets are recorded as skipped; set DIGISHARE_API_TOKEN")
+	}
+	if t.ExpertSender != nil && t.ExpertSender.Orders != nil && !t.ExpertSender.OrdersEnabled() {
+		log.Warn("targets.expertsender.orders is set but ExpertSender has no api_key: order upserts are recorded as skipped")
 	}
 	if cfg.Admin.Token == "" {
 		log.Warn("admin.token is empty: the admin API (/admin) is disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable it")

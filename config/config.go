@@ -28,6 +28,7 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	Store    Store    `yaml:"store"`
 	Webhook  Webhook  `yaml:"webhook"`
+	Intake   Intake   `yaml:"intake"`
 	OrderID  OrderID  `yaml:"order_id"`
 	Targets  Targets  `yaml:"targets"`
 	Delivery Delivery `yaml:"delivery"`
@@ -122,6 +123,7 @@ type OrderID struct {
 // Targets lists the downstream systems. A nil target is not configured.
 type Targets struct {
 	ExpertSender *ExpertSender          `yaml:"expertsender"`
+	Digishare    *Digishare             `yaml:"digishare"`
 	OrderSystem  *OrderSystem           `yaml:"order_system"`
 	Everlytic    *Everlytic             `yaml:"everlytic"`
 	HTTP         map[string]*HTTPTarget `yaml:"http"`
@@ -151,7 +153,10 @@ type ExpertSender struct {
 	BaseURL   string `yaml:"base_url"`
 	APIKey    string `yaml:"api_key"` // empty = deliveries skipped (warned at start)
 	WebsiteID int    `yaml:"website_id"`
-	Limits    `yaml:",inline"`
+	// Orders, when present, registers intake orders with POST /orders;
+	// absent = status PUTs only.
+	Orders *ExpertSenderOrders `yaml:"orders"`
+	Limits `yaml:",inline"`
 }
 
 // Enabled reports whether deliveries can be sent (credentials present).
@@ -265,6 +270,7 @@ func Default() *Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Store:   Store{Driver: DriverBbolt, Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
 		Webhook: Webhook{Path: "/webhooks/digishare", MaxBody: 1 << 20},
+		Intake:  defaultIntake(),
 		OrderID: OrderID{From: "external_id"},
 		Delivery: Delivery{
 			MaxAttempts: 12,
@@ -411,6 +417,7 @@ func (d *decoder) validate(c *Config) {
 	default:
 		d.fail("order_id.from", fmt.Sprintf("%q is not external_id, ticket_number or campaign_data.<key>", from))
 	}
+	d.validateOrderIntake(c)
 	d.validateTargets(&c.Targets)
 	if c.Delivery.MaxAttempts < 1 || c.Delivery.MaxAttempts > 1000 {
 		d.fail("delivery.max_attempts", "must be between 1 and 1000")

@@ -158,6 +158,7 @@ func restartNeeded(running, cand *config.Config) []string {
 		{"webhook", running.Webhook, cand.Webhook}, {"order_id", running.OrderID, cand.OrderID},
 		{"targets", running.Targets, cand.Targets}, {"delivery", running.Delivery, cand.Delivery},
 		{"admin", running.Admin, cand.Admin}, {"server", running.Server, cand.Server},
+		{"intake", running.Intake, cand.Intake},
 	} {
 		if !reflect.DeepEqual(s.a, s.b) {
 			out = append(out, s.name)
