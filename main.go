@@ -394,7 +394,7 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 		}
 	}
 	if cfg.Intake.Token == "" {
-		log.Warn("intake.token is empty: every order intake (POST "+cfg.Intake.Path+") is refused with 401; set STATUSBRIDGE_INTAKE_TOKEN")
+		log.Warn("intake.token is empty: every order intake (POST " + cfg.Intake.Path + ") is refused with 401; set STATUSBRIDGE_INTAKE_TOKEN")
 	}
 	if t.Digishare != nil && !t.Digishare.Enabled() {
 		log.Warn("targets.digishare has no token or client credentials: new orders' tickets are recorded as skipped; set DIGISHARE_API_TOKEN")
