@@ -259,14 +259,15 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*bridge.Delivery, error) 
 			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 		}
 		if old.State != bridge.Dead {
-			return fmt.Errorf("%w: delivery %s is %s; only dead deliveries are retried", bridge.ErrConflict, id, old.State)
+			return &bridge.ConflictError{Msg: fmt.Sprintf("delivery %s is %s; only dead deliveries can be retried", id, old.State)}
 		}
 		st, err := orderStateTx(tx, old.OrderID)
 		if err != nil {
 			return err
 		}
 		if st.Targets[old.Target].DeliveryID != id {
-			return fmt.Errorf("%w: a newer delivery for order %s and target %s exists", bridge.ErrConflict, old.OrderID, old.Target)
+			return &bridge.ConflictError{Msg: fmt.Sprintf("a newer delivery (%s) for order %s and target %s exists; retrying this one would send an older status",
+				st.Targets[old.Target].DeliveryID, old.OrderID, old.Target)}
 		}
 		nid, err := newID()
 		if err != nil {

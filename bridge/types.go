@@ -299,6 +299,16 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 )
 
+// ConflictError is an ErrConflict whose message is written for the people
+// who asked (API and CLI users): receivers show Msg as it is, without any
+// internal prefix. errors.Is(err, ErrConflict) holds for it.
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// Is makes a *ConflictError match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
 // Decider is what the rules need from a mapping: *mapping.Table implements it.
 type Decider interface {
 	OrderID(u *digishare.Update) (string, bool)

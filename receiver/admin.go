@@ -259,11 +259,14 @@ func (s *Server) adminRetry(c echo.Context) error {
 		return &apiError{code: http.StatusNotFound, msg: "retry is not available"}
 	}
 	d, err := s.opt.Retry(c.Param("id"))
+	var ce *bridge.ConflictError
 	switch {
 	case errors.Is(err, bridge.ErrNotFound):
 		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
+	case errors.As(err, &ce): // written for the API user: shown as it is
+		return &apiError{code: http.StatusConflict, msg: ce.Msg}
 	case errors.Is(err, bridge.ErrConflict):
-		return &apiError{code: http.StatusConflict, msg: err.Error()}
+		return &apiError{code: http.StatusConflict, msg: "the delivery cannot be retried in its current state"}
 	case err != nil:
 		return err
 	}

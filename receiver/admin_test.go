@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
@@ -159,4 +160,41 @@ func TestAdminEventDetailAndDeliveries(t *testing.T) {
 	if len(a.body["version"].(string)) != 12 || st["targets"].(map[string]any)["expertsender"] != "paid" {
 		t.Errorf("mapping = %v", a.body)
 	}
+}
+
+// TestAdminRetryConflictIsWrittenForUsers: a 409 says what is wrong in the
+// API user's terms, with no internal prefix.
+func TestAdminRetryConflictIsWrittenForUsers(t *testing.T) {
+	var e *env
+	e = newEnv(t, "", nil, withAdmin, func(o *Options) {
+		o.Retry = func(id string) (*bridge.Delivery, error) { return e.db.RetryDelivery(id, time.Now()) }
+	})
+	auth := map[string]string{"Authorization": "Bearer " + adminToken}
+	first := e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-2002", StatusID: confirmed, DateStatus: "2026-01-13 10:00:00"}.Payload(), nil)
+	d1 := e.firstDelivery(first.body["event_id"].(string))
+	if err := e.db.Record(d1, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: HTTP 400"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The order gets the same status again: a new delivery replaces the dead one.
+	second := e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-2002", StatusID: confirmed, DateStatus: "2026-01-13 11:00:00"}.Payload(), nil)
+	d2 := e.firstDelivery(second.body["event_id"].(string))
+	a := e.post("/admin/deliveries/"+d1+"/retry", nil, auth)
+	want := "a newer delivery (" + d2 + ") for order 2002 and target expertsender exists; retrying this one would send an older status"
+	if a.code != http.StatusConflict || a.body["error"] != want {
+		t.Errorf("retry of a replaced delivery: %d %q, want 409 %q", a.code, a.body["error"], want)
+	}
+	a = e.post("/admin/deliveries/"+d2+"/retry", nil, auth)
+	if msg, _ := a.body["error"].(string); a.code != http.StatusConflict || strings.Contains(msg, "store:") || !strings.Contains(msg, "only dead deliveries") {
+		t.Errorf("retry of a pending delivery: %d %q", a.code, msg)
+	}
+}
+
+// firstDelivery returns the id of an event's first delivery.
+func (e *env) firstDelivery(eventID string) string {
+	e.t.Helper()
+	d, err := e.db.Detail(eventID, nil)
+	if err != nil || len(d.Deliveries) == 0 {
+		e.t.Fatalf("event %s: %v, %d deliveries", eventID, err, len(d.Deliveries))
+	}
+	return d.Deliveries[0].ID
 }
