@@ -9,6 +9,8 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/statusbridge/statusbridge/digishare"
@@ -125,6 +127,40 @@ const (
 
 // DeliveryStates lists every delivery state, for validating filters.
 var DeliveryStates = []DeliveryState{Pending, InFlight, Done, Dead, Skipped, Superseded}
+
+// CheckEventState returns nil for "" (no filter) or a known event state, and
+// otherwise an error, for the person who typed it, listing the valid ones.
+// The admin API and the CLI's file fallback both validate with it.
+func CheckEventState(s string) error {
+	for _, st := range EventStates {
+		if s == "" || s == string(st) {
+			return nil
+		}
+	}
+	hint := ""
+	if CheckDeliveryState(s) == nil {
+		hint = " (" + s + " is a delivery state: filter on the deliveries' states instead)"
+	}
+	return fmt.Errorf("%q is not an event state: use one of %s%s", s, join(EventStates), hint)
+}
+
+// CheckDeliveryState is CheckEventState for delivery states.
+func CheckDeliveryState(s string) error {
+	for _, st := range DeliveryStates {
+		if s == "" || s == string(st) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a delivery state: use one of %s", s, join(DeliveryStates))
+}
+
+func join[S ~string](states []S) string {
+	parts := make([]string, len(states))
+	for i, s := range states {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ", ")
+}
 
 // Terminal reports whether the state is final.
 func (s DeliveryState) Terminal() bool { return s != Pending && s != InFlight }

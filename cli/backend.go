@@ -188,7 +188,10 @@ func (h *httpBackend) do(method, path string, body, out any) error {
 				return fmt.Errorf("server %s: %s", h.base, e.Error)
 			}
 		}
-		return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, strings.TrimSpace(e.Error+" "+string(raw[:min(len(raw), 200)])))
+		if e.Error != "" {
+			return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, e.Error)
+		}
+		return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, strings.TrimSpace(string(raw[:min(len(raw), 200)])))
 	}
 	return json.Unmarshal(raw, out)
 }

@@ -85,6 +85,13 @@ func loadConfig(path string, env Env) (*config.Config, error) {
 	return config.Resolve(path, env.Getenv)
 }
 
+// usageError reports a bad flag value (exit 2), the same whichever backend
+// would have answered.
+func usageError(env Env, flagName string, err error) int {
+	fmt.Fprintf(env.Stderr, "statusbridge: %s: %v\n", flagName, err)
+	return exitUsage
+}
+
 func fail(env Env, err error) int {
 	fmt.Fprintln(env.Stderr, "statusbridge:", err)
 	return exitFailure
@@ -129,6 +136,9 @@ func Events(args []string, env Env) int {
 	if sub == "show" && id == "" {
 		fmt.Fprint(env.Stderr, "events show needs an event id\n")
 		return exitUsage
+	}
+	if err := bridge.CheckEventState(*state); err != nil { // before connecting: the server and the file agree
+		return usageError(env, "--state", err)
 	}
 	cfg, err := loadConfig(*cfgPath, env)
 	if err != nil {

@@ -95,20 +95,11 @@ func parseLimit(v string) (int, error) {
 	return n, nil
 }
 
-var eventStates = map[string]bool{}
-
-func init() {
-	for _, o := range []bridge.EventState{bridge.EventInvalid, bridge.EventNoStatusChange, bridge.EventIgnored, bridge.EventUnmapped,
-		bridge.EventNoOrderID, bridge.EventNoAction, bridge.EventSuperseded, bridge.EventUnchanged, bridge.EventDispatched} {
-		eventStates[string(o)] = true
-	}
-}
-
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
 	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor")}
-	if f.State != "" && !eventStates[f.State] {
-		return badRequest("state: unknown event state " + strconv.Quote(f.State))
+	if err := bridge.CheckEventState(f.State); err != nil {
+		return badRequest("state: " + err.Error())
 	}
 	var err error
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
@@ -155,13 +146,11 @@ func (s *Server) adminEvent(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
-var deliveryStates = map[string]bool{"pending": true, "in_flight": true, "done": true, "dead": true, "skipped": true, "superseded": true}
-
 func (s *Server) adminDeliveries(c echo.Context) error {
 	q := c.QueryParams()
 	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), Cursor: q.Get("cursor")}
-	if f.State != "" && !deliveryStates[f.State] {
-		return badRequest("state: one of pending, in_flight, done, dead, skipped, superseded")
+	if err := bridge.CheckDeliveryState(f.State); err != nil {
+		return badRequest("state: " + err.Error())
 	}
 	inFlightOnly := f.State == string(bridge.InFlight)
 	if inFlightOnly {
@@ -230,8 +219,8 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if sel.Until, err = parseTime("until", req.Until); err != nil {
 		return err
 	}
-	if sel.State != "" && !eventStates[sel.State] {
-		return badRequest("state: unknown event state " + strconv.Quote(sel.State))
+	if err := bridge.CheckEventState(sel.State); err != nil {
+		return badRequest("state: " + err.Error())
 	}
 	if req.Dead && (len(req.EventIDs) > 0 || req.OrderID != "" || req.Since != "" || req.Until != "" || req.State != "") {
 		return badRequest("dead selects deliveries: use it alone (with targets)")

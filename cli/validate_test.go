@@ -1,0 +1,40 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/statusbridge/statusbridge/bridge"
+)
+
+// TestStateFilterValidatedOnBothPaths: an unknown --state is refused with
+// the same message whether the server answers or the file is read.
+func TestStateFilterValidatedOnBothPaths(t *testing.T) {
+	s := newSite(t)
+	s.ingest("t1", "100", "2026-01-13 10:00:00")
+	s.close()
+	code, out, fileErr := s.run(noEnv, Events, "list", "--config", s.cfg, "--state", "bogus")
+	if code != exitUsage || out != "" || !strings.Contains(fileErr, `"bogus" is not an event state`) || !strings.Contains(fileErr, "dispatched, unmapped") {
+		t.Errorf("file: exit %d, stdout %q, stderr %q; want exit 2 naming the valid states", code, out, fileErr)
+	}
+	s.serve()
+	code, out, srvErr := s.run(tokenEnv, Events, "list", "--config", s.cfg, "--server", s.server, "--state", "bogus")
+	if code != exitUsage || out != "" || srvErr != fileErr {
+		t.Errorf("server: exit %d, stdout %q, stderr %q; want exit 2 and %q", code, out, srvErr, fileErr)
+	}
+	// The server itself answers 400 with the same words.
+	req, _ := http.NewRequest(http.MethodGet, s.server+"/admin/events?state=bogus", nil)
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if want := "state: " + bridge.CheckEventState("bogus").Error(); resp.StatusCode != 400 || body.Error != want {
+		t.Errorf("GET /admin/events?state=bogus: %d %q, want 400 %q", resp.StatusCode, body.Error, want)
+	}
+}
