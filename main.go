@@ -151,7 +151,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 const checkUsage = `Usage: statusbridge config check [--config FILE]
 
 Validates a config file: YAML syntax, unknown keys, value formats, ranges and
-references. Prints every problem (line, key path, reason) to stderr and exits
+references. Prints every problem (line, key path, reason; a YAML syntax error
+with its column and the nearest key) to stderr and exits
 1, or prints a summary and exits 0.
 
 `

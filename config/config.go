@@ -225,16 +225,21 @@ func Default() *Config {
 }
 
 // Problem is one thing wrong with a config: the key path (e.g.
-// "delivery.backoff.max"), its line (0 when unknown) and what is wrong.
+// "delivery.backoff.max"; for a syntax error the nearest key, when known),
+// its line and column (0 when unknown) and what is wrong.
 type Problem struct {
 	Path    string `json:"path"`
 	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
 	Message string `json:"message"`
 }
 
 func (p Problem) String() string {
 	loc := ""
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
+		loc = fmt.Sprintf("line %d, column %d: ", p.Line, p.Column)
+	case p.Line > 0:
 		loc = fmt.Sprintf("line %d: ", p.Line)
 	}
 	if p.Path == "" {

@@ -40,19 +40,11 @@ type scalarDecoder interface{ decodeScalar(string) error }
 // defaulter is implemented by optional sections that have defaults once present.
 type defaulter interface{ setDefaults() }
 
-var lineInMessage = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // decodeDocument fills cfg; it returns false when the YAML itself is broken.
 func (d *decoder) decodeDocument(data []byte, cfg *Config) bool {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		if m := lineInMessage.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			d.add("", n, m[2])
-		} else {
-			d.add("", 0, strings.TrimPrefix(msg, "yaml: "))
-		}
+		d.problems = append(d.problems, syntaxProblem(data, err))
 		return false
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {

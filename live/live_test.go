@@ -149,3 +149,21 @@ func TestNoFile(t *testing.T) {
 		t.Errorf("reload without a file: %v", err)
 	}
 }
+
+// TestSyntaxErrorOnReloadNamesItsLine: a reload refused for a YAML syntax
+// error reports the line where it is (not the one before) and the key.
+func TestSyntaxErrorOnReloadNamesItsLine(t *testing.T) {
+	m, path, obs := setup(t)
+	write(t, path, base+"    abc000000000000: { name: Shipped, expertsender: shipped\n")
+	_, err := m.Reload()
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 {
+		t.Fatalf("reload = %v, want one problem", err)
+	}
+	if p := ce.Problems[0]; p.Line != 6 || p.Column != 22 || p.Path != "mapping.statuses.abc000000000000" {
+		t.Errorf("problem = %+v, want line 6, column 22, path mapping.statuses.abc000000000000", p)
+	}
+	if <-obs {
+		t.Error("a refused reload was counted ok")
+	}
+}
