@@ -191,11 +191,11 @@ type job struct {
 // the lane's next delivery never starts before the previous one is durably
 // finished, and per-order order survives a crash.
 type result struct {
-	lane      *lane
-	sent      bool // the sender goroutine is free; the record is pending
-	outcome   bridge.AttemptResult
-	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
-	failed    bool // the outcome could not be recorded
+	lane    *lane
+	sent    bool // the sender goroutine is free; the record is pending
+	outcome bridge.AttemptResult
+	aborted bool // cancelled by shutdown: nothing recorded, stays pending
+	failed  bool // the outcome could not be recorded
 }
 
 // targetState is a target's limits, owned by the scheduler (its health is
