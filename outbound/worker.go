@@ -31,6 +31,18 @@ type OnceSender interface {
 	OnceKey(m *Message) string
 }
 
+// UnknownWhenCut is implemented by senders whose request, once sent, can
+// neither be taken back nor safely repeated (creating a Digishare ticket
+// will be one): when our own shutdown cuts such an attempt off after the
+// request went out, its outcome is unknown, so the worker records the
+// attempt and ends the delivery dead with that reason, for a person to
+// check, instead of putting it back to pending as if nothing was sent
+// (what it does for every other sender). No sender implements it yet.
+type UnknownWhenCut interface {
+	Sender
+	OutcomeUnknownWhenCut() bool
+}
+
 // Outbox is what the worker needs from the store.
 type Outbox interface {
 	Wake() <-chan struct{}
@@ -125,6 +137,9 @@ type Worker struct {
 	recNotify chan struct{}
 
 	peakHeld atomic.Int64 // most deliveries of one target ever held (tests)
+	// stopping is set when Run's context ends: an attempt that then ends
+	// without an answer was cut off by our shutdown, not by the target.
+	stopping atomic.Bool
 }
 
 // NewWorker builds a worker. senders maps target names to their clients.
@@ -369,6 +384,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-done:
 			done = nil
+			w.stopping.Store(true)
 			grace = time.After(w.pol.ShutdownGrace)
 		case <-grace:
 			cancelSends()
@@ -741,8 +757,16 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	start := now
 	resp, err := sender.Send(ctx, msg)
 	dur := time.Since(start)
-	if err != nil && ctx.Err() != nil {
-		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
+	if err != nil && w.cutByShutdown(ctx, err) {
+		if u, ok := sender.(UnknownWhenCut); ok && u.OutcomeUnknownWhenCut() {
+			reason := "cut off by shutdown after the request was sent: its outcome is unknown; check the target before retrying"
+			o := bridge.AttemptResult{State: bridge.Dead, Reason: reason,
+				Attempt: &bridge.Attempt{At: start.UTC(), Duration: dur, Error: "cut off by shutdown: " + err.Error()}}
+			log.Error("delivery attempt cut off by shutdown; outcome unknown", "state", o.State, "duration", dur)
+			w.record(log, j, o, now)
+			return
+		}
+		log.Warn("delivery attempt cut off by shutdown; it stays pending and the attempt does not count", "duration", dur)
 		w.pushRecorded(result{lane: j.lane, aborted: true})
 		return
 	}
@@ -788,6 +812,18 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
 	}
 	w.record(log, j, o, now)
+}
+
+// cutByShutdown reports whether a failed send was cut off by our own
+// shutdown: cancelled when the grace period ran out, or ended without any
+// answer from the target (a timeout or network error) once shutdown began.
+// Such an attempt is not the target's fault and does not count.
+func (w *Worker) cutByShutdown(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	var oe *Error
+	return w.stopping.Load() && errors.As(err, &oe) && !oe.Permanent && oe.StatusCode == 0
 }
 
 // eventless is implemented by senders that use only the delivery itself: the
