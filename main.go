@@ -260,6 +260,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 		return out, err
 	})
+	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
 	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err

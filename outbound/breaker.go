@@ -53,8 +53,9 @@ func (b *breaker) state(now time.Time) (breakerState, time.Time) {
 
 // observe records the outcome of an attempt that reached (or tried to reach)
 // the target: retryable failures count, anything else closes the breaker.
-// It returns until when the target is paused (zero when it is not) and
-// whether the breaker just opened or closed.
+// It returns until when the target is paused (zero when it is not; a failed
+// probe pauses it again) and whether the breaker just opened (from closed)
+// or closed.
 func (b *breaker) observe(retryable bool, now time.Time) (until time.Time, opened, closed bool) {
 	if b == nil {
 		return time.Time{}, false, false
@@ -71,7 +72,7 @@ func (b *breaker) observe(retryable bool, now time.Time) (until time.Time, opene
 		return time.Time{}, false, false
 	}
 	b.openUntil = now.Add(b.cooldown)
-	return b.openUntil, true, false
+	return b.openUntil, b.failures == b.failuresToOpen, false
 }
 
 // failureCount returns the consecutive retryable failures (for logs).

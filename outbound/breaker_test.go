@@ -2,6 +2,8 @@ package outbound
 
 import (
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,8 @@ func TestCircuitBreakerSendsOneProbe(t *testing.T) {
 	for i := range 4 {
 		h.ingest(fmt.Sprint("t", i), fmt.Sprint("o", i), confirmed, "")
 	}
+	circuit := &circuitRecorder{}
+	h.obs = circuit
 	h.start(Policy{Initial: time.Millisecond, Max: time.Millisecond, MaxAttempts: 100, Concurrency: 4,
 		Targets: map[string]TargetPolicy{"expertsender": {BreakerFailures: 1, BreakerCooldown: cooldown}}})
 	reqs := es.WaitRequests(8, 10*time.Second)
@@ -33,6 +37,38 @@ func TestCircuitBreakerSendsOneProbe(t *testing.T) {
 			t.Errorf("request %d went %v after request %d, want one probe per %v cool-down", i+1, gap, i, cooldown)
 		}
 	}
+	if got := circuit.get(); got != "expertsender=true" {
+		t.Errorf("circuit gauge changes = %q, want one open", got)
+	}
+	// The target answers again: the next probe closes the breaker.
+	es.Default = fake.Answer{Code: 200, Body: "{}"}
+	deadline := time.Now().Add(10 * time.Second)
+	for circuit.get() != "expertsender=true expertsender=false" && time.Now().Before(deadline) {
+		es.WaitRequests(len(es.Requests())+1, time.Second)
+	}
+	if got := circuit.get(); got != "expertsender=true expertsender=false" {
+		t.Errorf("circuit gauge changes = %q, want open then closed", got)
+	}
+}
+
+// circuitRecorder is an Observer that keeps the breaker's gauge changes.
+type circuitRecorder struct {
+	mu      sync.Mutex
+	changes []string
+}
+
+func (c *circuitRecorder) Attempt(string, string, time.Duration) {}
+
+func (c *circuitRecorder) SetCircuitOpen(target string, open bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.changes = append(c.changes, fmt.Sprintf("%s=%v", target, open))
+}
+
+func (c *circuitRecorder) get() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.changes, " ")
 }
 
 // TestRetryAtMovesWithTheBreaker: a delivery held back by an open breaker

@@ -669,9 +669,9 @@ func (w *Worker) health(target string, retryable bool, now time.Time) time.Time 
 	until, opened, closed := b.observe(retryable, now)
 	co, _ := w.obs.(circuitObserver)
 	switch {
-	case opened:
+	case !until.IsZero():
 		w.log.Warn("circuit open: target paused", "target", target, "failures", b.failureCount(), "until", until)
-		if co != nil {
+		if opened && co != nil {
 			co.SetCircuitOpen(target, true)
 		}
 	case closed:

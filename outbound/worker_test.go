@@ -68,6 +68,7 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	w      *Worker // the running worker, once started
+	obs    Observer // told the worker's results, when set before start
 }
 
 // newHarness is a store, a mapping and (on start) a worker for an
@@ -125,6 +126,9 @@ func (h *harness) start(pol Policy) {
 		pol.Targets = built.Targets
 	}
 	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
+	if h.obs != nil {
+		w.Observe(h.obs)
+	}
 	h.w = w
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
