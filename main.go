@@ -98,6 +98,14 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	case "store":
 		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
+		if len(args) > 1 {
+			if isHelp(args[1]) {
+				fmt.Fprint(stdout, versionUsage)
+				return exitOK
+			}
+			fmt.Fprint(stderr, versionUsage)
+			return exitConfig
+		}
 		fmt.Fprintln(stdout, "statusbridge", buildVersion())
 		return exitOK
 	case "help", "-h", "-help", "--help":
@@ -107,6 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	fmt.Fprintf(stderr, "statusbridge: unknown command %q\n\n%s", args[0], usage)
 	return exitConfig
 }
+
+const versionUsage = `Usage: statusbridge version
+
+Prints the version of this build (set at build time with
+-ldflags "-X main.version=v1.2.3", else the module version, else "dev").
+`
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
 
@@ -172,8 +186,19 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	if name == "" {
 		name = "built-in defaults"
 	}
-	targets := mapping.New(cfg).Targets()
-	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids; targets: %s)\n", name, len(cfg.Mapping.Statuses), orNone(targets))
+	table := mapping.New(cfg)
+	var enabled, disabled []string
+	for _, t := range table.Targets() {
+		if why := table.Disabled(t); why != "" {
+			disabled = append(disabled, fmt.Sprintf("    %s: %s", t, why))
+		} else {
+			enabled = append(enabled, t)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids)\n  targets enabled: %s\n", name, len(cfg.Mapping.Statuses), orNone(enabled))
+	if len(disabled) > 0 {
+		fmt.Fprintf(stdout, "  targets disabled (their deliveries are recorded as skipped):\n%s\n", strings.Join(disabled, "\n"))
+	}
 	return exitOK
 }
 
@@ -343,6 +368,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	case runErr = <-workerDone:
 		workerDone <- runErr
 	}
+	stopping := time.Now()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -353,6 +379,11 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	if err := <-workerDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	attrs := []any{"duration", time.Since(stopping).Round(time.Millisecond)}
+	if st, err := db.Stats(); err == nil {
+		attrs = append(attrs, "pending", st.Pending) // sent at the next start
+	}
+	log.Info("shut down", attrs...)
 	return runErr
 }
 

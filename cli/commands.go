@@ -105,6 +105,23 @@ Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
 The running server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN);
 when none answers, the store file is read directly.
+Run "statusbridge events list --help" (or show) for a command's flags.
+
+`
+
+const eventsListUsage = `Usage: statusbridge events list [--state S] [--order ID] [--since T] [--until T] [--limit N] [--json]
+
+Lists stored events, newest first. Times are RFC 3339 or
+"YYYY-MM-DD HH:MM:SS" (UTC). The running server is asked through its admin
+API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
+
+`
+
+const eventsShowUsage = `Usage: statusbridge events show ID [--json]
+
+Shows one stored event: its decisions, the payload as received, its
+deliveries and every attempt. The running server is asked through its admin
+API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
 
 `
 
@@ -113,8 +130,63 @@ func Events(args []string, env Env) int {
 	if code, done := subcommand(args, eventsUsage, env, "list", "show"); done {
 		return code
 	}
-	sub := args[0]
-	fs := flags("events "+sub, eventsUsage, env)
+	if args[0] == "show" {
+		return eventsShow(args[1:], env)
+	}
+	return eventsList(args[1:], env)
+}
+
+// open loads the config and connects to the server or the file.
+func open(env Env, cfgPath, server string, writable bool) (backend, *config.Config, int) {
+	cfg, err := loadConfig(cfgPath, env)
+	if err != nil {
+		return nil, nil, fail(env, err)
+	}
+	srv, explicit := serverURL(cfg, server)
+	b, err := connect(cfg, srv, explicit, env, writable)
+	if err != nil {
+		return nil, nil, fail(env, err)
+	}
+	return b, cfg, exitOK
+}
+
+func eventsShow(args []string, env Env) int {
+	fs := flags("events show", eventsShowUsage, env)
+	cfgPath, server := common(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	var id string
+	rest := args
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		id, rest = rest[0], rest[1:]
+	}
+	if code, done := parse(fs, rest); done {
+		return code
+	}
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
+	}
+	if id == "" {
+		fmt.Fprint(env.Stderr, "events show needs an event id\n")
+		return exitUsage
+	}
+	b, _, code := open(env, *cfgPath, *server, false)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	d, err := b.Detail(id)
+	if err != nil {
+		return fail(env, err)
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, d)
+	}
+	printDetail(env.Stdout, d)
+	return exitOK
+}
+
+func eventsList(args []string, env Env) int {
+	fs := flags("events list", eventsListUsage, env)
 	cfgPath, server := common(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	state := fs.String("state", "", "only events in this state (dispatched, unmapped, invalid, ...)")
@@ -122,52 +194,25 @@ func Events(args []string, env Env) int {
 	since := fs.String("since", "", "received at or after this time")
 	until := fs.String("until", "", "received before this time")
 	limit := fs.Int("limit", 50, "at most this many events (1-1000)")
-	var id string
-	rest := args[1:]
-	if sub == "show" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		id, rest = rest[0], rest[1:]
-	}
-	if code, done := parse(fs, rest); done {
+	if code, done := parse(fs, args); done {
 		return code
-	}
-	if sub == "show" && id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	}
-	if sub == "show" && id == "" {
-		fmt.Fprint(env.Stderr, "events show needs an event id\n")
-		return exitUsage
 	}
 	if err := bridge.CheckEventState(*state); err != nil { // before connecting: the server and the file agree
 		return usageError(env, "--state", err)
 	}
-	cfg, err := loadConfig(*cfgPath, env)
-	if err != nil {
-		return fail(env, err)
-	}
-	srv, explicit := serverURL(cfg, *server)
-	b, err := connect(cfg, srv, explicit, env, false)
-	if err != nil {
-		return fail(env, err)
-	}
-	defer b.Close()
-	if sub == "show" {
-		d, err := b.Detail(id)
-		if err != nil {
-			return fail(env, err)
-		}
-		if *asJSON {
-			return printJSON(env.Stdout, d)
-		}
-		printDetail(env.Stdout, d)
-		return exitOK
-	}
 	f := bridge.EventFilter{State: *state, OrderID: *order, Limit: *limit}
+	var err error
 	if f.Since, err = parseTime("--since", *since); err != nil {
-		return fail(env, err)
+		return usageError(env, "--since", err)
 	}
 	if f.Until, err = parseTime("--until", *until); err != nil {
-		return fail(env, err)
+		return usageError(env, "--until", err)
 	}
+	b, _, code := open(env, *cfgPath, *server, false)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	rows, _, err := b.EventSummaries(f)
 	if err != nil {
 		return fail(env, err)

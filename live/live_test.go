@@ -1,11 +1,13 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +167,31 @@ func TestSyntaxErrorOnReloadNamesItsLine(t *testing.T) {
 	}
 	if <-obs {
 		t.Error("a refused reload was counted ok")
+	}
+}
+
+// TestReloadLogShowsOldAndNewValues: the reload's log line says what each
+// changed entry was and what it is now, not only its id.
+func TestReloadLogShowsOldAndNewValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	write(t, path, base)
+	cfg, err := config.Resolve(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m := New(cfg, nil, slog.New(slog.NewJSONHandler(&logs, nil)), make(reloads, 10))
+	write(t, path, `listen: 127.0.0.1:8080
+targets: { expertsender: { api_key: k } }
+mapping:
+  statuses:
+    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: completed }
+`)
+	if _, err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want := `yqdwrbka7kz69v8e: \"Order Confirmed\" (expertsender=paid) → \"Order Confirmed\" (expertsender=completed)`
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("reload log = %s, want it to contain %s", logs.String(), want)
 	}
 }
