@@ -67,7 +67,7 @@ type harness struct {
 	table  *mapping.Table
 	cancel context.CancelFunc
 	done   chan error
-	w      *Worker // the running worker, once started
+	w      *Worker  // the running worker, once started
 	obs    Observer // told the worker's results, when set before start
 }
 
