@@ -34,6 +34,8 @@ type Env struct {
 type backend interface {
 	EventSummaries(f bridge.EventFilter) ([]bridge.EventSummary, string, error)
 	Detail(id string) (*bridge.EventDetail, error)
+	// Payload returns an event's body exactly as it was received.
+	Payload(id string) ([]byte, error)
 	Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error)
 	Close() error
 }
@@ -93,6 +95,11 @@ func (f *fileBackend) EventSummaries(flt bridge.EventFilter) ([]bridge.EventSumm
 }
 
 func (f *fileBackend) Detail(id string) (*bridge.EventDetail, error) { return f.db.Detail(id, nil) }
+
+func (f *fileBackend) Payload(id string) ([]byte, error) {
+	_, raw, err := f.db.GetEvent(id)
+	return raw, err
+}
 
 func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error) {
 	sel, opt, err := selection(req, f.table)
@@ -193,6 +200,10 @@ func (h *httpBackend) do(method, path string, body, out any) error {
 		}
 		return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, strings.TrimSpace(string(raw[:min(len(raw), 200)])))
 	}
+	if p, ok := out.(*[]byte); ok { // the body itself, as it is
+		*p = raw
+		return nil
+	}
 	return json.Unmarshal(raw, out)
 }
 
@@ -230,6 +241,14 @@ func (h *httpBackend) Detail(id string) (*bridge.EventDetail, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+func (h *httpBackend) Payload(id string) ([]byte, error) {
+	var raw []byte
+	if err := h.do(http.MethodGet, "/admin/events/"+url.PathEscape(id)+"/payload", nil, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
 }
 
 func (h *httpBackend) Replay(req receiver.ReplayRequest, _ func(done, total int)) (bridge.ReplaySummary, error) {

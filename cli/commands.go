@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -99,7 +100,7 @@ func fail(env Env, err error) int {
 
 const eventsUsage = `Usage:
   statusbridge events list [--state S] [--order ID] [--since T] [--until T] [--limit N] [--json]
-  statusbridge events show ID [--json]
+  statusbridge events show ID [--json | --raw]
 
 Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
@@ -117,10 +118,11 @@ API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
 
 `
 
-const eventsShowUsage = `Usage: statusbridge events show ID [--json]
+const eventsShowUsage = `Usage: statusbridge events show ID [--json | --raw]
 
-Shows one stored event: its decisions, the payload as received, its
-deliveries and every attempt. The running server is asked through its admin
+Shows one stored event: its decisions, the payload (pretty-printed; --raw
+prints it exactly as received, and nothing else), its deliveries and every
+attempt. The running server is asked through its admin
 API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
 
 `
@@ -154,6 +156,7 @@ func eventsShow(args []string, env Env) int {
 	fs := flags("events show", eventsShowUsage, env)
 	cfgPath, server := common(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	raw := fs.Bool("raw", false, "print only the payload, exactly as it was received")
 	var id string
 	rest := args
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
@@ -174,6 +177,14 @@ func eventsShow(args []string, env Env) int {
 		return code
 	}
 	defer b.Close()
+	if *raw {
+		p, err := b.Payload(id)
+		if err != nil {
+			return fail(env, err)
+		}
+		_, _ = env.Stdout.Write(p)
+		return exitOK
+	}
 	d, err := b.Detail(id)
 	if err != nil {
 		return fail(env, err)
@@ -303,7 +314,22 @@ func printDetail(w io.Writer, d *bridge.EventDetail) {
 			fmt.Fprintln(w)
 		}
 	}
-	fmt.Fprintf(w, "Payload\n  %s\n", d.Payload)
+	fmt.Fprintf(w, "Payload\n%s\n", prettyPayload(d.Payload))
+}
+
+// prettyPayload indents a JSON payload two spaces a level under a two-space
+// margin, whatever indentation it arrived with; a body that was not JSON
+// (stored as a JSON string) is printed as its text.
+func prettyPayload(p json.RawMessage) string {
+	var text string
+	if json.Unmarshal(p, &text) == nil {
+		return "  " + strings.ReplaceAll(text, "\n", "\n  ")
+	}
+	var compact, out bytes.Buffer
+	if json.Compact(&compact, p) != nil || json.Indent(&out, compact.Bytes(), "  ", "  ") != nil {
+		return "  " + string(p)
+	}
+	return "  " + out.String()
 }
 
 const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead)

@@ -105,7 +105,12 @@ func (s *site) close() {
 // ingest stores a webhook call for order with the confirmed status.
 func (s *site) ingest(ticket, order, at string) bridge.IngestResult {
 	s.t.Helper()
-	raw := fake.Update{TicketID: ticket, OrderID: order, StatusID: confirmed, DateStatus: at}.Payload()
+	return s.ingestRaw(fake.Update{TicketID: ticket, OrderID: order, StatusID: confirmed, DateStatus: at}.Payload())
+}
+
+// ingestRaw stores a webhook body.
+func (s *site) ingestRaw(raw []byte) bridge.IngestResult {
+	s.t.Helper()
 	up, err := digishare.Decode(raw)
 	if err != nil {
 		s.t.Fatal(err)

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -37,4 +39,33 @@ func TestStateFilterValidatedOnBothPaths(t *testing.T) {
 	if want := "state: " + bridge.CheckEventState("bogus").Error(); resp.StatusCode != 400 || body.Error != want {
 		t.Errorf("GET /admin/events?state=bogus: %d %q, want 400 %q", resp.StatusCode, body.Error, want)
 	}
+}
+
+// TestEventsShowPrettyAndRaw: events show indents the payload evenly
+// whatever indentation it arrived with; --raw prints it byte for byte, on
+// the file and through the server alike.
+func TestEventsShowPrettyAndRaw(t *testing.T) {
+	s := newSite(t)
+	raw, err := os.ReadFile("../digishare/testdata/ticket_updated.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.ReplaceAll(raw, []byte("\n  "), []byte("\n\t   ")) // odd indentation, as some senders have
+	id := s.ingestRaw(raw).EventID
+	check := func(name string, getenv func(string) (string, bool), extra ...string) {
+		t.Helper()
+		code, out, errOut := s.run(getenv, Events, append([]string{"show", id, "--config", s.cfg}, extra...)...)
+		payload := out[strings.Index(out, "Payload\n")+len("Payload\n"):]
+		if code != 0 || !strings.HasPrefix(payload, "  {\n    \"event\": \"ticket.updated\",\n    \"data\": {\n      \"id\": \"hashed_ticket_id\",") ||
+			strings.Contains(payload, "\t") {
+			t.Errorf("%s: events show: %d %q\n%s", name, code, errOut, out)
+		}
+		code, out, errOut = s.run(getenv, Events, append([]string{"show", id, "--raw", "--config", s.cfg}, extra...)...)
+		if code != 0 || out != string(raw) {
+			t.Errorf("%s: events show --raw: %d %q\n%q, want the bytes as received", name, code, errOut, out)
+		}
+	}
+	s.close()
+	check("file", noEnv)
+	check("server", tokenEnv, "--server", s.serve())
 }

@@ -47,6 +47,7 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g := e.Group("/admin", s.adminAuth)
 	g.GET("/events", s.adminEvents)
 	g.GET("/events/:id", s.adminEvent)
+	g.GET("/events/:id/payload", s.adminPayload)
 	g.GET("/deliveries", s.adminDeliveries)
 	g.GET("/mapping", s.adminMapping)
 	g.POST("/mapping/reload", s.adminReload)
@@ -144,6 +145,23 @@ func (s *Server) adminEvent(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, d)
+}
+
+// adminPayload answers an event's payload exactly as it was received (the
+// event detail's JSON re-encodes it compactly).
+func (s *Server) adminPayload(c echo.Context) error {
+	d, err := s.opt.Admin.Detail(c.Param("id"), nil)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such event"}
+	}
+	if err != nil {
+		return err
+	}
+	var text string
+	if json.Unmarshal(d.Payload, &text) == nil { // the body was not JSON: stored as a JSON string
+		return c.Blob(http.StatusOK, "application/octet-stream", []byte(text))
+	}
+	return c.Blob(http.StatusOK, "application/json", d.Payload)
 }
 
 func (s *Server) adminDeliveries(c echo.Context) error {
