@@ -60,7 +60,7 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 		t.Errorf("without the admin token: exit %d, want 1", code)
 	}
 	code, out, errOut = runWith(t, tokenEnv, "replay", "--config", s.cfg, "--order", "300", "--dry-run", "--force")
-	if code != 0 || !strings.Contains(out, "would send") || !strings.Contains(out, "dry run: 1 matched, 1 dispatched") {
+	if code != 0 || !strings.Contains(out, "would send") || !strings.Contains(out, "dry run: events: 1 matched, 1 dispatched") || !strings.Contains(out, "deliveries: 1 would be sent") {
 		t.Fatalf("replay --dry-run: %d\n%s%s", code, out, errOut)
 	}
 	if n := len(es.Requests()); n != 1 {
@@ -96,7 +96,7 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 		t.Fatalf("events list on the file: %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runWith(t, noEnv, "replay", "--config", s.cfg, "--order", "300", "--force")
-	if code != 0 || !strings.Contains(out, "replayed: 1 matched, 1 dispatched") {
+	if code != 0 || !strings.Contains(out, "replayed: events: 1 matched, 1 dispatched") {
 		t.Fatalf("replay on the file: %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runWith(t, noEnv, "store", "compact", "--config", s.cfg)

@@ -338,8 +338,10 @@ const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --
 Re-decides the selected events under the current mapping and creates the
 deliveries that decision asks for; superseded and unchanged still hold
 unless --force. --dry-run prints, per event, what it would send and sends
-nothing. Ends with a summary (matched, dispatched, superseded, unchanged,
-skipped, failed); a bulk replay on the store file shows progress.
+nothing. Ends with a summary of the events (matched; dispatched,
+superseded, unchanged, with no delivery to make, failed) and, separately, of
+the deliveries (to send; skipped because their target is disabled); a bulk
+replay on the store file shows progress.
 
 `
 
@@ -407,13 +409,7 @@ func Replay(args []string, env Env) int {
 		}
 		tw.Flush()
 	}
-	verb := "replayed"
-	if *dry {
-		verb = "dry run"
-	}
-	fmt.Fprintf(env.Stdout, "%s: %d matched, %d dispatched, %d superseded, %d unchanged, %d skipped, %d failed (%d deliveries, %v)\n",
-		verb, sum.Matched, sum.Dispatched, sum.Superseded, sum.Unchanged, sum.Skipped, sum.Failed, len(sum.Requests),
-		time.Since(start).Round(time.Millisecond))
+	fmt.Fprintln(env.Stdout, summaryLine(sum, *dry, time.Since(start)))
 	for _, e := range sum.Errors {
 		fmt.Fprintln(env.Stderr, "  ", e)
 	}
@@ -421,6 +417,27 @@ func Replay(args []string, env Env) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// summaryLine counts a replay's events (by the outcome of their new
+// decision) and its deliveries (to send, or skipped because their target is
+// disabled) separately, each labelled: a dispatched event whose deliveries
+// are all skipped is one dispatched event and that many skipped deliveries.
+func summaryLine(sum bridge.ReplaySummary, dry bool, took time.Duration) string {
+	verb, send := "replayed", "queued to send"
+	if dry {
+		verb, send = "dry run", "would be sent"
+	}
+	skipped := 0
+	for _, r := range sum.Requests {
+		if r.Skip != "" {
+			skipped++
+		}
+	}
+	return fmt.Sprintf("%s: events: %d matched, %d dispatched, %d superseded, %d unchanged, %d with no delivery to make, %d failed; "+
+		"deliveries: %d %s, %d skipped (target disabled) (%v)",
+		verb, sum.Matched, sum.Dispatched, sum.Superseded, sum.Unchanged, sum.Skipped, sum.Failed,
+		len(sum.Requests)-skipped, send, skipped, took.Round(time.Millisecond))
 }
 
 // replayProgressMin: smaller replays print only their summary.

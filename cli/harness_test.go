@@ -39,17 +39,23 @@ type site struct {
 
 func newSite(t *testing.T) *site {
 	t.Helper()
+	return newSiteTargets(t, `targets: { expertsender: { base_url: "http://127.0.0.1:9", api_key: k-123456 } }`)
+}
+
+// newSiteTargets is newSite with the given targets section.
+func newSiteTargets(t *testing.T, targets string) *site {
+	t.Helper()
 	dir := t.TempDir()
 	s := &site{t: t, dir: dir, cfg: filepath.Join(dir, "config.yaml"), store: filepath.Join(dir, "sb.db")}
 	yaml := fmt.Sprintf(`listen: %s
 store: { path: %q }
 admin:
   token: ${STATUSBRIDGE_ADMIN_TOKEN:-}
-targets: { expertsender: { base_url: "http://127.0.0.1:9", api_key: k-123456 } }
+%s
 mapping:
   statuses:
     yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }
-`, freeAddr(t), s.store)
+`, freeAddr(t), s.store, targets)
 	if err := os.WriteFile(s.cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -69,3 +69,17 @@ func TestEventsShowPrettyAndRaw(t *testing.T) {
 	check("file", noEnv)
 	check("server", tokenEnv, "--server", s.serve())
 }
+
+// TestDryRunSummaryCountsEventsAndDeliveries: a dispatched event whose
+// deliveries are all skipped (target disabled) is counted as one event and
+// that many skipped deliveries, each labelled, as its rows say.
+func TestDryRunSummaryCountsEventsAndDeliveries(t *testing.T) {
+	s := newSiteTargets(t, `targets: { expertsender: { base_url: "http://127.0.0.1:9" } }`) // no api_key: disabled
+	s.ingest("t1", "100", "2026-01-13 10:00:00")
+	s.close()
+	code, out, errOut := s.run(noEnv, Replay, "--config", s.cfg, "--order", "100", "--dry-run", "--force")
+	want := "dry run: events: 1 matched, 1 dispatched, 0 superseded, 0 unchanged, 0 with no delivery to make, 0 failed; deliveries: 0 would be sent, 1 skipped (target disabled)"
+	if code != 0 || !strings.Contains(out, "skipped: targets.expertsender has no api_key") || !strings.Contains(out, want) {
+		t.Errorf("replay --dry-run: %d %s\n%s, want rows skipped and %q", code, errOut, out, want)
+	}
+}
