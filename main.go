@@ -52,7 +52,9 @@ events, replay and mapping diff ask the running server through its admin API
 and read the store file directly only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
-defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
+defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no
+targets); replay, mapping diff and events on the file say so on stderr. A
+--config that does not exist is an error.
 
 Exit status: 0 ok; 1 runtime failure (store cannot be opened, address in
 use) or invalid config for 'config check'; 2 usage or config error at serve.
@@ -173,7 +175,7 @@ with its column and the nearest key) to stderr and exits
 
 func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("config check", checkUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -219,7 +221,7 @@ A config error exits 2 before listening; a start-up failure exits 1.
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("serve", serveUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}

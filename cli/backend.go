@@ -56,6 +56,7 @@ func connect(cfg *config.Config, server string, explicit bool, env Env, writable
 	if hb.answers() {
 		return hb, nil
 	}
+	noteDefaults(cfg, env) // the file is read, and replays decide under cfg's mapping
 	db, err := bolt.Open(cfg.Store.Path, bolt.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable})
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, errServerHoldsFile

@@ -65,7 +65,7 @@ func flags(name, usage string, env Env) *flag.FlagSet {
 
 // common registers --config and --server.
 func common(fs *flag.FlagSet) (cfgPath, server *string) {
-	return fs.String("config", "config.yaml", "config file (its listen address and store path are used)"),
+	return fs.String("config", "", config.FlagUsage),
 		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store file is never opened directly")
 }
 
@@ -79,11 +79,22 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, false
 }
 
-func loadConfig(path string, env Env) (*config.Config, error) {
-	if path == "config.yaml" {
-		return config.Resolve("", env.Getenv) // absent: built-in defaults
+// loadConfig reads --config; without it ./config.yaml, else the built-in
+// defaults. A --config that does not exist is an error. A command that
+// decides or sends (decides) says on stderr when it runs on the defaults.
+func loadConfig(path string, env Env, decides bool) (*config.Config, error) {
+	cfg, err := config.Resolve(path, env.Getenv)
+	if err == nil && decides {
+		noteDefaults(cfg, env)
 	}
-	return config.Resolve(path, env.Getenv)
+	return cfg, err
+}
+
+// noteDefaults says on stderr that cfg is the built-in defaults.
+func noteDefaults(cfg *config.Config, env Env) {
+	if cfg.File == "" {
+		fmt.Fprintln(env.Stderr, "statusbridge:", config.DefaultsNote)
+	}
 }
 
 // usageError reports a bad flag value (exit 2), the same whichever backend
@@ -140,7 +151,7 @@ func Events(args []string, env Env) int {
 
 // open loads the config and connects to the server or the file.
 func open(env Env, cfgPath, server string, writable bool) (backend, *config.Config, int) {
-	cfg, err := loadConfig(cfgPath, env)
+	cfg, err := loadConfig(cfgPath, env, false)
 	if err != nil {
 		return nil, nil, fail(env, err)
 	}
@@ -372,7 +383,7 @@ func Replay(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "replay needs exactly one of --event, --order, --since (with optional --until) or --dead\n")
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, env)
+	cfg, err := loadConfig(*cfgPath, env, true)
 	if err != nil {
 		return fail(env, err)
 	}
@@ -469,7 +480,7 @@ func MappingDiff(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "--last: a whole number from 1 to 1000\n")
 		return exitUsage
 	}
-	cand, err := config.Resolve(*cfgPath, env.Getenv)
+	cand, err := loadConfig(*cfgPath, env, true)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, err)
 		return exitFailure
@@ -559,11 +570,11 @@ func StoreCompact(args []string, env Env) int {
 		return code
 	}
 	fs := flags("store compact", compactUsage, env)
-	cfgPath := fs.String("config", "config.yaml", "config file (its store.path is compacted)")
+	cfgPath := fs.String("config", "", config.FlagUsage)
 	if code, done := parse(fs, args[1:]); done {
 		return code
 	}
-	cfg, err := loadConfig(*cfgPath, env)
+	cfg, err := loadConfig(*cfgPath, env, false)
 	if err != nil {
 		return fail(env, err)
 	}

@@ -269,6 +269,14 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// FlagUsage describes every command's --config flag and its fallback.
+const FlagUsage = "config file (default: ./config.yaml if it exists, else built-in defaults: listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no targets)"
+
+// DefaultsNote is what a command that decides or sends says when it runs on
+// the built-in defaults because no --config was given and ./config.yaml does
+// not exist.
+const DefaultsNote = "no --config given and ./config.yaml not found: running on built-in defaults (no mapping, no targets; store data/statusbridge.db)"
+
 // ErrNotFound is returned by Resolve when an explicitly named file is missing.
 var ErrNotFound = errors.New("config file not found")
 
