@@ -188,9 +188,21 @@ func (h *httpBackend) do(method, path string, body, out any) error {
 			Error string `json:"error"`
 		}
 		_ = json.Unmarshal(raw, &e)
+		switch {
+		case resp.Header.Get(receiver.AdminDisabledHeader) == "disabled" && h.token != "":
+			return fmt.Errorf("server %s has no admin API: STATUSBRIDGE_ADMIN_TOKEN is set here, but the server was started "+
+				"without admin.token; set STATUSBRIDGE_ADMIN_TOKEN in the server's environment too (the example config "+
+				"reads admin.token from it) and restart the server", h.base)
+		case resp.Header.Get(receiver.AdminDisabledHeader) == "disabled":
+			return fmt.Errorf("server %s has no admin API: it was started without admin.token; set STATUSBRIDGE_ADMIN_TOKEN "+
+				"in the server's environment (the example config reads admin.token from it), restart the server, and set "+
+				"the same value here for the CLI", h.base)
+		case resp.StatusCode == http.StatusUnauthorized && h.token == "":
+			return fmt.Errorf("server %s needs its admin token: set STATUSBRIDGE_ADMIN_TOKEN here to the server's admin.token", h.base)
+		case resp.StatusCode == http.StatusUnauthorized:
+			return fmt.Errorf("server %s refused the admin token in STATUSBRIDGE_ADMIN_TOKEN: it is not the server's admin.token", h.base)
+		}
 		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			return fmt.Errorf("server %s refused the admin token: set STATUSBRIDGE_ADMIN_TOKEN", h.base)
 		case http.StatusNotFound:
 			if e.Error != "" {
 				return fmt.Errorf("server %s: %s", h.base, e.Error)

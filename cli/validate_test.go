@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/statusbridge/statusbridge/bridge"
+	"github.com/statusbridge/statusbridge/receiver"
 )
 
 // TestStateFilterValidatedOnBothPaths: an unknown --state is refused with
@@ -81,5 +83,35 @@ func TestDryRunSummaryCountsEventsAndDeliveries(t *testing.T) {
 	want := "dry run: events: 1 matched, 1 dispatched, 0 superseded, 0 unchanged, 0 with no delivery to make, 0 failed; deliveries: 0 would be sent, 1 skipped (target disabled)"
 	if code != 0 || !strings.Contains(out, "skipped: targets.expertsender has no api_key") || !strings.Contains(out, want) {
 		t.Errorf("replay --dry-run: %d %s\n%s, want rows skipped and %q", code, errOut, out, want)
+	}
+}
+
+// TestAdminTokenMessagesSayWhatToDo: a server without an admin token, or a
+// CLI without one, is told apart and the message names the variable.
+func TestAdminTokenMessagesSayWhatToDo(t *testing.T) {
+	s := newSite(t)
+	db := s.open()
+	off := httptest.NewServer(receiver.New(db, receiver.Options{WebhookPath: "/webhooks/digishare", MaxBody: 1 << 20}).Handler())
+	t.Cleanup(off.Close)
+	on := s.serve()
+	for _, c := range []struct {
+		name, server string
+		getenv       func(string) (string, bool)
+		want         []string
+	}{
+		{"server without token", off.URL, noEnv, []string{"started without admin.token", "STATUSBRIDGE_ADMIN_TOKEN", "restart"}},
+		{"CLI token, server without", off.URL, tokenEnv, []string{"STATUSBRIDGE_ADMIN_TOKEN is set here, but the server was started without admin.token"}},
+		{"server token, CLI without", on, noEnv, []string{"needs its admin token: set STATUSBRIDGE_ADMIN_TOKEN"}},
+		{"wrong token", on, func(string) (string, bool) { return "nope", true }, []string{"refused the admin token in STATUSBRIDGE_ADMIN_TOKEN"}},
+	} {
+		code, _, errOut := s.run(c.getenv, Events, "list", "--config", s.cfg, "--server", c.server)
+		for _, w := range c.want {
+			if code != exitFailure || !strings.Contains(errOut, w) {
+				t.Errorf("%s: exit %d, stderr %q; want 1 and %q", c.name, code, errOut, w)
+			}
+		}
+	}
+	if code, out, errOut := s.run(tokenEnv, Events, "list", "--config", s.cfg, "--server", on); code != 0 || !strings.Contains(out, "RECEIVED") {
+		t.Errorf("with the same token on both sides: %d %s %s", code, out, errOut)
 	}
 }

@@ -35,12 +35,18 @@ type AdminStore interface {
 
 var _ AdminStore = (*bolt.DB)(nil)
 
+// AdminDisabledHeader marks the 404s of a server started without
+// admin.token, so a client can tell them from a missing record.
+const AdminDisabledHeader = "X-Statusbridge-Admin"
+
 // routeAdmin mounts /admin. Without a token every admin route answers 404
 // (start-up says why): an admin API must never run unauthenticated.
 func (s *Server) routeAdmin(e *echo.Echo) {
 	if s.opt.AdminToken == "" || s.opt.Admin == nil {
-		e.Any("/admin/*", func(echo.Context) error {
-			return &apiError{code: http.StatusNotFound, msg: "admin API disabled: set admin.token"}
+		e.Any("/admin/*", func(c echo.Context) error {
+			c.Response().Header().Set(AdminDisabledHeader, "disabled") // the CLI says what to do
+			return &apiError{code: http.StatusNotFound, msg: "admin API disabled: the server was started without admin.token " +
+				"(the example config reads it from STATUSBRIDGE_ADMIN_TOKEN: set that in the server's environment and restart it)"}
 		})
 		return
 	}
