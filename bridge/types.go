@@ -184,6 +184,12 @@ type Delivery struct {
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Attempts      []Attempt `json:"attempts,omitempty"`
+	// RetryOf is the dead delivery this one retries (an operator's retry, or
+	// a replay of its event for the same target); "" for none.
+	RetryOf string `json:"retry_of,omitempty"`
+	// ResolvedBy, on a dead delivery, is the successor (see RetryOf) that was
+	// done: nothing is left for a person to do about it.
+	ResolvedBy string `json:"resolved_by,omitempty"`
 }
 
 // Live reports whether a delivery still stands for its order's status: a
@@ -200,6 +206,26 @@ type Attempt struct {
 	Duration   time.Duration `json:"duration_ns"`
 	Error      string        `json:"error,omitempty"`   // what went wrong, if anything
 	Excerpt    string        `json:"excerpt,omitempty"` // start of the response body
+	// Request is the request this attempt sent (the last one, for a target
+	// that sends two), secrets redacted; nil when nothing was sent.
+	Request *SentRequest `json:"request,omitempty"`
+}
+
+// SentRequestBodyLimit bounds the body a SentRequest keeps.
+const SentRequestBodyLimit = 4096
+
+// SentRequest is a request as it went out, with every secret redacted (by
+// header name and by value).
+type SentRequest struct {
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the body sent, its first SentRequestBodyLimit bytes when
+	// BodySize says it was longer.
+	Body string `json:"body,omitempty"`
+	// BodySize is the length of the whole body when Body was cut (0: Body is
+	// all of it).
+	BodySize int `json:"body_size,omitempty"`
 }
 
 // AttemptResult is the result of one delivery attempt, to record.
@@ -224,19 +250,33 @@ type EventFilter struct {
 	Until    time.Time // received before
 	Limit    int       // at most this many (default 50, at most 1000)
 	Cursor   string    // continue after this event id (from a previous page)
+	// DeliveryState keeps events with at least one delivery in this state
+	// (in_flight: pending on disk; dead: unresolved ones, unless
+	// IncludeResolved).
+	DeliveryState   string
+	IncludeResolved bool
 }
 
 // DeliveryFilter selects deliveries for a listing.
 type DeliveryFilter struct {
-	State  string
-	Target string
-	Limit  int
-	Cursor string
+	State   string
+	Target  string
+	OrderID string
+	// IncludeResolved lists dead deliveries that a done successor resolved
+	// (ResolvedBy set) too; by default a dead listing shows only what still
+	// needs a person.
+	IncludeResolved bool
+	Limit           int
+	Cursor          string
 }
 
 // EventSummary is one row of an event listing.
 type EventSummary struct {
-	ID         string     `json:"id"`
+	ID string `json:"id"`
+	// ShortID is the shortest end of the id (at least 8 hex digits, dashes
+	// left out) that no other event's id ends with when it is listed: what a
+	// person types (UUIDv7s share their beginning within a minute or so).
+	ShortID    string     `json:"short_id,omitempty"`
 	ReceivedAt time.Time  `json:"received_at"`
 	Event      string     `json:"event"`
 	TicketID   string     `json:"ticket_id,omitempty"`
