@@ -239,18 +239,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 	return exitOK
 }
 
+// secrets are what the logs mask: every configured secret, and every
+// generic target's header values (and the token after a scheme).
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := []string{cfg.Webhook.Token, cfg.Admin.Token}
-	if t.ExpertSender != nil {
-		s = append(s, t.ExpertSender.APIKey)
-	}
-	if t.OrderSystem != nil {
-		s = append(s, t.OrderSystem.Token)
-	}
-	if t.Everlytic != nil {
-		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
-	}
+	s := cfg.Secrets()
 	for _, h := range t.HTTP {
 		for _, v := range h.Headers {
 			if _, tok, ok := strings.Cut(v, " "); ok {

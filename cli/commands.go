@@ -317,13 +317,7 @@ func printDetail(w io.Writer, d *bridge.EventDetail) {
 			fmt.Fprintf(w, " — %s", del.Reason)
 		}
 		fmt.Fprintln(w)
-		for i, a := range del.Attempts {
-			fmt.Fprintf(w, "    attempt %d  %s  HTTP %d  %v", i+1, a.At.UTC().Format(time.RFC3339), a.StatusCode, a.Duration.Round(time.Millisecond))
-			if a.Error != "" {
-				fmt.Fprintf(w, "  %s", a.Error)
-			}
-			fmt.Fprintln(w)
-		}
+		printAttempts(w, del.Attempts)
 	}
 	fmt.Fprintf(w, "Payload\n%s\n", prettyPayload(d.Payload))
 }
@@ -341,6 +335,34 @@ func prettyPayload(p json.RawMessage) string {
 		return "  " + string(p)
 	}
 	return "  " + out.String()
+}
+
+// printAttempts writes each attempt and the request it sent.
+func printAttempts(w io.Writer, attempts []bridge.Attempt) {
+	for i, a := range attempts {
+		fmt.Fprintf(w, "    attempt %d  %s  HTTP %d  %v", i+1, a.At.UTC().Format(time.RFC3339), a.StatusCode, a.Duration.Round(time.Millisecond))
+		if a.Error != "" {
+			fmt.Fprintf(w, "  %s", a.Error)
+		}
+		fmt.Fprintln(w)
+		if r := a.Request; r != nil {
+			fmt.Fprintf(w, "      sent %s %s\n", r.Method, r.URL)
+			names := make([]string, 0, len(r.Headers))
+			for k := range r.Headers {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				fmt.Fprintf(w, "        %s: %s\n", k, r.Headers[k])
+			}
+			if r.Body != "" {
+				fmt.Fprintf(w, "        %s\n", strings.ReplaceAll(r.Body, "\n", "\n        "))
+			}
+			if r.BodySize > 0 {
+				fmt.Fprintf(w, "        (body cut: the first %d of %d bytes)\n", len(r.Body), r.BodySize)
+			}
+		}
+	}
 }
 
 const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead)

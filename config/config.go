@@ -37,6 +37,62 @@ type Config struct {
 	File string `yaml:"-"`
 
 	lines map[string]int // key path → line, for later messages (CheckMapping)
+	// envValues holds, by key path, the values ${VAR} references expanded to
+	// (the values of the variables, not the whole strings).
+	envValues map[string][]string
+}
+
+// EnvValues returns the values the ${VAR} references at a key path (e.g.
+// "targets.http.crm.headers.Authorization") expanded to, nil when it had
+// none: a header filled from the environment carries a secret.
+func (c *Config) EnvValues(path string) []string { return c.envValues[path] }
+
+// SecretHeaders returns the names of generic target name's configured
+// headers whose values are filled from the environment: they carry secrets.
+func (c *Config) SecretHeaders(name string) []string {
+	h := c.Targets.HTTP[name]
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for k := range h.Headers {
+		if len(c.EnvValues("targets.http."+name+".headers."+k)) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Secrets returns every configured secret value: the webhook and admin
+// tokens, the targets' keys, tokens and hashes, and the environment values
+// that fill generic targets' headers. Logs and stored requests redact them.
+func (c *Config) Secrets() []string {
+	s := []string{c.Webhook.Token, c.Admin.Token}
+	t := c.Targets
+	if t.ExpertSender != nil {
+		s = append(s, t.ExpertSender.APIKey)
+	}
+	if t.OrderSystem != nil {
+		s = append(s, t.OrderSystem.Token)
+	}
+	if t.Everlytic != nil {
+		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
+	}
+	for name, h := range t.HTTP {
+		if h == nil {
+			continue
+		}
+		for k := range h.Headers {
+			s = append(s, c.EnvValues("targets.http."+name+".headers."+k)...)
+		}
+	}
+	out := s[:0]
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Log selects the log level and format.
@@ -314,7 +370,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		getenv = os.LookupEnv
 	}
 	cfg := Default()
-	d := &decoder{getenv: getenv, lines: map[string]int{}}
+	d := &decoder{getenv: getenv, lines: map[string]int{}, envValues: map[string][]string{}}
 	if d.decodeDocument(data, cfg) {
 		// Values that failed to decode kept their defaults, so validating
 		// the rest still reports every other problem in the same pass.
@@ -324,7 +380,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
 		return nil, &Error{Problems: d.problems}
 	}
-	cfg.lines = d.lines
+	cfg.lines, cfg.envValues = d.lines, d.envValues
 	return cfg, nil
 }
 

@@ -18,6 +18,8 @@ type decoder struct {
 	getenv   func(string) (string, bool)
 	lines    map[string]int // key path → line, for messages about valid-looking values
 	problems []Problem
+	// envValues: key path → the values its ${VAR} references expanded to.
+	envValues map[string][]string
 	// active holds the alias targets being expanded (a cycle is an error);
 	// expanded counts nodes walked, bounding alias "billion laughs" blow-ups.
 	active   map[*yaml.Node]bool
@@ -246,7 +248,11 @@ func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
 	if n.Tag == "!!null" {
 		return "", true
 	}
-	s, err := expand(n.Value, d.getenv)
+	s, err := expand(n.Value, d.getenv, func(v string) {
+		if v != "" && d.envValues != nil {
+			d.envValues[path] = append(d.envValues[path], v)
+		}
+	})
 	if err != nil {
 		d.add(path, n.Line, err.Error())
 		return "", false
@@ -258,7 +264,7 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}
 
 // expand replaces ${VAR} and ${VAR:-default} (default when unset or empty);
 // $$ is a literal $. An unset ${VAR} without a default is an error.
-func expand(s string, getenv func(string) (string, bool)) (string, error) {
+func expand(s string, getenv func(string) (string, bool), used func(value string)) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
 	}
@@ -276,6 +282,7 @@ func expand(s string, getenv func(string) (string, bool)) (string, error) {
 		if !ok {
 			missing = append(missing, name)
 		}
+		used(val)
 		return val
 	})
 	if len(missing) > 0 {

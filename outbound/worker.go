@@ -761,7 +761,7 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		if u, ok := sender.(UnknownWhenCut); ok && u.OutcomeUnknownWhenCut() {
 			reason := "cut off by shutdown after the request was sent: its outcome is unknown; check the target before retrying"
 			o := bridge.AttemptResult{State: bridge.Dead, Reason: reason,
-				Attempt: &bridge.Attempt{At: start.UTC(), Duration: dur, Error: "cut off by shutdown: " + err.Error()}}
+				Attempt: &bridge.Attempt{At: start.UTC(), Duration: dur, Error: "cut off by shutdown: " + err.Error(), Request: resp.Request}}
 			log.Error("delivery attempt cut off by shutdown; outcome unknown", "state", o.State, "duration", dur)
 			w.record(log, j, o, now)
 			return
@@ -770,7 +770,7 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		w.pushRecorded(result{lane: j.lane, aborted: true})
 		return
 	}
-	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
+	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt, Request: resp.Request}
 	o := bridge.AttemptResult{Attempt: a}
 	var oe *Error
 	switch {

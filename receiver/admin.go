@@ -31,6 +31,7 @@ type AdminStore interface {
 	EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error)
 	Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error)
 	ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
+	GetDelivery(id string) (*bridge.Delivery, error)
 }
 
 var _ AdminStore = (*bolt.DB)(nil)
@@ -55,6 +56,7 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.GET("/events/:id", s.adminEvent)
 	g.GET("/events/:id/payload", s.adminPayload)
 	g.GET("/deliveries", s.adminDeliveries)
+	g.GET("/deliveries/:id", s.adminDelivery)
 	g.GET("/mapping", s.adminMapping)
 	g.POST("/mapping/reload", s.adminReload)
 	g.POST("/replay", s.adminReplay)
@@ -202,6 +204,20 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 		ds = kept
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds, "next_cursor": next})
+}
+
+// adminDelivery answers one delivery with its attempts and the requests they
+// sent.
+func (s *Server) adminDelivery(c echo.Context) error {
+	d, err := s.opt.Admin.GetDelivery(c.Param("id"))
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
+	}
+	if err != nil {
+		return err
+	}
+	ds := s.overlay([]bridge.Delivery{*d})
+	return c.JSON(http.StatusOK, map[string]any{"delivery": ds[0]})
 }
 
 func (s *Server) adminMapping(c echo.Context) error {

@@ -198,3 +198,31 @@ func (e *env) firstDelivery(eventID string) string {
 	}
 	return d.Deliveries[0].ID
 }
+
+// TestAdminShowsTheRequestSent: the request an attempt sent is in the
+// event's detail and in GET /admin/deliveries/{id}.
+func TestAdminShowsTheRequestSent(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	ev := e.post(hookPath, payload("t1"), nil).body["event_id"].(string)
+	id := e.firstDelivery(ev)
+	sent := &bridge.SentRequest{Method: "PUT", URL: "https://api.ecdp.app/orders/status",
+		Headers: map[string]string{"X-Api-Key": "[redacted]"}, Body: `{"orderId":"t1","orderStatus":"paid"}`}
+	if err := e.db.Record(id, bridge.AttemptResult{State: bridge.Done, Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 200, Request: sent}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	a := e.admin("/admin/deliveries/"+id, adminToken)
+	if a.code != 200 {
+		t.Fatalf("GET /admin/deliveries/%s: %d %v", id, a.code, a.body)
+	}
+	req := a.body["delivery"].(map[string]any)["attempts"].([]any)[0].(map[string]any)["request"].(map[string]any)
+	if req["method"] != "PUT" || req["url"] != sent.URL || req["headers"].(map[string]any)["X-Api-Key"] != "[redacted]" || req["body"] != sent.Body {
+		t.Errorf("request = %v", req)
+	}
+	a = e.admin("/admin/events/"+ev, adminToken)
+	if r := a.body["deliveries"].([]any)[0].(map[string]any)["attempts"].([]any)[0].(map[string]any)["request"]; r == nil {
+		t.Errorf("event detail without the request: %v", a.body)
+	}
+	if a := e.admin("/admin/deliveries/00000000-0000-0000-0000-000000000000", adminToken); a.code != 404 {
+		t.Errorf("unknown delivery: %d", a.code)
+	}
+}
