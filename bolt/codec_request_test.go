@@ -129,7 +129,10 @@ func TestOpenUpgradesSchema2AndRefusesUnknown(t *testing.T) {
 			t.Errorf("old delivery: %+v %v", got, err)
 		}
 		var schema string
-		_ = db.view(func(tx *bbolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey))); return nil })
+		_ = db.view(func(tx *bbolt.Tx) error {
+			schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey)))
+			return nil
+		})
 		if schema != schemaVersion {
 			t.Errorf("schema after open: %q, want %q", schema, schemaVersion)
 		}
