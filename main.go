@@ -41,13 +41,14 @@ Usage:
   statusbridge serve [--config FILE]         run the service
   statusbridge config check [--config FILE]  validate a config file
   statusbridge events list|show ...          stored events, their decisions and deliveries
+  statusbridge deliveries list|retry ...     deliveries (dead ones that need a person) and their retry
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
   statusbridge store compact                 shrink the store file (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
-events, replay and mapping diff ask the running server through its admin API
+events, deliveries, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
 and read the store file directly only when no server answers.
 
@@ -93,6 +94,8 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return cmdConfigCheck(args[2:], getenv, stdout, stderr)
 	case "events":
 		return cli.Events(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "deliveries":
+		return cli.Deliveries(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "replay":
 		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "mapping":

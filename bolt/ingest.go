@@ -136,6 +136,9 @@ func applyTx(tx *bbolt.Tx, ev *bridge.Event, st bridge.OrderState, d bridge.Deci
 				Status: p.Status, StatusID: d.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 				State: bridge.Pending, Force: force,
 			}
+			if del.RetryOf, err = deadDeliveryOf(tx, ev, p.Target); err != nil { // a replay of a dead delivery
+				return nil, err
+			}
 			if p.Skip != "" {
 				del.State, del.Reason = bridge.Skipped, p.Skip
 			} else if err := tx.Bucket(bucketPending).Put(id[:], nil); err != nil {

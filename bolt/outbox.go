@@ -106,6 +106,11 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 		if o.Result != "" {
 			d.Result = o.Result
 		}
+		if o.State == bridge.Done && d.RetryOf != "" {
+			if err := resolveDeadTx(tx, &d); err != nil {
+				return err
+			}
+		}
 		if o.State == bridge.Done && o.OnceKey != "" {
 			if err := tx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
 				return err

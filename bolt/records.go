@@ -189,6 +189,11 @@ func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
 				(f.TicketID != "" && ev.TicketID != f.TicketID) {
 				return false, false, nil
 			}
+			if f.DeliveryState != "" {
+				if ok, err := hasDeliveryInState(tx, &ev, f.DeliveryState, f.IncludeResolved); err != nil || !ok {
+					return false, false, err
+				}
+			}
 			out = append(out, ev)
 			return true, false, nil
 		})
@@ -219,7 +224,8 @@ func (db *DB) ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string
 			if err := decodeRecord(k, v, &d); err != nil {
 				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
-			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {
+			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) ||
+				(f.OrderID != "" && d.OrderID != f.OrderID) || !listedDead(&d, f.State, f.IncludeResolved) {
 				return false, false, nil
 			}
 			out = append(out, d)
@@ -261,6 +267,9 @@ func (db *DB) EventSummaries(f bridge.EventFilter, inFlight func(string) bool) (
 			row.Deliveries[string(state)]++
 		}
 		rows = append(rows, row)
+	}
+	if err := db.fillShortIDs(rows); err != nil {
+		return nil, "", err
 	}
 	return rows, next, nil
 }

@@ -275,7 +275,7 @@ func (db *DB) RetryDelivery(id string, now time.Time) (*bridge.Delivery, error) 
 		}
 		out = bridge.Delivery{ID: nid.String(), EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
 			Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-			State: bridge.Pending, Force: old.Force, Reason: "retry of " + id}
+			State: bridge.Pending, Force: old.Force, Reason: "retry of " + id, RetryOf: id}
 		if err := putRecord(tx.Bucket(bucketDeliveries), nid[:], &out); err != nil {
 			return err
 		}

@@ -190,6 +190,9 @@ type Delivery struct {
 	// ResolvedBy, on a dead delivery, is the successor (see RetryOf) that was
 	// done: nothing is left for a person to do about it.
 	ResolvedBy string `json:"resolved_by,omitempty"`
+	// ShortID, set by listings for people (never stored), is the shortest
+	// end of the id that is unique in the store (see EventSummary.ShortID).
+	ShortID string `json:"short_id,omitempty"`
 }
 
 // Live reports whether a delivery still stands for its order's status: a
@@ -384,6 +387,19 @@ func (e *ConflictError) Error() string { return e.Msg }
 
 // Is makes a *ConflictError match ErrConflict.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// MinShortID is the fewest hex digits an abbreviated id has.
+const MinShortID = 8
+
+// AmbiguousError: an abbreviated id matches several records.
+type AmbiguousError struct {
+	Ref        string
+	Candidates []string // the full ids it matches (at most 10)
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%q matches more than one id (%s): type more of it", e.Ref, strings.Join(e.Candidates, ", "))
+}
 
 // Decider is what the rules need from a mapping: *mapping.Table implements it.
 type Decider interface {

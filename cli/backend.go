@@ -37,6 +37,9 @@ type backend interface {
 	// Payload returns an event's body exactly as it was received.
 	Payload(id string) ([]byte, error)
 	Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error)
+	Deliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
+	// Retry queues a dead delivery again (ref: its id or the end of it).
+	Retry(ref string) (*bridge.Delivery, error)
 	Close() error
 }
 
@@ -95,17 +98,53 @@ func (f *fileBackend) EventSummaries(flt bridge.EventFilter) ([]bridge.EventSumm
 	return f.db.EventSummaries(flt, nil)
 }
 
-func (f *fileBackend) Detail(id string) (*bridge.EventDetail, error) { return f.db.Detail(id, nil) }
+func (f *fileBackend) Detail(ref string) (*bridge.EventDetail, error) {
+	id, err := f.db.ResolveEventID(ref)
+	if err != nil {
+		return nil, err
+	}
+	return f.db.Detail(id, nil)
+}
 
-func (f *fileBackend) Payload(id string) ([]byte, error) {
+func (f *fileBackend) Payload(ref string) ([]byte, error) {
+	id, err := f.db.ResolveEventID(ref)
+	if err != nil {
+		return nil, err
+	}
 	_, raw, err := f.db.GetEvent(id)
 	return raw, err
+}
+
+func (f *fileBackend) Deliveries(flt bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
+	ds, next, err := f.db.ListDeliveries(flt)
+	if err == nil {
+		err = f.db.FillShortDeliveryIDs(ds)
+	}
+	return ds, next, err
+}
+
+func (f *fileBackend) Retry(ref string) (*bridge.Delivery, error) {
+	id, err := f.db.ResolveDeliveryID(ref)
+	if err != nil {
+		return nil, err
+	}
+	return f.db.RetryDelivery(id, time.Now())
 }
 
 func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error) {
 	sel, opt, err := selection(req, f.table)
 	if err != nil {
 		return bridge.ReplaySummary{}, err
+	}
+	for i, ref := range sel.EventIDs { // what the listing shows, as the server accepts it
+		id, err := f.db.ResolveEventID(ref)
+		var ae *bridge.AmbiguousError
+		switch {
+		case errors.As(err, &ae):
+			return bridge.ReplaySummary{}, fmt.Errorf("--event: %w", ae)
+		case err == nil:
+			sel.EventIDs[i] = id
+		}
 	}
 	opt.Progress = progress
 	return f.db.Replay(sel, f.table, opt, time.Now())
@@ -228,6 +267,10 @@ func (h *httpBackend) EventSummaries(f bridge.EventFilter) ([]bridge.EventSummar
 		}
 	}
 	set("state", f.State)
+	set("delivery_state", f.DeliveryState)
+	if f.IncludeResolved {
+		q.Set("include_resolved", "true")
+	}
 	set("order_id", f.OrderID)
 	set("ticket_id", f.TicketID)
 	set("cursor", f.Cursor)
@@ -268,6 +311,37 @@ func (h *httpBackend) Replay(req receiver.ReplayRequest, _ func(done, total int)
 	var out bridge.ReplaySummary
 	err := h.do(http.MethodPost, "/admin/replay", req, &out)
 	return out, err
+}
+
+func (h *httpBackend) Deliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"state": f.State, "target": f.Target, "order_id": f.OrderID, "cursor": f.Cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.IncludeResolved {
+		q.Set("include_resolved", "true")
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	var out struct {
+		Deliveries []bridge.Delivery `json:"deliveries"`
+		NextCursor string            `json:"next_cursor"`
+	}
+	err := h.do(http.MethodGet, "/admin/deliveries?"+q.Encode(), nil, &out)
+	return out.Deliveries, out.NextCursor, err
+}
+
+func (h *httpBackend) Retry(ref string) (*bridge.Delivery, error) {
+	var out struct {
+		Delivery *bridge.Delivery `json:"delivery"`
+	}
+	if err := h.do(http.MethodPost, "/admin/deliveries/"+url.PathEscape(ref)+"/retry", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Delivery, nil
 }
 
 func (h *httpBackend) Close() error { return nil }

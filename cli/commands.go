@@ -105,12 +105,26 @@ func usageError(env Env, flagName string, err error) int {
 }
 
 func fail(env Env, err error) int {
-	fmt.Fprintln(env.Stderr, "statusbridge:", err)
+	fmt.Fprintln(env.Stderr, "statusbridge:", userMessage(err))
 	return exitFailure
 }
 
+// userMessage is an error's text for the person at the terminal: a
+// conflict's own words, and no store sentinel's wording.
+func userMessage(err error) string {
+	var ce *bridge.ConflictError
+	if errors.As(err, &ce) {
+		return ce.Msg
+	}
+	msg := err.Error()
+	if errors.Is(err, bridge.ErrNotFound) {
+		msg = strings.Replace(msg, bridge.ErrNotFound.Error()+": ", "not found: ", 1)
+	}
+	return msg
+}
+
 const eventsUsage = `Usage:
-  statusbridge events list [--state S] [--order ID] [--since T] [--until T] [--limit N] [--json]
+  statusbridge events list [--state S] [--delivery-state S [--all]] [--order ID] [--since T] [--until T] [--limit N] [--json]
   statusbridge events show ID [--json | --raw]
 
 Lists stored events (newest first) or shows one: payload, decisions,
@@ -121,15 +135,21 @@ Run "statusbridge events list --help" (or show) for a command's flags.
 
 `
 
-const eventsListUsage = `Usage: statusbridge events list [--state S] [--order ID] [--since T] [--until T] [--limit N] [--json]
+const eventsListUsage = `Usage: statusbridge events list [--state S] [--delivery-state S [--all]] [--order ID]
+                                [--since T] [--until T] [--limit N] [--json]
 
-Lists stored events, newest first. Times are RFC 3339 or
+Lists stored events, newest first. The ID column shows the end of each
+event's id, enough of it to be unique: events show, replay --event and the
+admin API accept it as the id. --delivery-state dead lists the events with a
+dead delivery that no done retry has resolved (--all: resolved ones too). Times are RFC 3339 or
 "YYYY-MM-DD HH:MM:SS" (UTC). The running server is asked through its admin
 API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
 
 `
 
 const eventsShowUsage = `Usage: statusbridge events show ID [--json | --raw]
+
+ID is the event's id or the end of it that events list shows.
 
 Shows one stored event: its decisions, the payload (pretty-printed; --raw
 prints it exactly as received, and nothing else), its deliveries and every
@@ -212,6 +232,8 @@ func eventsList(args []string, env Env) int {
 	cfgPath, server := common(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	state := fs.String("state", "", "only events in this state (dispatched, unmapped, invalid, ...)")
+	deliveryState := fs.String("delivery-state", "", "only events with a delivery in this state (dead, pending, done, ...)")
+	all := fs.Bool("all", false, "with --delivery-state dead: also dead deliveries a done retry resolved")
 	order := fs.String("order", "", "only events of this order id")
 	since := fs.String("since", "", "received at or after this time")
 	until := fs.String("until", "", "received before this time")
@@ -222,7 +244,10 @@ func eventsList(args []string, env Env) int {
 	if err := bridge.CheckEventState(*state); err != nil { // before connecting: the server and the file agree
 		return usageError(env, "--state", err)
 	}
-	f := bridge.EventFilter{State: *state, OrderID: *order, Limit: *limit}
+	if err := bridge.CheckDeliveryState(*deliveryState); err != nil {
+		return usageError(env, "--delivery-state", err)
+	}
+	f := bridge.EventFilter{State: *state, OrderID: *order, Limit: *limit, DeliveryState: *deliveryState, IncludeResolved: *all}
 	var err error
 	if f.Since, err = parseTime("--since", *since); err != nil {
 		return usageError(env, "--since", err)
@@ -243,17 +268,25 @@ func eventsList(args []string, env Env) int {
 		return printJSON(env.Stdout, rows)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RECEIVED\tEVENT\tTICKET\tORDER\tSTATUS\tSTATE\tDELIVERIES")
+	fmt.Fprintln(tw, "ID\tRECEIVED\tEVENT\tTICKET\tORDER\tSTATUS\tSTATE\tDELIVERIES")
 	for _, r := range rows {
 		status := r.StatusName
 		if status == "" {
 			status = r.StatusID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ReceivedAt.UTC().Format(digishare.TimeLayout), r.Event,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortOr(r.ShortID, r.ID), r.ReceivedAt.UTC().Format(digishare.TimeLayout), r.Event,
 			dash(r.TicketID), dash(r.OrderID), dash(status), r.State, counts(r.Deliveries))
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// shortOr is the short id a listing computed, else the whole id.
+func shortOr(short, id string) string {
+	if short != "" {
+		return short
+	}
+	return id
 }
 
 func dash(s string) string {
@@ -383,7 +416,7 @@ func Replay(args []string, env Env) int {
 	fs := flags("replay", replayUsage, env)
 	cfgPath, server := common(fs)
 	var events, targets multi
-	fs.Var(&events, "event", "event id to replay (repeatable)")
+	fs.Var(&events, "event", "event id to replay, or the end of it events list shows (repeatable)")
 	order := fs.String("order", "", "replay every event of this order")
 	since := fs.String("since", "", "replay events received at or after this time")
 	until := fs.String("until", "", "with --since: received before this time")

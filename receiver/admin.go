@@ -32,6 +32,11 @@ type AdminStore interface {
 	Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error)
 	ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
 	GetDelivery(id string) (*bridge.Delivery, error)
+	// ResolveEventID and ResolveDeliveryID turn what a listing shows (the end
+	// of an id) into the id.
+	ResolveEventID(ref string) (string, error)
+	ResolveDeliveryID(ref string) (string, error)
+	FillShortDeliveryIDs(ds []bridge.Delivery) error
 }
 
 var _ AdminStore = (*bolt.DB)(nil)
@@ -93,6 +98,17 @@ func parseTime(name, v string) (time.Time, error) {
 	return t, nil
 }
 
+func parseBool(name, v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequest(name + ": true or false")
+	}
+	return b, nil
+}
+
 func parseLimit(v string) (int, error) {
 	if v == "" {
 		return 50, nil
@@ -106,11 +122,18 @@ func parseLimit(v string) (int, error) {
 
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
-	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor")}
+	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor"),
+		DeliveryState: q.Get("delivery_state")}
 	if err := bridge.CheckEventState(f.State); err != nil {
 		return badRequest("state: " + err.Error())
 	}
+	if err := bridge.CheckDeliveryState(f.DeliveryState); err != nil {
+		return badRequest("delivery_state: " + err.Error())
+	}
 	var err error
+	if f.IncludeResolved, err = parseBool("include_resolved", q.Get("include_resolved")); err != nil {
+		return err
+	}
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
 		return err
 	}
@@ -144,8 +167,41 @@ func (s *Server) overlay(ds []bridge.Delivery) []bridge.Delivery {
 	return ds
 }
 
+// resolveErr answers a reference that resolves to no id (404) or to several
+// (400, naming them).
+func resolveErr(err error, kind string) error {
+	var ae *bridge.AmbiguousError
+	switch {
+	case errors.As(err, &ae):
+		return badRequest(ae.Error())
+	case errors.Is(err, bridge.ErrNotFound):
+		return &apiError{code: http.StatusNotFound, msg: "no such " + kind + " (give its id, or at least the last 8 characters of it)"}
+	}
+	return err
+}
+
+func (s *Server) eventID(c echo.Context) (string, error) {
+	id, err := s.opt.Admin.ResolveEventID(c.Param("id"))
+	if err != nil {
+		return "", resolveErr(err, "event")
+	}
+	return id, nil
+}
+
+func (s *Server) deliveryID(c echo.Context) (string, error) {
+	id, err := s.opt.Admin.ResolveDeliveryID(c.Param("id"))
+	if err != nil {
+		return "", resolveErr(err, "delivery")
+	}
+	return id, nil
+}
+
 func (s *Server) adminEvent(c echo.Context) error {
-	d, err := s.opt.Admin.Detail(c.Param("id"), s.opt.InFlight)
+	id, err := s.eventID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Admin.Detail(id, s.opt.InFlight)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
@@ -158,7 +214,11 @@ func (s *Server) adminEvent(c echo.Context) error {
 // adminPayload answers an event's payload exactly as it was received (the
 // event detail's JSON re-encodes it compactly).
 func (s *Server) adminPayload(c echo.Context) error {
-	d, err := s.opt.Admin.Detail(c.Param("id"), nil)
+	id, err := s.eventID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Admin.Detail(id, nil)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
@@ -174,15 +234,18 @@ func (s *Server) adminPayload(c echo.Context) error {
 
 func (s *Server) adminDeliveries(c echo.Context) error {
 	q := c.QueryParams()
-	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), Cursor: q.Get("cursor")}
+	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), OrderID: q.Get("order_id"), Cursor: q.Get("cursor")}
 	if err := bridge.CheckDeliveryState(f.State); err != nil {
 		return badRequest("state: " + err.Error())
+	}
+	var err error
+	if f.IncludeResolved, err = parseBool("include_resolved", q.Get("include_resolved")); err != nil {
+		return err
 	}
 	inFlightOnly := f.State == string(bridge.InFlight)
 	if inFlightOnly {
 		f.State = string(bridge.Pending) // in_flight is pending on disk
 	}
-	var err error
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
@@ -194,6 +257,9 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 		return err
 	}
 	ds = s.overlay(ds)
+	if err := s.opt.Admin.FillShortDeliveryIDs(ds); err != nil {
+		return err
+	}
 	if inFlightOnly {
 		kept := ds[:0]
 		for _, d := range ds {
@@ -209,7 +275,11 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 // adminDelivery answers one delivery with its attempts and the requests they
 // sent.
 func (s *Server) adminDelivery(c echo.Context) error {
-	d, err := s.opt.Admin.GetDelivery(c.Param("id"))
+	id, err := s.deliveryID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Admin.GetDelivery(id)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
 	}
@@ -251,7 +321,18 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if err := dec.Decode(&req); err != nil {
 		return badRequest("body: " + err.Error())
 	}
-	sel := bridge.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+	sel := bridge.ReplaySelector{OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+	for _, ref := range req.EventIDs {
+		id, err := s.opt.Admin.ResolveEventID(ref)
+		var ae *bridge.AmbiguousError
+		switch {
+		case errors.As(err, &ae):
+			return badRequest("event_ids: " + ae.Error())
+		case err != nil:
+			id = ref // reported in the summary as not found
+		}
+		sel.EventIDs = append(sel.EventIDs, id)
+	}
 	var err error
 	if sel.Since, err = parseTime("since", req.Since); err != nil {
 		return err
@@ -287,7 +368,11 @@ func (s *Server) adminRetry(c echo.Context) error {
 	if s.opt.Retry == nil {
 		return &apiError{code: http.StatusNotFound, msg: "retry is not available"}
 	}
-	d, err := s.opt.Retry(c.Param("id"))
+	id, err := s.deliveryID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Retry(id)
 	var ce *bridge.ConflictError
 	switch {
 	case errors.Is(err, bridge.ErrNotFound):
@@ -299,7 +384,7 @@ func (s *Server) adminRetry(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("delivery retry queued", "delivery_id", d.ID, "retry_of", c.Param("id"), "order_id", d.OrderID, "target", d.Target)
+	s.log.Info("delivery retry queued", "delivery_id", d.ID, "retry_of", id, "order_id", d.OrderID, "target", d.Target)
 	return c.JSON(http.StatusOK, map[string]any{"delivery": d})
 }
 
