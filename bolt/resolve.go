@@ -29,7 +29,9 @@ func (db *DB) ShortDeliveryIDs(ids []string) (map[string]string, error) {
 // one, at least bridge.MinShortID hex digits, dashes optional) names. It
 // returns an error wrapping bridge.ErrNotFound when none does, and a
 // *bridge.AmbiguousError listing them when several do.
-func (db *DB) ResolveEventID(ref string) (string, error) { return db.resolve(bucketEvents, "event", ref) }
+func (db *DB) ResolveEventID(ref string) (string, error) {
+	return db.resolve(bucketEvents, "event", ref)
+}
 
 // ResolveDeliveryID is ResolveEventID for deliveries.
 func (db *DB) ResolveDeliveryID(ref string) (string, error) {
