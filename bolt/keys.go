@@ -18,8 +18,9 @@ var (
 	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery record
 	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
 	bucketOnce       = []byte("once")       // no-repeat key (e.g. Everlytic order+status+workflow) → delivery id
+	bucketChanges    = []byte("changes")    // sequence → delivery id + time: recent delivery results, for the live tail (feed.go)
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce, bucketChanges}
 )
 
 // Schema versions. statusbridge/2 writes records in the binary form of

@@ -122,6 +122,9 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 				return err
 			}
 		}
+		if err := noteChangeTx(tx, key, now); err != nil {
+			return err
+		}
 		return putRecord(b, key, &d)
 	}, nil
 }

@@ -28,6 +28,8 @@ import (
 type Env struct {
 	Getenv         func(string) (string, bool)
 	Stdout, Stderr io.Writer
+	// Ctx, when set, ends a tail (tests); otherwise SIGINT/SIGTERM do.
+	Ctx context.Context
 }
 
 // backend is where the commands read and replay events.
@@ -179,6 +181,8 @@ type httpBackend struct {
 	base   string
 	token  string
 	client *http.Client
+	// connected, when set, is called once a stream is accepted.
+	connected func()
 }
 
 // answers reports whether something answers HTTP at the server address.
@@ -223,40 +227,45 @@ func (h *httpBackend) do(method, path string, body, out any) error {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(raw, &e)
-		switch {
-		case resp.Header.Get(receiver.AdminDisabledHeader) == "disabled" && h.token != "":
-			return fmt.Errorf("server %s has no admin API: STATUSBRIDGE_ADMIN_TOKEN is set here, but the server was started "+
-				"without admin.token; set STATUSBRIDGE_ADMIN_TOKEN in the server's environment too (the example config "+
-				"reads admin.token from it) and restart the server", h.base)
-		case resp.Header.Get(receiver.AdminDisabledHeader) == "disabled":
-			return fmt.Errorf("server %s has no admin API: it was started without admin.token; set STATUSBRIDGE_ADMIN_TOKEN "+
-				"in the server's environment (the example config reads admin.token from it), restart the server, and set "+
-				"the same value here for the CLI", h.base)
-		case resp.StatusCode == http.StatusUnauthorized && h.token == "":
-			return fmt.Errorf("server %s needs its admin token: set STATUSBRIDGE_ADMIN_TOKEN here to the server's admin.token", h.base)
-		case resp.StatusCode == http.StatusUnauthorized:
-			return fmt.Errorf("server %s refused the admin token in STATUSBRIDGE_ADMIN_TOKEN: it is not the server's admin.token", h.base)
-		}
-		switch resp.StatusCode {
-		case http.StatusNotFound:
-			if e.Error != "" {
-				return fmt.Errorf("server %s: %s", h.base, e.Error)
-			}
-		}
-		if e.Error != "" {
-			return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, e.Error)
-		}
-		return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, strings.TrimSpace(string(raw[:min(len(raw), 200)])))
+		return h.statusError(resp, raw)
 	}
 	if p, ok := out.(*[]byte); ok { // the body itself, as it is
 		*p = raw
 		return nil
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// statusError says what a refused admin request means for the user.
+func (h *httpBackend) statusError(resp *http.Response, raw []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	switch {
+	case resp.Header.Get(receiver.AdminDisabledHeader) == "disabled" && h.token != "":
+		return fmt.Errorf("server %s has no admin API: STATUSBRIDGE_ADMIN_TOKEN is set here, but the server was started "+
+			"without admin.token; set STATUSBRIDGE_ADMIN_TOKEN in the server's environment too (the example config "+
+			"reads admin.token from it) and restart the server", h.base)
+	case resp.Header.Get(receiver.AdminDisabledHeader) == "disabled":
+		return fmt.Errorf("server %s has no admin API: it was started without admin.token; set STATUSBRIDGE_ADMIN_TOKEN "+
+			"in the server's environment (the example config reads admin.token from it), restart the server, and set "+
+			"the same value here for the CLI", h.base)
+	case resp.StatusCode == http.StatusUnauthorized && h.token == "":
+		return fmt.Errorf("server %s needs its admin token: set STATUSBRIDGE_ADMIN_TOKEN here to the server's admin.token", h.base)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("server %s refused the admin token in STATUSBRIDGE_ADMIN_TOKEN: it is not the server's admin.token", h.base)
+	}
+	switch resp.StatusCode {
+	case http.StatusNotFound:
+		if e.Error != "" {
+			return fmt.Errorf("server %s: %s", h.base, e.Error)
+		}
+	}
+	if e.Error != "" {
+		return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, e.Error)
+	}
+	return fmt.Errorf("server %s: HTTP %d: %s", h.base, resp.StatusCode, strings.TrimSpace(string(raw[:min(len(raw), 200)])))
 }
 
 func (h *httpBackend) EventSummaries(f bridge.EventFilter) ([]bridge.EventSummary, string, error) {

@@ -126,6 +126,7 @@ func userMessage(err error) string {
 const eventsUsage = `Usage:
   statusbridge events list [--state S] [--delivery-state S [--all]] [--order ID] [--since T] [--until T] [--limit N] [--json]
   statusbridge events show ID [--json | --raw]
+  statusbridge events tail [--json]
 
 Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
@@ -158,13 +159,16 @@ API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
 
 `
 
-// Events runs "events list" and "events show".
+// Events runs "events list", "events show" and "events tail".
 func Events(args []string, env Env) int {
-	if code, done := subcommand(args, eventsUsage, env, "list", "show"); done {
+	if code, done := subcommand(args, eventsUsage, env, "list", "show", "tail"); done {
 		return code
 	}
-	if args[0] == "show" {
+	switch args[0] {
+	case "show":
 		return eventsShow(args[1:], env)
+	case "tail":
+		return tail(args[1:], env, "events tail", eventsTailUsage, "/admin/events/stream")
 	}
 	return eventsList(args[1:], env)
 }

@@ -13,6 +13,7 @@ import (
 const deliveriesUsage = `Usage:
   statusbridge deliveries list [--state S] [--target T] [--order ID] [--all] [--limit N] [--json]
   statusbridge deliveries retry ID...
+  statusbridge deliveries tail [--json]
 
 Lists deliveries (newest first) or queues dead ones again. The running
 server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN); when none
@@ -40,13 +41,16 @@ for the same order and target replaced (it would send an older status).
 
 `
 
-// Deliveries runs "deliveries list" and "deliveries retry".
+// Deliveries runs "deliveries list", "deliveries retry" and "deliveries tail".
 func Deliveries(args []string, env Env) int {
-	if code, done := subcommand(args, deliveriesUsage, env, "list", "retry"); done {
+	if code, done := subcommand(args, deliveriesUsage, env, "list", "retry", "tail"); done {
 		return code
 	}
-	if args[0] == "retry" {
+	switch args[0] {
+	case "retry":
 		return deliveriesRetry(args[1:], env)
+	case "tail":
+		return tail(args[1:], env, "deliveries tail", deliveriesTailUsage, "/admin/deliveries/stream")
 	}
 	return deliveriesList(args[1:], env)
 }

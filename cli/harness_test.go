@@ -35,6 +35,7 @@ type site struct {
 	table  *mapping.Table
 	db     *bolt.DB // open while a server runs
 	server string   // its URL
+	srv    *receiver.Server
 }
 
 func newSite(t *testing.T) *site {
@@ -139,7 +140,9 @@ func (s *site) serve() string {
 			return db.Replay(sel, s.table, opt, time.Now())
 		},
 		Retry: func(id string) (*bridge.Delivery, error) { return db.RetryDelivery(id, time.Now()) },
+		Feed:  db, StreamPoll: 20 * time.Millisecond,
 	})
+	s.srv = srv
 	hs := httptest.NewServer(srv.Handler())
 	s.t.Cleanup(hs.Close)
 	s.server = hs.URL

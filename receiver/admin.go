@@ -58,6 +58,8 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	}
 	g := e.Group("/admin", s.adminAuth)
 	g.GET("/events", s.adminEvents)
+	g.GET("/events/stream", s.adminStream(true))
+	g.GET("/deliveries/stream", s.adminStream(false))
 	g.GET("/events/:id", s.adminEvent)
 	g.GET("/events/:id/payload", s.adminPayload)
 	g.GET("/deliveries", s.adminDeliveries)
