@@ -40,8 +40,8 @@ const usage = `statusbridge — Digishare webhook → order status bridge
 Usage:
   statusbridge serve [--config FILE]         run the service
   statusbridge config check [--config FILE]  validate a config file
-  statusbridge events list|show ...          stored events, their decisions and deliveries
-  statusbridge deliveries list|retry ...     deliveries (dead ones that need a person) and their retry
+  statusbridge events list|show|tail ...     stored events, their decisions and deliveries; tail: live
+  statusbridge deliveries list|retry|tail .. deliveries (dead ones that need a person), retry, live tail
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
   statusbridge store compact                 shrink the store file (service stopped)

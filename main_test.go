@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
 )
 
@@ -46,6 +47,12 @@ func TestCLIHelpAndVersion(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "events", "list", "--help"); code != 0 || !strings.Contains(out, "-state") {
 		t.Errorf("events list --help: %d %q", code, out)
+	}
+	// --config has the same default in every command's help.
+	for _, args := range [][]string{{"serve", "--help"}, {"config", "check", "--help"}, {"events", "list", "--help"}, {"replay", "--help"}} {
+		if _, out, _ := runCLI(t, args...); !strings.Contains(strings.Join(strings.Fields(out), " "), config.FlagUsage) {
+			t.Errorf("%v: --config not described as %q:\n%s", args, config.FlagUsage, out)
+		}
 	}
 	if code, _, errOut := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
 		t.Errorf("unknown command: %d %q", code, errOut)
