@@ -139,7 +139,7 @@ func CheckEventState(s string) error {
 	}
 	hint := ""
 	if CheckDeliveryState(s) == nil {
-		hint = " (" + s + " is a delivery state: filter on the deliveries' states instead)"
+		hint = fmt.Sprintf(" (%s is a delivery state: list the events with such a delivery with --delivery-state %s, or delivery_state=%s in the admin API)", s, s, s)
 	}
 	return fmt.Errorf("%q is not an event state: use one of %s%s", s, join(EventStates), hint)
 }
