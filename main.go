@@ -40,19 +40,22 @@ const usage = `statusbridge — Digishare webhook → order status bridge
 Usage:
   statusbridge serve [--config FILE]         run the service
   statusbridge config check [--config FILE]  validate a config file
-  statusbridge events list|show ...          stored events, their decisions and deliveries
+  statusbridge events list|show|tail ...     stored events, their decisions and deliveries; tail: live
+  statusbridge deliveries list|retry|tail .. deliveries (dead ones that need a person), retry, live tail
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
   statusbridge store compact                 shrink the store file (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
-events, replay and mapping diff ask the running server through its admin API
+events, deliveries, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
 and read the store file directly only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
-defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
+defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no
+targets); replay, mapping diff and events on the file say so on stderr. A
+--config that does not exist is an error.
 
 Exit status: 0 ok; 1 runtime failure (store cannot be opened, address in
 use) or invalid config for 'config check'; 2 usage or config error at serve.
@@ -91,6 +94,8 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return cmdConfigCheck(args[2:], getenv, stdout, stderr)
 	case "events":
 		return cli.Events(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "deliveries":
+		return cli.Deliveries(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "replay":
 		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "mapping":
@@ -98,6 +103,14 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	case "store":
 		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
+		if len(args) > 1 {
+			if isHelp(args[1]) {
+				fmt.Fprint(stdout, versionUsage)
+				return exitOK
+			}
+			fmt.Fprint(stderr, versionUsage)
+			return exitConfig
+		}
 		fmt.Fprintln(stdout, "statusbridge", buildVersion())
 		return exitOK
 	case "help", "-h", "-help", "--help":
@@ -107,6 +120,12 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	fmt.Fprintf(stderr, "statusbridge: unknown command %q\n\n%s", args[0], usage)
 	return exitConfig
 }
+
+const versionUsage = `Usage: statusbridge version
+
+Prints the version of this build (set at build time with
+-ldflags "-X main.version=v1.2.3", else the module version, else "dev").
+`
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
 
@@ -151,14 +170,15 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 const checkUsage = `Usage: statusbridge config check [--config FILE]
 
 Validates a config file: YAML syntax, unknown keys, value formats, ranges and
-references. Prints every problem (line, key path, reason) to stderr and exits
+references. Prints every problem (line, key path, reason; a YAML syntax error
+with its column and the nearest key) to stderr and exits
 1, or prints a summary and exits 0.
 
 `
 
 func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("config check", checkUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -174,8 +194,19 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", name, w)
 	}
-	targets := mapping.New(cfg).Targets()
-	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids; targets: %s)\n", name, len(cfg.Mapping.Statuses), orNone(targets))
+	table := mapping.New(cfg)
+	var enabled, disabled []string
+	for _, t := range table.Targets() {
+		if why := table.Disabled(t); why != "" {
+			disabled = append(disabled, fmt.Sprintf("    %s: %s", t, why))
+		} else {
+			enabled = append(enabled, t)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids)\n  targets enabled: %s\n", name, len(cfg.Mapping.Statuses), orNone(enabled))
+	if len(disabled) > 0 {
+		fmt.Fprintf(stdout, "  targets disabled (their deliveries are recorded as skipped):\n%s\n", strings.Join(disabled, "\n"))
+	}
 	return exitOK
 }
 
@@ -196,7 +227,7 @@ A config error exits 2 before listening; a start-up failure exits 1.
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("serve", serveUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -214,21 +245,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 	return exitOK
 }
 
+// secrets are what the logs mask: every configured secret, and every
+// generic target's header values (and the token after a scheme).
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := append([]string{cfg.Webhook.Token, cfg.Admin.Token, cfg.Intake.Token}, cfg.Store.Secrets()...)
-	if t.Digishare != nil {
-		s = append(s, t.Digishare.Token, t.Digishare.ClientSecret)
-	}
-	if t.ExpertSender != nil {
-		s = append(s, t.ExpertSender.APIKey)
-	}
-	if t.OrderSystem != nil {
-		s = append(s, t.OrderSystem.Token)
-	}
-	if t.Everlytic != nil {
-		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
-	}
+	s := cfg.Secrets()
 	for _, h := range t.HTTP {
 		for _, v := range h.Headers {
 			if _, tok, ok := strings.Cut(v, " "); ok {
@@ -265,6 +286,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 		return out, err
 	})
+	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
 	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
@@ -299,6 +321,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		Ready:           func() error { return st.Ping(context.Background()) },
 		AdminToken:      cfg.Admin.Token,
 		Admin:           st,
+		Feed:            db,
 		Observer:        met,
 		Metrics:         met.Handler(),
 		Reload:          func() (any, error) { return maps.Reload() },
@@ -352,6 +375,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	case runErr = <-workerDone:
 		workerDone <- runErr
 	}
+	stopping := time.Now()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -362,6 +386,11 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	if err := <-workerDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	attrs := []any{"duration", time.Since(stopping).Round(time.Millisecond)}
+	if stats, err := st.Stats(context.Background()); err == nil {
+		attrs = append(attrs, "pending", stats.Pending) // sent at the next start
+	}
+	log.Info("shut down", attrs...)
 	return runErr
 }
 

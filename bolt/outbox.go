@@ -149,8 +149,8 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 	if err != nil {
 		return nil, err
 	}
-	return func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketDeliveries)
+	return func(btx *bbolt.Tx) error {
+		b := btx.Bucket(bucketDeliveries)
 		var d bridge.Delivery
 		found, err := getRecord(b, key, &d)
 		if err != nil {
@@ -169,18 +169,26 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 		if o.Result != "" {
 			d.Result = o.Result
 		}
+		if o.State == bridge.Done && d.RetryOf != "" {
+			if err := bridge.ResolveRetried(&tx{tx: btx}, &d); err != nil {
+				return err
+			}
+		}
 		if o.State == bridge.Done && o.OnceKey != "" {
-			if err := tx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
+			if err := btx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
 				return err
 			}
 		}
 		if o.State.Terminal() {
 			d.NextAttemptAt = time.Time{}
-			if err := tx.Bucket(bucketPending).Delete(key); err != nil {
+			if err := btx.Bucket(bucketPending).Delete(key); err != nil {
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketClaims).Delete(key); err != nil {
+		if err := btx.Bucket(bucketClaims).Delete(key); err != nil {
+			return err
+		}
+		if err := noteChangeTx(btx, key, now); err != nil {
 			return err
 		}
 		return putRecord(b, key, &d)

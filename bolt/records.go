@@ -177,6 +177,11 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 				(f.TicketID != "" && ev.TicketID != f.TicketID) {
 				return false, false, nil
 			}
+			if f.DeliveryState != "" {
+				if ok, err := hasDeliveryInState(tx, &ev, f.DeliveryState, f.IncludeResolved); err != nil || !ok {
+					return false, false, err
+				}
+			}
 			out = append(out, ev)
 			return true, false, nil
 		})
@@ -208,7 +213,8 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
 			db.overlayClaim(&d)
-			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {
+			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) ||
+				(f.OrderID != "" && d.OrderID != f.OrderID) || !bridge.ListedDead(&d, f.State, f.IncludeResolved) {
 				return false, false, nil
 			}
 			out = append(out, d)

@@ -39,6 +39,19 @@ type Backend interface {
 	// Stats counts records.
 	Stats(ctx context.Context) (Stats, error)
 
+	// ShortEventIDs returns, for each id, the shortest end of it (at least
+	// MinShortID hex digits) that no other event's id ends with: what a
+	// person is shown and types.
+	ShortEventIDs(ctx context.Context, ids []string) (map[string]string, error)
+	// ShortDeliveryIDs is ShortEventIDs for deliveries.
+	ShortDeliveryIDs(ctx context.Context, ids []string) (map[string]string, error)
+	// ResolveEventID returns the event id that ref (a whole id, or the end
+	// of one) names: ErrNotFound when none does, *AmbiguousError when
+	// several do.
+	ResolveEventID(ctx context.Context, ref string) (string, error)
+	// ResolveDeliveryID is ResolveEventID for deliveries.
+	ResolveDeliveryID(ctx context.Context, ref string) (string, error)
+
 	Outbox
 
 	// Busy reports whether an ingest now would be refused (ErrOverloaded).
@@ -130,11 +143,3 @@ func NewID() (string, error) {
 	}
 	return id.String(), nil
 }
-
-// ConflictError is an ErrConflict with a message written for API users.
-type ConflictError struct{ Msg string }
-
-func (e *ConflictError) Error() string { return e.Msg }
-
-// Is makes errors.Is(err, ErrConflict) hold.
-func (e *ConflictError) Is(target error) bool { return target == ErrConflict }

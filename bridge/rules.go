@@ -120,6 +120,9 @@ func apply(tx Tx, ev *Event, st OrderState, d Decision, force bool, now time.Tim
 				Status: p.Status, StatusID: d.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 				State: Pending, Force: force,
 			}
+			if del.RetryOf, err = deadDeliveryOf(tx, ev, p.Target); err != nil { // a replay of a dead delivery
+				return nil, err
+			}
 			if p.Skip != "" {
 				del.State, del.Reason = Skipped, p.Skip
 			}
@@ -394,7 +397,7 @@ func RetryDelivery(ctx context.Context, b Backend, id string, now time.Time) (*D
 			return err
 		}
 		if old.State != Dead {
-			return &ConflictError{Msg: fmt.Sprintf("delivery %s is %s; only dead deliveries are retried", id, old.State)}
+			return &ConflictError{Msg: fmt.Sprintf("delivery %s is %s; only dead deliveries can be retried", id, old.State)}
 		}
 		if cur := st.Targets[old.Target].DeliveryID; cur != id {
 			return &ConflictError{Msg: fmt.Sprintf("a newer delivery (%s) for order %s and target %s exists; retrying this one would send an older status",
@@ -402,7 +405,7 @@ func RetryDelivery(ctx context.Context, b Backend, id string, now time.Time) (*D
 		}
 		out = Delivery{ID: nid, EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
 			Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-			State: Pending, Force: old.Force, Reason: "retry of " + id}
+			State: Pending, Force: old.Force, Reason: "retry of " + id, RetryOf: id}
 		if err := tx.PutDelivery(&out); err != nil {
 			return err
 		}

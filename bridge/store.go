@@ -56,3 +56,8 @@ func (s Store) Sweep(ctx context.Context, cutoff time.Time) (int, error) {
 func (s Store) RunRetention(ctx context.Context, retention, interval time.Duration, log *slog.Logger) {
 	RunRetention(ctx, s.Backend, retention, interval, log)
 }
+
+// FillShortDeliveryIDs: see the function FillShortDeliveryIDs.
+func (s Store) FillShortDeliveryIDs(ctx context.Context, ds []Delivery) error {
+	return FillShortDeliveryIDs(ctx, s.Backend, ds)
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +91,8 @@ func (m *Mapping) Reload() (Result, error) {
 	}
 	m.cur.Store(next)
 	m.log.Info("mapping reloaded", "old_version", old.table.Version(), "version", res.Version,
-		"added", res.Added, "removed", res.Removed, "changed", res.Changed, "restart_needed", res.RestartNeeded)
+		"added", res.Added, "removed", res.Removed, "changed", res.Changed,
+		"changes", changes(old, next, res), "restart_needed", res.RestartNeeded)
 	if m.OnReload != nil {
 		ids := append(append([]string{}, res.Added...), res.Changed...)
 		n, err := m.OnReload(ids, next.table)
@@ -145,6 +147,38 @@ func (m *Mapping) candidate(old *state) (Result, *state, error) {
 		return res, nil, nil
 	}
 	return res, &state{table: table, cfg: &merged, loadedAt: time.Now().UTC()}, nil
+}
+
+// changes describes each added, removed and changed entry with its old and
+// new values, for the reload's log line: "yqd…: Order Confirmed
+// (expertsender=paid) → Order Confirmed (expertsender=completed)".
+func changes(old, next *state, res Result) []string {
+	before, after := old.table.Entries(), next.table.Entries()
+	var out []string
+	for _, id := range res.Changed {
+		if id == "ticket_types" {
+			out = append(out, fmt.Sprintf("ticket_types: %v → %v", old.cfg.Mapping.TicketTypes, next.cfg.Mapping.TicketTypes))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %s → %s", id, describe(before[id]), describe(after[id])))
+	}
+	for _, id := range res.Added {
+		out = append(out, fmt.Sprintf("%s: (none) → %s", id, describe(after[id])))
+	}
+	for _, id := range res.Removed {
+		out = append(out, fmt.Sprintf("%s: %s → (none)", id, describe(before[id])))
+	}
+	return out
+}
+
+// describe writes an entry as its name and what each target is sent.
+func describe(e mapping.Entry) string {
+	targets := make([]string, 0, len(e.Targets))
+	for t, st := range e.Targets {
+		targets = append(targets, t+"="+st)
+	}
+	slices.Sort(targets)
+	return fmt.Sprintf("%q (%s)", e.Name, strings.Join(targets, ", "))
 }
 
 // restartNeeded names the sections, other than mapping, that differ.

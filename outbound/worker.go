@@ -30,6 +30,18 @@ type OnceSender interface {
 	OnceKey(m *Message) string
 }
 
+// UnknownWhenCut is implemented by senders whose request, once sent, can
+// neither be taken back nor safely repeated (creating a Digishare ticket
+// will be one): when our own shutdown cuts such an attempt off after the
+// request went out, its outcome is unknown, so the worker records the
+// attempt and ends the delivery dead with that reason, for a person to
+// check, instead of putting it back to pending as if nothing was sent
+// (what it does for every other sender). No sender implements it yet.
+type UnknownWhenCut interface {
+	Sender
+	OutcomeUnknownWhenCut() bool
+}
+
 // Outbox is what the worker needs from the store: the backend's outbox
 // (claims included) and the events its deliveries came from.
 type Outbox interface {
@@ -112,6 +124,10 @@ type Worker struct {
 	now     func() time.Time
 	obs     Observer
 
+	// breakers holds each target's circuit breaker (none: no breaker); the
+	// map is fixed at construction, each breaker locks itself.
+	breakers map[string]*breaker
+
 	// Attempt records committed (or failed) since the scheduler last looked:
 	// filled by the committer's callbacks, which must never block.
 	recMu     sync.Mutex
@@ -119,6 +135,9 @@ type Worker struct {
 	recNotify chan struct{}
 
 	peakHeld atomic.Int64 // most deliveries of one target ever held (tests)
+	// stopping is set when Run's context ends: an attempt that then ends
+	// without an answer was cut off by our shutdown, not by the target.
+	stopping atomic.Bool
 }
 
 // NewWorker builds a worker. senders maps target names to their clients.
@@ -135,8 +154,14 @@ func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.L
 	if pol.MaxHeld <= 0 {
 		pol.MaxHeld = 10000
 	}
-	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now,
-		obs: noObserver{}, recNotify: make(chan struct{}, 1)}
+	w := &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now,
+		obs: noObserver{}, recNotify: make(chan struct{}, 1), breakers: map[string]*breaker{}}
+	for name, tp := range pol.Targets {
+		if b := newBreaker(tp); b != nil {
+			w.breakers[name] = b
+		}
+	}
+	return w
 }
 
 // Observe sets who is told each attempt's result.
@@ -147,6 +172,9 @@ type laneKey struct{ target, order string }
 type item struct {
 	d        bridge.Delivery // Attempts cleared: memory stays small
 	attempts int
+	// shown is the delivery's next_attempt_at on disk, what the admin API
+	// shows; showDelay moves it when a pause holds the delivery back.
+	shown time.Time
 }
 
 type lane struct {
@@ -159,9 +187,8 @@ type lane struct {
 }
 
 type job struct {
-	lane      *lane
-	it        item
-	retryable bool // set by attempt: carried to the recorded result
+	lane *lane
+	it   item
 }
 
 // result is what the scheduler learns about a job. A sender goroutine reports
@@ -170,22 +197,24 @@ type job struct {
 // the lane's next delivery never starts before the previous one is durably
 // finished, and per-order order survives a crash.
 type result struct {
-	lane      *lane
-	sent      bool // the sender goroutine is free; the record is pending
-	outcome   bridge.AttemptResult
-	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
-	refused   bool // the store refused the claim: another sender has it, or an older one of its lane waits
-	failed    bool // the outcome could not be recorded
-	retryable bool // the attempt failed in a way that says the target is unwell
+	lane    *lane
+	sent    bool // the sender goroutine is free; the record is pending
+	outcome bridge.AttemptResult
+	aborted bool // cancelled by shutdown: nothing recorded, stays pending
+	refused bool // the store refused the claim: another sender has it, or an older one of its lane waits
+	failed  bool // the outcome could not be recorded
 }
 
-// targetState is a target's limits and health, owned by the scheduler.
+// targetState is a target's limits, owned by the scheduler (its health is
+// its breaker, updated by the attempts themselves).
 type targetState struct {
-	pol       TargetPolicy
-	limiter   *rate.Limiter // nil: unlimited
-	running   int
-	failures  int // consecutive retryable failures
-	openUntil time.Time
+	pol     TargetPolicy
+	limiter *rate.Limiter // nil: unlimited
+	breaker *breaker      // nil: none
+	running int
+	// shownUntil and shownAt: the pause last written to its held
+	// deliveries' next_attempt_at, and when (see showDelay).
+	shownUntil, shownAt time.Time
 }
 
 // scheduler is the worker's state, owned by the Run goroutine.
@@ -223,7 +252,7 @@ type scheduler struct {
 func (s *scheduler) target(name string) *targetState {
 	ts := s.state[name]
 	if ts == nil {
-		ts = &targetState{pol: s.w.pol.Targets[name]}
+		ts = &targetState{pol: s.w.pol.Targets[name], breaker: s.w.breakers[name]}
 		if ts.pol.Rate > 0 {
 			ts.limiter = rate.NewLimiter(rate.Limit(ts.pol.Rate), max(1, int(ts.pol.Rate)))
 		}
@@ -232,20 +261,22 @@ func (s *scheduler) target(name string) *targetState {
 	return ts
 }
 
-// admit says whether target t may start a delivery now; when not, it notes
-// when it may.
-func (s *scheduler) admit(t string, now time.Time) bool {
+// admit says whether target t may start a delivery now. When it may not
+// because of the clock (its breaker is open, its rate limit has no token
+// yet), until says when it may and the scheduler's timer is set for it;
+// until is zero when it waits for a delivery to finish.
+func (s *scheduler) admit(t string, now time.Time) (ok bool, until time.Time) {
 	ts := s.target(t)
 	if limit := ts.pol.Concurrency; limit > 0 && ts.running >= limit {
-		return false // woken by a finishing delivery
+		return false, time.Time{} // woken by a finishing delivery
 	}
-	if ts.pol.BreakerFailures > 0 && ts.failures >= ts.pol.BreakerFailures {
-		if now.Before(ts.openUntil) {
-			s.blockAt(ts.openUntil)
-			return false
-		}
+	switch st, openUntil := ts.breaker.state(now); st {
+	case breakerOpen:
+		s.blockAt(openUntil)
+		return false, openUntil
+	case breakerHalfOpen:
 		if ts.running > 0 {
-			return false // half-open: one probe at a time
+			return false, time.Time{} // one probe at a time: the others wait for its answer
 		}
 	}
 	if ts.limiter != nil {
@@ -253,10 +284,59 @@ func (s *scheduler) admit(t string, now time.Time) bool {
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
 			s.blockAt(now.Add(d))
-			return false
+			return false, now.Add(d)
 		}
 	}
-	return true
+	return true, time.Time{}
+}
+
+// showDelay writes, for the deliveries of target t that are due but held
+// back by a pause until until (breaker open, rate limit), when they will
+// really go as their next_attempt_at, so the admin API and the logs show the
+// truth. After a breaker's cool-down they go once its probe answers; under a
+// rate limit one after another at its pace. Only a move of a second or more
+// is written, and each target's deliveries are looked at once per pause and
+// at most once a second.
+func (s *scheduler) showDelay(t string, until, now time.Time) {
+	ts := s.target(t)
+	if !until.After(ts.shownUntil.Add(time.Second)) && now.Sub(ts.shownAt) < time.Second {
+		return
+	}
+	ts.shownUntil, ts.shownAt = until, now
+	var step time.Duration
+	reason := "circuit open"
+	if st, _ := ts.breaker.state(now); st != breakerOpen {
+		reason = "rate limit"
+		if ts.pol.Rate > 0 {
+			step = time.Duration(float64(time.Second) / ts.pol.Rate)
+		}
+	}
+	moved := 0
+	for i, l := range s.ready[t] {
+		head := l.queue[0]
+		at := until.Add(time.Duration(i) * step)
+		shown := head.shown
+		if shown.IsZero() || shown.Before(now) {
+			shown = now
+		}
+		if at.Sub(shown) < time.Second {
+			continue
+		}
+		head.shown = at
+		moved++
+		id := head.d.ID
+		err := s.w.outbox.RecordAsync(context.Background(), id, bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: at}, now, func(err error) {
+			if err != nil && !errors.Is(err, bridge.ErrClosed) {
+				s.w.log.Warn("record delayed retry time", "delivery_id", id, "err", err)
+			}
+		})
+		if err != nil {
+			break // the store is closing
+		}
+	}
+	if moved > 0 {
+		s.w.log.Info("deliveries delayed", "target", t, "reason", reason, "deliveries", moved, "retry_at", until)
+	}
 }
 
 func (s *scheduler) blockAt(t time.Time) {
@@ -305,6 +385,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-done:
 			done = nil
+			w.stopping.Store(true)
 			if errors.Is(context.Cause(ctx), ErrNotSender) {
 				cancelSends() // another replica sends now: stop at once
 			} else {
@@ -438,7 +519,7 @@ func (s *scheduler) hold(d bridge.Delivery) {
 		return
 	}
 	s.known[d.ID] = true
-	it := &item{d: d, attempts: len(d.Attempts)}
+	it := &item{d: d, attempts: len(d.Attempts), shown: d.NextAttemptAt}
 	it.d.Attempts = nil
 	if until, ok := s.refused[d.ID]; ok { // read again after a refused claim: not at once
 		delete(s.refused, d.ID)
@@ -535,7 +616,10 @@ func (s *scheduler) dispatch(jobs chan<- job) {
 		for range len(s.targets) {
 			s.rr %= len(s.targets)
 			t := s.targets[s.rr]
-			if !s.admit(t, now) {
+			if ok, until := s.admit(t, now); !ok {
+				if !until.IsZero() {
+					s.showDelay(t, until, now)
+				}
 				s.rr++
 				continue
 			}
@@ -579,7 +663,6 @@ func (s *scheduler) finish(r result) {
 		ts.running--
 	}
 	l.running = false
-	s.health(l.key.target, ts, r)
 	switch {
 	case r.aborted:
 		return // shutting down: the delivery stays pending on disk
@@ -595,6 +678,9 @@ func (s *scheduler) finish(r result) {
 			head.attempts-- // nothing was recorded; try the same attempt again
 		}
 		head.d.NextAttemptAt = r.outcome.NextAttemptAt
+		if !r.failed {
+			head.shown = r.outcome.NextAttemptAt
+		}
 		if len(l.queue) > 1 {
 			s.supersedeHead(l)
 		}
@@ -608,24 +694,26 @@ func (s *scheduler) finish(r result) {
 	s.schedule(l)
 }
 
-// health updates a target's circuit breaker from an attempt's result.
-func (s *scheduler) health(name string, ts *targetState, r result) {
-	if r.aborted || r.failed || r.refused || ts.pol.BreakerFailures == 0 {
-		return
-	}
-	if !r.retryable {
-		if ts.failures >= ts.pol.BreakerFailures {
-			s.w.log.Info("circuit closed", "target", name)
+// health tells the target's breaker an attempt's outcome (as soon as it is
+// known: the scheduler must not admit the next probe on stale health) and
+// returns until when the target is paused (zero: it is not).
+func (w *Worker) health(target string, retryable bool, now time.Time) time.Time {
+	b := w.breakers[target]
+	until, opened, closed := b.observe(retryable, now)
+	co, _ := w.obs.(circuitObserver)
+	switch {
+	case !until.IsZero():
+		w.log.Warn("circuit open: target paused", "target", target, "failures", b.failureCount(), "until", until)
+		if opened && co != nil {
+			co.SetCircuitOpen(target, true)
 		}
-		ts.failures = 0
-		return
+	case closed:
+		w.log.Info("circuit closed", "target", target)
+		if co != nil {
+			co.SetCircuitOpen(target, false)
+		}
 	}
-	ts.failures++
-	if ts.failures >= ts.pol.BreakerFailures {
-		ts.openUntil = s.w.now().Add(ts.pol.BreakerCooldown)
-		s.w.log.Warn("circuit open: target paused", "target", name, "failures", ts.failures,
-			"until", ts.openUntil)
-	}
+	return until
 }
 
 // attemptLog writes a delivery attempt's lines with its ids. Unlike
@@ -699,17 +787,24 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	start := now
 	resp, err := sender.Send(ctx, msg)
 	dur := time.Since(start)
-	if err != nil && ctx.Err() != nil {
-		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
+	if err != nil && w.cutByShutdown(ctx, err) {
+		if u, ok := sender.(UnknownWhenCut); ok && u.OutcomeUnknownWhenCut() {
+			reason := "cut off by shutdown after the request was sent: its outcome is unknown; check the target before retrying"
+			o := bridge.AttemptResult{State: bridge.Dead, Reason: reason,
+				Attempt: &bridge.Attempt{At: start.UTC(), Duration: dur, Error: "cut off by shutdown: " + err.Error(), Request: resp.Request}}
+			log.Error("delivery attempt cut off by shutdown; outcome unknown", "state", o.State, "duration", dur)
+			w.record(log, j, o, now)
+			return
+		}
+		log.Warn("delivery attempt cut off by shutdown; it stays pending and the attempt does not count", "duration", dur)
 		if err := w.outbox.Release(context.Background(), d.ID); err != nil {
 			log.Error("release claim", "err", err)
 		}
 		w.pushRecorded(result{lane: j.lane, aborted: true})
 		return
 	}
-	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
+	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt, Request: resp.Request}
 	o := bridge.AttemptResult{Attempt: a}
-	retryable := false
 	var oe *Error
 	switch {
 	case err == nil:
@@ -722,7 +817,6 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		if a.StatusCode == 0 {
 			a.StatusCode = oe.StatusCode
 		}
-		retryable = !oe.Permanent
 		switch {
 		case oe.Permanent:
 			o.State, o.Reason = bridge.Dead, "permanent failure: "+oe.Msg
@@ -732,6 +826,11 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 			wait := max(w.pol.Backoff(n, rand.Float64()), oe.RetryAfter)
 			o.State, o.NextAttemptAt = bridge.Pending, w.now().Add(wait)
 		}
+	}
+	// The breaker learns the outcome before the sender reports itself free;
+	// a retry never goes before the pause it causes or falls into ends.
+	if paused := w.health(d.Target, oe != nil && !oe.Permanent, w.now()); o.State == bridge.Pending && paused.After(o.NextAttemptAt) {
+		o.NextAttemptAt = paused
 	}
 	attrs := []any{"status_code", a.StatusCode, "duration", dur, "state", o.State}
 	switch {
@@ -745,8 +844,19 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	default:
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
 	}
-	j.retryable = retryable
 	w.record(log, j, o, now)
+}
+
+// cutByShutdown reports whether a failed send was cut off by our own
+// shutdown: cancelled when the grace period ran out, or ended without any
+// answer from the target (a timeout or network error) once shutdown began.
+// Such an attempt is not the target's fault and does not count.
+func (w *Worker) cutByShutdown(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	var oe *Error
+	return w.stopping.Load() && errors.As(err, &oe) && !oe.Permanent && oe.StatusCode == 0
 }
 
 // eventless is implemented by senders that use only the delivery itself: the
@@ -792,7 +902,7 @@ func (w *Worker) record(log attemptLog, j job, o bridge.AttemptResult, now time.
 			w.pushRecorded(failed(err))
 			return
 		}
-		w.pushRecorded(result{lane: j.lane, outcome: o, retryable: j.retryable})
+		w.pushRecorded(result{lane: j.lane, outcome: o})
 	})
 	if err != nil {
 		w.pushRecorded(failed(err))

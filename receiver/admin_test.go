@@ -1,11 +1,13 @@
 package receiver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
@@ -158,5 +160,72 @@ func TestAdminEventDetailAndDeliveries(t *testing.T) {
 	st := a.body["statuses"].(map[string]any)[confirmed].(map[string]any)
 	if len(a.body["version"].(string)) != 12 || st["targets"].(map[string]any)["expertsender"] != "paid" {
 		t.Errorf("mapping = %v", a.body)
+	}
+}
+
+// TestAdminRetryConflictIsWrittenForUsers: a 409 says what is wrong in the
+// API user's terms, with no internal prefix.
+func TestAdminRetryConflictIsWrittenForUsers(t *testing.T) {
+	var e *env
+	e = newEnv(t, "", nil, withAdmin, func(o *Options) {
+		o.Retry = func(id string) (*bridge.Delivery, error) {
+			return bridge.RetryDelivery(context.Background(), e.db, id, time.Now())
+		}
+	})
+	auth := map[string]string{"Authorization": "Bearer " + adminToken}
+	first := e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-2002", StatusID: confirmed, DateStatus: "2026-01-13 10:00:00"}.Payload(), nil)
+	d1 := e.firstDelivery(first.body["event_id"].(string))
+	if err := e.db.Record(context.Background(), d1, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: HTTP 400"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The order gets the same status again: a new delivery replaces the dead one.
+	second := e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-2002", StatusID: confirmed, DateStatus: "2026-01-13 11:00:00"}.Payload(), nil)
+	d2 := e.firstDelivery(second.body["event_id"].(string))
+	a := e.post("/admin/deliveries/"+d1+"/retry", nil, auth)
+	want := "a newer delivery (" + d2 + ") for order 2002 and target expertsender exists; retrying this one would send an older status"
+	if a.code != http.StatusConflict || a.body["error"] != want {
+		t.Errorf("retry of a replaced delivery: %d %q, want 409 %q", a.code, a.body["error"], want)
+	}
+	a = e.post("/admin/deliveries/"+d2+"/retry", nil, auth)
+	if msg, _ := a.body["error"].(string); a.code != http.StatusConflict || strings.Contains(msg, "store:") || !strings.Contains(msg, "only dead deliveries") {
+		t.Errorf("retry of a pending delivery: %d %q", a.code, msg)
+	}
+}
+
+// firstDelivery returns the id of an event's first delivery.
+func (e *env) firstDelivery(eventID string) string {
+	e.t.Helper()
+	d, err := bridge.Detail(context.Background(), e.db, eventID)
+	if err != nil || len(d.Deliveries) == 0 {
+		e.t.Fatalf("event %s: %v, %d deliveries", eventID, err, len(d.Deliveries))
+	}
+	return d.Deliveries[0].ID
+}
+
+// TestAdminShowsTheRequestSent: the request an attempt sent is in the
+// event's detail and in GET /admin/deliveries/{id}.
+func TestAdminShowsTheRequestSent(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	ev := e.post(hookPath, payload("t1"), nil).body["event_id"].(string)
+	id := e.firstDelivery(ev)
+	sent := &bridge.SentRequest{Method: "PUT", URL: "https://api.ecdp.app/orders/status",
+		Headers: map[string]string{"X-Api-Key": "[redacted]"}, Body: `{"orderId":"t1","orderStatus":"paid"}`}
+	if err := e.db.Record(context.Background(), id, bridge.AttemptResult{State: bridge.Done, Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 200, Request: sent}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	a := e.admin("/admin/deliveries/"+id, adminToken)
+	if a.code != 200 {
+		t.Fatalf("GET /admin/deliveries/%s: %d %v", id, a.code, a.body)
+	}
+	req := a.body["delivery"].(map[string]any)["attempts"].([]any)[0].(map[string]any)["request"].(map[string]any)
+	if req["method"] != "PUT" || req["url"] != sent.URL || req["headers"].(map[string]any)["X-Api-Key"] != "[redacted]" || req["body"] != sent.Body {
+		t.Errorf("request = %v", req)
+	}
+	a = e.admin("/admin/events/"+ev, adminToken)
+	if r := a.body["deliveries"].([]any)[0].(map[string]any)["attempts"].([]any)[0].(map[string]any)["request"]; r == nil {
+		t.Errorf("event detail without the request: %v", a.body)
+	}
+	if a := e.admin("/admin/deliveries/00000000-0000-0000-0000-000000000000", adminToken); a.code != 404 {
+		t.Errorf("unknown delivery: %d", a.code)
 	}
 }

@@ -66,6 +66,10 @@ type Options struct {
 	// POST /admin/deliveries/{id}/retry).
 	Replay func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error)
 	Retry  func(id string) (*bridge.Delivery, error)
+	// Feed feeds the live tail (GET /admin/events/stream); nil: 404.
+	Feed Feed
+	// StreamPoll is how often the live tail polls the store (default 1s).
+	StreamPoll time.Duration
 	// MappingLoadedAt says when the mapping in force was loaded.
 	MappingLoadedAt func() time.Time
 	Log             *slog.Logger
@@ -81,6 +85,9 @@ type Server struct {
 	opt  Options
 	in   Ingester
 	log  *slog.Logger
+	// streamsDone is closed when shutdown begins: live tails end, so the
+	// shutdown does not wait for them.
+	streamsDone chan struct{}
 }
 
 // New builds the server with every route.
@@ -101,11 +108,12 @@ func New(in Ingester, opt Options) *Server {
 	setDefault(&opt.ReadTimeout, 30*time.Second)
 	setDefault(&opt.WriteTimeout, 30*time.Second)
 	setDefault(&opt.IdleTimeout, 120*time.Second)
+	setDefault(&opt.StreamPoll, time.Second)
 	if opt.MappingLoadedAt == nil {
 		started := opt.Now().UTC()
 		opt.MappingLoadedAt = func() time.Time { return started }
 	}
-	s := &Server{opt: opt, in: in, log: opt.Log}
+	s := &Server{opt: opt, in: in, log: opt.Log, streamsDone: make(chan struct{})}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -139,6 +147,7 @@ func New(in Ingester, opt Options) *Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug),
 	}
+	s.http.RegisterOnShutdown(func() { close(s.streamsDone) })
 	return s
 }
 
