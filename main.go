@@ -23,6 +23,7 @@ import (
 
 	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/console"
@@ -42,19 +43,22 @@ const usage = `statusbridge — Digishare webhook → order status bridge
 Usage:
   statusbridge serve [--config FILE]         run the service
   statusbridge config check [--config FILE]  validate a config file
-  statusbridge events list|show ...          stored events, their decisions and deliveries
+  statusbridge events list|show|tail ...     stored events, their decisions and deliveries; tail: live
+  statusbridge deliveries list|retry|tail .. deliveries (dead ones that need a person), retry, live tail
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
   statusbridge store compact                 shrink the store file (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
-events, replay and mapping diff ask the running server through its admin API
+events, deliveries, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
 and read the store file directly only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
-defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
+defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no
+targets); replay, mapping diff and events on the file say so on stderr. A
+--config that does not exist is an error.
 
 Exit status: 0 ok; 1 runtime failure (store cannot be opened, address in
 use) or invalid config for 'config check'; 2 usage or config error at serve.
@@ -93,6 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return cmdConfigCheck(args[2:], getenv, stdout, stderr)
 	case "events":
 		return cli.Events(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "deliveries":
+		return cli.Deliveries(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "replay":
 		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "mapping":
@@ -100,6 +106,14 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	case "store":
 		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
+		if len(args) > 1 {
+			if isHelp(args[1]) {
+				fmt.Fprint(stdout, versionUsage)
+				return exitOK
+			}
+			fmt.Fprint(stderr, versionUsage)
+			return exitConfig
+		}
 		fmt.Fprintln(stdout, "statusbridge", buildVersion())
 		return exitOK
 	case "help", "-h", "-help", "--help":
@@ -109,6 +123,12 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	fmt.Fprintf(stderr, "statusbridge: unknown command %q\n\n%s", args[0], usage)
 	return exitConfig
 }
+
+const versionUsage = `Usage: statusbridge version
+
+Prints the version of this build (set at build time with
+-ldflags "-X main.version=v1.2.3", else the module version, else "dev").
+`
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
 
@@ -153,14 +173,15 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 const checkUsage = `Usage: statusbridge config check [--config FILE]
 
 Validates a config file: YAML syntax, unknown keys, value formats, ranges and
-references. Prints every problem (line, key path, reason) to stderr and exits
+references. Prints every problem (line, key path, reason; a YAML syntax error
+with its column and the nearest key) to stderr and exits
 1, or prints a summary and exits 0.
 
 `
 
 func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("config check", checkUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -173,8 +194,22 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	if name == "" {
 		name = "built-in defaults"
 	}
-	targets := mapping.New(cfg).Targets()
-	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids; targets: %s)\n", name, len(cfg.Mapping.Statuses), orNone(targets))
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", name, w)
+	}
+	table := mapping.New(cfg)
+	var enabled, disabled []string
+	for _, t := range table.Targets() {
+		if why := table.Disabled(t); why != "" {
+			disabled = append(disabled, fmt.Sprintf("    %s: %s", t, why))
+		} else {
+			enabled = append(enabled, t)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids)\n  targets enabled: %s\n", name, len(cfg.Mapping.Statuses), orNone(enabled))
+	if len(disabled) > 0 {
+		fmt.Fprintf(stdout, "  targets disabled (their deliveries are recorded as skipped):\n%s\n", strings.Join(disabled, "\n"))
+	}
 	return exitOK
 }
 
@@ -195,7 +230,7 @@ A config error exits 2 before listening; a start-up failure exits 1.
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("serve", serveUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -213,18 +248,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 	return exitOK
 }
 
+// secrets are what the logs mask: every configured secret, and every
+// generic target's header values (and the token after a scheme).
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := []string{cfg.Webhook.Token, cfg.Admin.Token}
-	if t.ExpertSender != nil {
-		s = append(s, t.ExpertSender.APIKey)
-	}
-	if t.OrderSystem != nil {
-		s = append(s, t.OrderSystem.Token)
-	}
-	if t.Everlytic != nil {
-		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
-	}
+	s := cfg.Secrets()
 	for _, h := range t.HTTP {
 		for _, v := range h.Headers {
 			if _, tok, ok := strings.Cut(v, " "); ok {
@@ -252,21 +280,23 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	defer stop()
 
 	warnInsecure(cfg, log)
-	var db *bolt.DB
-	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once db is open
-		stats, err := db.PendingByTarget()
+	var st bridge.Store
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once the store is open
+		stats, err := st.PendingByTarget(context.Background())
 		out := make(map[string]metrics.OutboxStat, len(stats))
 		for t, s := range stats {
 			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
 		}
 		return out, err
 	})
+	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
 	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
 	}
+	st = bridge.Store{Backend: db}
 	defer func() {
-		if err := db.Close(); err != nil {
+		if err := st.Close(); err != nil {
 			log.Error("close store", "err", err)
 		}
 	}()
@@ -276,18 +306,17 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	}
 
 	maps := live.New(cfg, getenv, log, met)
+	met.SetMappingVersion(maps.Current().Version())
 	maps.OnReload = func(ids []string, t *mapping.Table) (int, error) {
-		sum, err := db.RedecideUnmapped(ids, t, time.Now())
+		met.SetMappingVersion(t.Version())
+		sum, err := st.RedecideUnmapped(context.Background(), ids, t, time.Now())
 		return sum.Matched, err
 	}
 	senders, policy := outbound.Build(cfg)
-	worker := outbound.NewWorker(db, senders, policy, log)
+	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
-	proxies, err := admin.ParseProxies(cfg.Server.TrustedProxies)
-	if err != nil {
-		return err // config validation already refused anything this refuses
-	}
-	svc := admin.New(admin.Options{Store: db, Mapping: maps, InFlight: worker.InFlight, Health: worker.Health, Log: log})
+	proxies := admin.ProxiesOf(cfg.Server.TrustedProxies)
+	svc := admin.New(admin.Options{Store: st, Console: db, Mapping: maps, Health: worker.Health, Log: log})
 	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
 	var ui http.Handler
 	if cfg.Admin.Token != "" {
@@ -297,18 +326,20 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 		ui = c
 	}
-	srv := receiver.New(db, receiver.Options{
+	srv := receiver.New(st, receiver.Options{
 		WebhookPath:     cfg.Webhook.Path,
 		Token:           cfg.Webhook.Token,
 		MaxBody:         int64(cfg.Webhook.MaxBody),
 		Mapping:         maps.Current,
 		MappingLoadedAt: maps.LoadedAt,
-		Ready:           db.Ping,
+		Ready:           func() error { return st.Ping(context.Background()) },
 		AdminToken:      cfg.Admin.Token,
-		Admin:           svc,
+		Admin:           st,
+		Service:         svc,
 		Guard:           guard,
 		Proxies:         proxies,
 		Console:         ui,
+		Feed:            db,
 		Observer:        met,
 		Metrics:         met.Handler(),
 		Log:             log,
@@ -317,6 +348,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	workerDone := make(chan error, 1)
+	met.SetSender(true) // one process holds the bbolt file: it is the sender
 	go func() { workerDone <- worker.Run(bg) }()
 	background := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	background(func() {
@@ -325,7 +357,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 	})
 	background(func() {
-		db.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
+		st.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
 	})
 	background(func() { svc.RunJobs(bg) }) // bulk jobs run where deliveries are sent
 	hup := make(chan os.Signal, 1)
@@ -355,6 +387,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	case runErr = <-workerDone:
 		workerDone <- runErr
 	}
+	stopping := time.Now()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -365,6 +398,11 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	if err := <-workerDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	attrs := []any{"duration", time.Since(stopping).Round(time.Millisecond)}
+	if stats, err := st.Stats(context.Background()); err == nil {
+		attrs = append(attrs, "pending", stats.Pending) // sent at the next start
+	}
+	log.Info("shut down", attrs...)
 	return runErr
 }
 
@@ -375,6 +413,9 @@ func retentionInterval(retention time.Duration) time.Duration {
 
 // warnInsecure says loudly what runs without credentials.
 func warnInsecure(cfg *config.Config, log *slog.Logger) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config: "+w.Message, "key", w.Path, "line", w.Line)
+	}
 	if cfg.Webhook.Token == "" {
 		log.Warn("webhook.token is empty: the webhook accepts unauthenticated calls; set DIGISHARE_WEBHOOK_TOKEN")
 	}
@@ -392,6 +433,15 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 		if !h.Enabled() {
 			log.Warn("generic target has no url: its deliveries are recorded as skipped", "target", mapping.HTTPTargetPrefix+name)
 		}
+	}
+	if cfg.Intake.Token == "" {
+		log.Warn("intake.token is empty: every order intake (POST " + cfg.Intake.Path + ") is refused with 401; set STATUSBRIDGE_INTAKE_TOKEN")
+	}
+	if t.Digishare != nil && !t.Digishare.Enabled() {
+		log.Warn("targets.digishare has no token or client credentials: new orders' tickets are recorded as skipped; set DIGISHARE_API_TOKEN")
+	}
+	if t.ExpertSender != nil && t.ExpertSender.Orders != nil && !t.ExpertSender.OrdersEnabled() {
+		log.Warn("targets.expertsender.orders is set but ExpertSender has no api_key: order upserts are recorded as skipped")
 	}
 	if cfg.Admin.Token == "" {
 		log.Warn("admin.token is empty: the admin API (/admin) and the console (/ui/) are disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable them")

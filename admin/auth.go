@@ -2,30 +2,27 @@ package admin
 
 import (
 	"crypto/subtle"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/statusbridge/statusbridge/config"
 )
 
 // Proxies are the reverse proxies whose forwarding headers are believed
 // (server.trusted_proxies). The zero value trusts none.
 type Proxies []netip.Prefix
 
-// ParseProxies reads CIDRs such as "10.0.0.0/8".
-func ParseProxies(cidrs []string) (Proxies, error) {
+// ProxiesOf are the proxies of server.trusted_proxies.
+func ProxiesOf(cidrs []config.CIDR) Proxies {
 	out := make(Proxies, 0, len(cidrs))
 	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
-			return nil, fmt.Errorf("trusted proxy %q is not a CIDR: %w", c, err)
-		}
-		out = append(out, p.Masked())
+		out = append(out, c.Prefix)
 	}
-	return out, nil
+	return out
 }
 
 func (p Proxies) trusts(addr netip.Addr) bool {

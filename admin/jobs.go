@@ -76,7 +76,7 @@ func (s *Service) checkJob(req *JobRequest) error {
 
 // classify says why a job leaves d out ("" = it retries d); orders caches
 // order states.
-func (s *Service) classify(d *bridge.Delivery, includeUnknown bool, orders map[string]bridge.OrderState) (string, error) {
+func (s *Service) classify(ctx context.Context, d *bridge.Delivery, includeUnknown bool, orders map[string]bridge.OrderState) (string, error) {
 	if d.State != bridge.Dead {
 		return bridge.SkipNotDead, nil
 	}
@@ -86,7 +86,7 @@ func (s *Service) classify(d *bridge.Delivery, includeUnknown bool, orders map[s
 	st, ok := orders[d.OrderID]
 	if !ok {
 		var err error
-		if st, err = s.store.OrderState(d.OrderID); err != nil {
+		if st, err = s.orderState(ctx, d.OrderID); err != nil {
 			return "", err
 		}
 		if orders != nil {
@@ -99,9 +99,9 @@ func (s *Service) classify(d *bridge.Delivery, includeUnknown bool, orders map[s
 // eachDead calls fn for every delivery the filter selects, newest first,
 // page after page, from just after cursor ("" = the newest); fn returns
 // false to stop.
-func (s *Service) eachDead(f bridge.JobFilter, cursor string, fn func(d *bridge.Delivery, next string) (bool, error)) error {
+func (s *Service) eachDead(ctx context.Context, f bridge.JobFilter, cursor string, fn func(d *bridge.Delivery, next string) (bool, error)) error {
 	for {
-		page, next, err := s.store.ListDeliveries(bridge.DeliveryFilter{State: f.State, Target: f.Target, Cursor: cursor, Limit: 200})
+		page, next, err := s.store.ListDeliveries(ctx, bridge.DeliveryFilter{State: f.State, Target: f.Target, Cursor: cursor, Limit: 200})
 		if err != nil {
 			return cursorError(err)
 		}
@@ -118,16 +118,16 @@ func (s *Service) eachDead(f bridge.JobFilter, cursor string, fn func(d *bridge.
 }
 
 // PreviewRetry counts what a retry job of req would do, sending nothing.
-func (s *Service) PreviewRetry(req JobRequest) (*RetryPreview, error) {
+func (s *Service) PreviewRetry(ctx context.Context, req JobRequest) (*RetryPreview, error) {
 	if err := s.checkJob(&req); err != nil {
 		return nil, err
 	}
 	p := &RetryPreview{Filter: req.Filter, IncludeUnknown: req.IncludeUnknown, Skipped: map[string]int{}, Sends: []SendCount{}, Examples: []bridge.Delivery{}}
 	sends := map[[2]string]int{}
 	orders := map[string]bridge.OrderState{}
-	err := s.eachDead(req.Filter, "", func(d *bridge.Delivery, _ string) (bool, error) {
+	err := s.eachDead(ctx, req.Filter, "", func(d *bridge.Delivery, _ string) (bool, error) {
 		p.Matched++
-		reason, err := s.classify(d, req.IncludeUnknown, orders)
+		reason, err := s.classify(ctx, d, req.IncludeUnknown, orders)
 		if err != nil {
 			return false, err
 		}
@@ -157,19 +157,19 @@ func (s *Service) PreviewRetry(req JobRequest) (*RetryPreview, error) {
 
 // CreateJob records a job, counted first (its Total), for the runner of
 // the sending process to carry out.
-func (s *Service) CreateJob(from string, req JobRequest) (bridge.Job, error) {
-	p, err := s.PreviewRetry(req)
+func (s *Service) CreateJob(ctx context.Context, from string, req JobRequest) (bridge.Job, error) {
+	p, err := s.PreviewRetry(ctx, req)
 	if err != nil {
 		return bridge.Job{}, err
 	}
 	now := s.now().UTC()
-	j, err := s.store.CreateJob(bridge.Job{Kind: bridge.JobRetry, Filter: p.Filter, IncludeUnknown: req.IncludeUnknown,
+	j, err := s.console.CreateJob(ctx, bridge.Job{Kind: bridge.JobRetry, Filter: p.Filter, IncludeUnknown: req.IncludeUnknown,
 		State: bridge.JobQueued, CreatedAt: now, UpdatedAt: now, From: from, Total: p.Matched, Skipped: map[string]int{}})
 	what := fmt.Sprintf("retry job over dead deliveries%s: %d matched, %d to retry", targetText(p.Filter.Target), p.Matched, p.Retry)
 	if err == nil {
 		what += " (job " + j.ID + ")"
 	}
-	s.record("job", what, from, err)
+	s.record(ctx, "job", what, from, err)
 	if err != nil {
 		return bridge.Job{}, err
 	}
@@ -186,10 +186,14 @@ func targetText(t string) string {
 }
 
 // Job returns one job with its progress (bridge.ErrNotFound when none).
-func (s *Service) Job(id string) (*bridge.Job, error) { return s.store.GetJob(id) }
+func (s *Service) Job(ctx context.Context, id string) (*bridge.Job, error) {
+	return s.console.GetJob(ctx, id)
+}
 
 // Jobs returns the newest jobs.
-func (s *Service) Jobs(limit int) ([]bridge.Job, error) { return s.store.ListJobs(limit) }
+func (s *Service) Jobs(ctx context.Context, limit int) ([]bridge.Job, error) {
+	return s.console.ListJobs(ctx, limit)
+}
 
 // RunJobs carries out recorded jobs until ctx ends: the unfinished ones at
 // start (a job interrupted by a restart continues after its cursor), then
@@ -204,7 +208,7 @@ func (s *Service) RunJobs(ctx context.Context) {
 		case <-s.wake:
 		case <-retry.C:
 		}
-		jobs, err := s.store.UnfinishedJobs()
+		jobs, err := s.console.UnfinishedJobs(ctx)
 		if err != nil {
 			s.log.Error("read unfinished jobs; trying again in 5s", "err", err)
 			retry.Reset(5 * time.Second)
@@ -232,7 +236,7 @@ func (s *Service) runJob(ctx context.Context, j bridge.Job) error {
 	}
 	save := func() error {
 		j.UpdatedAt = s.now().UTC()
-		return s.store.SaveJob(j)
+		return s.console.SaveJob(context.WithoutCancel(ctx), j)
 	}
 	if j.State == bridge.JobQueued {
 		j.State = bridge.JobRunning
@@ -244,12 +248,12 @@ func (s *Service) runJob(ctx context.Context, j bridge.Job) error {
 		s.log.Info("retry job continues", "job_id", j.ID, "after", j.Cursor, "processed", j.Processed())
 	}
 	var stopped error
-	err := s.eachDead(j.Filter, j.Cursor, func(d *bridge.Delivery, next string) (bool, error) {
+	err := s.eachDead(ctx, j.Filter, j.Cursor, func(d *bridge.Delivery, next string) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			stopped = err
 			return false, nil
 		}
-		queued, reason, err := s.jobStep(&j, d)
+		queued, reason, err := s.jobStep(ctx, &j, d)
 		if err != nil {
 			return false, err
 		}
@@ -285,15 +289,15 @@ func (s *Service) runJob(ctx context.Context, j bridge.Job) error {
 
 // jobStep retries one delivery for job j: queued, or the reason it was left
 // out, or neither (it failed; j.Error says why). err stops the job.
-func (s *Service) jobStep(j *bridge.Job, d *bridge.Delivery) (queued bool, reason string, err error) {
+func (s *Service) jobStep(ctx context.Context, j *bridge.Job, d *bridge.Delivery) (queued bool, reason string, err error) {
 	if d.CreatedAt.After(j.CreatedAt) {
 		return false, bridge.SkipCreatedAfter, nil
 	}
-	reason, err = s.classify(d, j.IncludeUnknown, nil)
+	reason, err = s.classify(ctx, d, j.IncludeUnknown, nil)
 	if err != nil || reason != "" {
 		return false, reason, err
 	}
-	nd, err := s.store.RetryDelivery(d.ID, s.now())
+	nd, err := s.store.RetryDelivery(ctx, d.ID, s.now())
 	switch {
 	case err == nil:
 		s.log.Info("delivery retry queued", "delivery_id", nd.ID, "retry_of", d.ID, "order_id", d.OrderID, "target", d.Target, "job_id", j.ID)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -37,8 +38,8 @@ type MappingRow struct {
 }
 
 // Mapping returns the mapping in force as a table.
-func (s *Service) Mapping() (*MappingView, error) {
-	c, err := s.store.Counters(s.now())
+func (s *Service) Mapping(ctx context.Context) (*MappingView, error) {
+	c, err := s.console.Counters(ctx, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +131,7 @@ const MaxPreviewEvents = 1000
 // key) against the running targets and, when it is valid, decides the last
 // `last` stored events under it as "mapping diff" does: what the mapping
 // itself decides, order history left out. It writes and sends nothing.
-func (s *Service) PreviewMapping(candidate []byte, last int) (*MappingPreview, error) {
+func (s *Service) PreviewMapping(ctx context.Context, candidate []byte, last int) (*MappingPreview, error) {
 	if last < 1 || last > MaxPreviewEvents {
 		return nil, invalid("last: a whole number from 1 to %d", MaxPreviewEvents)
 	}
@@ -144,7 +145,7 @@ func (s *Service) PreviewMapping(candidate []byte, last int) (*MappingPreview, e
 	}
 	table := mapping.New(cfg)
 	p := &MappingPreview{Version: table.Version(), Changes: []ChangeGroup{}}
-	evs, _, err := s.store.ListEvents(bridge.EventFilter{Limit: last})
+	evs, _, err := s.store.ListEvents(ctx, bridge.EventFilter{Limit: last})
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +156,7 @@ func (s *Service) PreviewMapping(candidate []byte, last int) (*MappingPreview, e
 		if ev.State == bridge.EventInvalid {
 			continue
 		}
-		d, err := s.store.Detail(ev.ID, nil)
+		d, err := s.store.Detail(ctx, ev.ID)
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -67,14 +68,14 @@ const MaxOrderEvents = 200
 // Order gathers the order's events (newest MaxOrderEvents), their decisions,
 // deliveries and attempts into one timeline, and each target's last
 // delivery. An order nothing is stored for has an empty view.
-func (s *Service) Order(orderID string) (*OrderView, error) {
+func (s *Service) Order(ctx context.Context, orderID string) (*OrderView, error) {
 	if orderID == "" {
 		return nil, invalid("order id: required")
 	}
 	v := &OrderView{OrderID: orderID, Targets: []OrderTarget{}, Timeline: []TimelineEntry{}, Events: []bridge.EventDetail{}, Intakes: []Intake{}}
 	cursor := ""
 	for {
-		evs, next, err := s.store.ListEvents(bridge.EventFilter{OrderID: orderID, Cursor: cursor, Limit: MaxOrderEvents})
+		evs, next, err := s.store.ListEvents(ctx, bridge.EventFilter{OrderID: orderID, Cursor: cursor, Limit: MaxOrderEvents})
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +84,7 @@ func (s *Service) Order(orderID string) (*OrderView, error) {
 				v.More = true
 				break
 			}
-			d, err := s.store.Detail(ev.ID, s.inFlight)
+			d, err := s.store.Detail(ctx, ev.ID)
 			if err != nil {
 				return nil, err
 			}

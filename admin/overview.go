@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sort"
@@ -91,17 +92,17 @@ func idCounts(m map[string]int) []IDCount {
 }
 
 // Overview reads the overview.
-func (s *Service) Overview() (*Overview, error) {
+func (s *Service) Overview(ctx context.Context) (*Overview, error) {
 	now := s.now().UTC()
-	c, err := s.store.Counters(now)
+	c, err := s.console.Counters(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	actions, err := s.store.Actions(10)
+	actions, err := s.console.Actions(ctx, 10)
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := s.store.ListJobs(5)
+	jobs, err := s.console.ListJobs(ctx, 5)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +165,8 @@ func targetNames(configured []string, c bridge.Counters) []string {
 
 // Targets names every target a delivery filter can ask for: the configured
 // ones and those with stored deliveries.
-func (s *Service) Targets() ([]string, error) {
-	c, err := s.store.Counters(s.now())
+func (s *Service) Targets(ctx context.Context) ([]string, error) {
+	c, err := s.console.Counters(ctx, s.now())
 	if err != nil {
 		return nil, err
 	}

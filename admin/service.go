@@ -6,6 +6,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,24 +21,36 @@ import (
 	"github.com/statusbridge/statusbridge/mapping"
 )
 
-// Store is what the service needs of a store backend (*bolt.DB has it).
+// Store is what the service needs of the store: the rules and reads every
+// backend has (bridge.Store over a bridge.Backend has them).
 type Store interface {
-	ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error)
-	EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error)
-	Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error)
-	ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
-	GetDelivery(id string) (*bridge.Delivery, error)
-	RetryDelivery(id string, now time.Time) (*bridge.Delivery, error)
-	Replay(sel bridge.ReplaySelector, dec bridge.Decider, opt bridge.ReplayOptions, now time.Time) (bridge.ReplaySummary, error)
-	OrderState(orderID string) (bridge.OrderState, error)
-	Counters(now time.Time) (bridge.Counters, error)
-	CreateJob(j bridge.Job) (bridge.Job, error)
-	SaveJob(j bridge.Job) error
-	GetJob(id string) (*bridge.Job, error)
-	ListJobs(limit int) ([]bridge.Job, error)
-	UnfinishedJobs() ([]bridge.Job, error)
-	RecordAction(a bridge.Action) error
-	Actions(limit int) ([]bridge.Action, error)
+	EventSummaries(ctx context.Context, f bridge.EventFilter) ([]bridge.EventSummary, string, error)
+	Detail(ctx context.Context, id string) (*bridge.EventDetail, error)
+	RetryDelivery(ctx context.Context, id string, now time.Time) (*bridge.Delivery, error)
+	Replay(ctx context.Context, sel bridge.ReplaySelector, dec bridge.Decider, opt bridge.ReplayOptions, now time.Time) (bridge.ReplaySummary, error)
+	FillShortDeliveryIDs(ctx context.Context, ds []bridge.Delivery) error
+	ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Event, string, error)
+	ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
+	GetDelivery(ctx context.Context, id string) (*bridge.Delivery, error)
+	View(ctx context.Context, fn func(tx bridge.Tx) error) error
+}
+
+var _ Store = bridge.Store{}
+
+// ConsoleStore is what a backend keeps for the console besides its records:
+// counters changed in the transactions that change states, bulk jobs, and
+// the last operator actions (*bolt.DB has it; a backend that lacks it
+// cannot serve the console).
+type ConsoleStore interface {
+	// Counters reads the counters as of now, without a scan.
+	Counters(ctx context.Context, now time.Time) (bridge.Counters, error)
+	CreateJob(ctx context.Context, j bridge.Job) (bridge.Job, error)
+	SaveJob(ctx context.Context, j bridge.Job) error
+	GetJob(ctx context.Context, id string) (*bridge.Job, error)
+	ListJobs(ctx context.Context, limit int) ([]bridge.Job, error)
+	UnfinishedJobs(ctx context.Context) ([]bridge.Job, error)
+	RecordAction(ctx context.Context, a bridge.Action) error
+	Actions(ctx context.Context, limit int) ([]bridge.Action, error)
 }
 
 // Mapping is the mapping in force and its reload (*live.Mapping has it).
@@ -54,10 +67,8 @@ var _ Mapping = (*live.Mapping)(nil)
 // Options are the service's dependencies.
 type Options struct {
 	Store   Store
+	Console ConsoleStore
 	Mapping Mapping
-	// InFlight reports whether a delivery is being sent right now (nil: the
-	// process sends nothing).
-	InFlight func(id string) bool
 	// Health reports each target's circuit breaker (nil: unknown).
 	Health func() map[string]bridge.TargetHealth
 	Now    func() time.Time
@@ -66,13 +77,13 @@ type Options struct {
 
 // Service is the admin service.
 type Service struct {
-	store    Store
-	maps     Mapping
-	inFlight func(string) bool
-	health   func() map[string]bridge.TargetHealth
-	now      func() time.Time
-	log      *slog.Logger
-	wake     chan struct{} // a job was created
+	store   Store
+	console ConsoleStore
+	maps    Mapping
+	health  func() map[string]bridge.TargetHealth
+	now     func() time.Time
+	log     *slog.Logger
+	wake    chan struct{} // a job was created
 }
 
 // New builds the service.
@@ -83,10 +94,7 @@ func New(o Options) *Service {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if o.InFlight == nil {
-		o.InFlight = func(string) bool { return false }
-	}
-	return &Service{store: o.Store, maps: o.Mapping, inFlight: o.InFlight, health: o.Health, now: o.Now, log: o.Log,
+	return &Service{store: o.Store, console: o.Console, maps: o.Mapping, health: o.Health, now: o.Now, log: o.Log,
 		wake: make(chan struct{}, 1)}
 }
 
@@ -97,13 +105,6 @@ type InputError struct{ Msg string }
 func (e *InputError) Error() string { return e.Msg }
 
 func invalid(format string, args ...any) error { return &InputError{Msg: fmt.Sprintf(format, args...)} }
-
-// ConflictError is an action that does not fit the record's state now (HTTP
-// 409). errors.Is(err, bridge.ErrConflict) holds for it.
-type ConflictError struct{ Msg string }
-
-func (e *ConflictError) Error() string        { return e.Msg }
-func (e *ConflictError) Is(target error) bool { return target == bridge.ErrConflict }
 
 // MaxLimit is the largest page a listing returns.
 const MaxLimit = 1000
@@ -118,24 +119,12 @@ func checkLimit(n int) (int, error) {
 	return n, nil
 }
 
-// CheckEventState refuses a state that is not an event state ("" passes).
-func CheckEventState(s string) error {
-	if s == "" || slices.Contains(bridge.EventStates, bridge.EventState(s)) {
-		return nil
+// checkState wraps bridge's state checks as input errors.
+func checkState(field string, check func(string) error, v string) error {
+	if err := check(v); err != nil {
+		return invalid("%s: %s", field, err)
 	}
-	names := make([]string, len(bridge.EventStates))
-	for i, st := range bridge.EventStates {
-		names[i] = string(st)
-	}
-	return invalid("state: unknown event state %q (one of %s)", s, strings.Join(names, ", "))
-}
-
-// CheckDeliveryState refuses a state that is not a delivery state ("" passes).
-func CheckDeliveryState(s string) error {
-	if s == "" || slices.Contains(bridge.DeliveryStates, bridge.DeliveryState(s)) {
-		return nil
-	}
-	return invalid("state: one of pending, in_flight, done, dead, skipped, superseded")
+	return nil
 }
 
 func cursorError(err error) error {
@@ -146,63 +135,56 @@ func cursorError(err error) error {
 }
 
 // Events lists events newest first, a page at a time (see bridge.EventFilter).
-func (s *Service) Events(f bridge.EventFilter) ([]bridge.EventSummary, string, error) {
-	if err := CheckEventState(f.State); err != nil {
+func (s *Service) Events(ctx context.Context, f bridge.EventFilter) ([]bridge.EventSummary, string, error) {
+	if err := checkState("state", bridge.CheckEventState, f.State); err != nil {
+		return nil, "", err
+	}
+	if err := checkState("delivery_state", bridge.CheckDeliveryState, f.DeliveryState); err != nil {
 		return nil, "", err
 	}
 	var err error
 	if f.Limit, err = checkLimit(f.Limit); err != nil {
 		return nil, "", err
 	}
-	rows, next, err := s.store.EventSummaries(f, s.inFlight)
+	rows, next, err := s.store.EventSummaries(ctx, f)
 	return rows, next, cursorError(err)
 }
 
 // Event returns an event with its payload, decisions, deliveries and attempts
 // (bridge.ErrNotFound when there is none).
-func (s *Service) Event(id string) (*bridge.EventDetail, error) {
-	return s.store.Detail(id, s.inFlight)
+func (s *Service) Event(ctx context.Context, id string) (*bridge.EventDetail, error) {
+	return s.store.Detail(ctx, id)
 }
 
-// Deliveries lists deliveries newest first. in_flight (never on disk) is
-// pending being sent now.
-func (s *Service) Deliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
-	if err := CheckDeliveryState(f.State); err != nil {
+// Deliveries lists deliveries newest first, each with its short id; a
+// delivery being sent is in_flight.
+func (s *Service) Deliveries(ctx context.Context, f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
+	if err := checkState("state", bridge.CheckDeliveryState, f.State); err != nil {
 		return nil, "", err
 	}
 	var err error
 	if f.Limit, err = checkLimit(f.Limit); err != nil {
 		return nil, "", err
 	}
-	inFlightOnly := f.State == string(bridge.InFlight)
-	if inFlightOnly {
-		f.State = string(bridge.Pending)
-	}
-	ds, next, err := s.store.ListDeliveries(f)
+	ds, next, err := s.store.ListDeliveries(ctx, f)
 	if err != nil {
 		return nil, "", cursorError(err)
 	}
-	kept := ds[:0]
-	for _, d := range ds {
-		if d.State == bridge.Pending && s.inFlight(d.ID) {
-			d.State = bridge.InFlight
-		}
-		if !inFlightOnly || d.State == bridge.InFlight {
-			kept = append(kept, d)
-		}
+	if err := s.store.FillShortDeliveryIDs(ctx, ds); err != nil {
+		return nil, "", err
 	}
-	return kept, next, nil
+	return ds, next, nil
 }
 
 // record notes a state-changing action; a failure to record is logged, not
 // returned: the action itself happened.
-func (s *Service) record(kind, what, from string, err error) {
+func (s *Service) record(ctx context.Context, kind, what, from string, err error) {
 	result := "ok"
 	if err != nil {
 		result = UserMessage(err)
 	}
 	a := bridge.Action{At: s.now().UTC(), Kind: kind, What: what, From: from, Result: result}
-	if rerr := s.store.RecordAction(a); rerr != nil {
+	if rerr := s.console.RecordAction(context.WithoutCancel(ctx), a); rerr != nil {
 		s.log.Error("record operator action", "kind", kind, "err", rerr)
 	}
 }
@@ -212,7 +194,8 @@ func (s *Service) record(kind, what, from string, err error) {
 // store or disk failure) without its internals.
 func UserMessage(err error) string {
 	var ie *InputError
-	var ce *ConflictError
+	var ce *bridge.ConflictError
+	var ae *bridge.AmbiguousError
 	var pe *config.Error
 	switch {
 	case err == nil:
@@ -221,6 +204,8 @@ func UserMessage(err error) string {
 		return ie.Msg
 	case errors.As(err, &ce):
 		return ce.Msg
+	case errors.As(err, &ae):
+		return ae.Error()
 	case errors.As(err, &pe):
 		return fmt.Sprintf("%d problem(s) in the mapping", len(pe.Problems))
 	case errors.Is(err, live.ErrNoFile):
@@ -236,16 +221,17 @@ func UserMessage(err error) string {
 }
 
 // Retry queues a dead delivery again as a new delivery. It refuses, with a
-// *ConflictError, a delivery that is not dead or one a newer delivery for the
-// same order and target replaced (retrying it would send an older status).
-func (s *Service) Retry(from, id string) (*bridge.Delivery, error) {
-	d, err := s.retry(id)
+// *bridge.ConflictError, a delivery that is not dead or one a newer delivery
+// for the same order and target replaced (retrying it would send an older
+// status).
+func (s *Service) Retry(ctx context.Context, from, id string) (*bridge.Delivery, error) {
+	d, err := s.store.RetryDelivery(ctx, id, s.now())
 	what := "retry delivery " + id
 	if d != nil {
 		what = fmt.Sprintf("retry delivery %s (order %s, %s=%s)", id, d.OrderID, d.Target, d.Status)
 	}
 	if !errors.Is(err, bridge.ErrNotFound) {
-		s.record("retry", what, from, err)
+		s.record(ctx, "retry", what, from, err)
 	}
 	if err == nil {
 		s.log.Info("delivery retry queued", "delivery_id", d.ID, "retry_of", id, "order_id", d.OrderID, "target", d.Target, "remote", from)
@@ -253,27 +239,15 @@ func (s *Service) Retry(from, id string) (*bridge.Delivery, error) {
 	return d, err
 }
 
-func (s *Service) retry(id string) (*bridge.Delivery, error) {
-	old, err := s.store.GetDelivery(id)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.store.OrderState(old.OrderID)
-	if err != nil {
-		return nil, err
-	}
-	if reason := retryable(old, st); reason != "" {
-		return nil, &ConflictError{Msg: conflictText(old, st, reason)}
-	}
-	d, err := s.store.RetryDelivery(id, s.now())
-	if errors.Is(err, bridge.ErrConflict) { // changed since the check above
-		if old, gerr := s.store.GetDelivery(id); gerr == nil {
-			if st, serr := s.store.OrderState(old.OrderID); serr == nil {
-				return nil, &ConflictError{Msg: conflictText(old, st, retryable(old, st))}
-			}
-		}
-	}
-	return d, err
+// orderState reads an order's state through the store's View.
+func (s *Service) orderState(ctx context.Context, orderID string) (bridge.OrderState, error) {
+	var st bridge.OrderState
+	err := s.store.View(ctx, func(tx bridge.Tx) error {
+		var err error
+		st, err = tx.OrderState(orderID)
+		return err
+	})
+	return st, err
 }
 
 // retryable says why d cannot be retried under the order's state ("" when it can).
@@ -287,20 +261,9 @@ func retryable(d *bridge.Delivery, st bridge.OrderState) string {
 	return ""
 }
 
-func conflictText(d *bridge.Delivery, st bridge.OrderState, reason string) string {
-	switch reason {
-	case bridge.SkipNotDead:
-		return fmt.Sprintf("delivery %s is %s; only dead deliveries are retried", d.ID, d.State)
-	case bridge.SkipNewerExists:
-		return fmt.Sprintf("a newer delivery (%s) for order %s and target %s exists; retrying this one would send an older status",
-			st.Targets[d.Target].DeliveryID, d.OrderID, d.Target)
-	}
-	return fmt.Sprintf("delivery %s changed while it was being retried; look again", d.ID)
-}
-
 // CheckReplay validates a replay as the admin API and the console ask it.
 func (s *Service) CheckReplay(sel bridge.ReplaySelector, opt bridge.ReplayOptions) error {
-	if err := CheckEventState(sel.State); err != nil {
+	if err := checkState("state", bridge.CheckEventState, sel.State); err != nil {
 		return err
 	}
 	if sel.Dead && (len(sel.EventIDs) > 0 || sel.OrderID != "" || !sel.Since.IsZero() || !sel.Until.IsZero() || sel.State != "") {
@@ -320,11 +283,11 @@ func (s *Service) CheckReplay(sel bridge.ReplaySelector, opt bridge.ReplayOption
 
 // Replay re-decides the selected events under the mapping in force and,
 // unless opt.DryRun, sends what that decides (see bolt.DB.Replay).
-func (s *Service) Replay(from string, sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
+func (s *Service) Replay(ctx context.Context, from string, sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
 	if err := s.CheckReplay(sel, opt); err != nil {
 		return bridge.ReplaySummary{}, err
 	}
-	sum, err := s.store.Replay(sel, s.maps.Current(), opt, s.now())
+	sum, err := s.store.Replay(ctx, sel, s.maps.Current(), opt, s.now())
 	if errors.Is(err, bridge.ErrNoSelector) {
 		return sum, invalid("select events with event_ids, order_id, since/until or state, or deliveries with dead")
 	}
@@ -339,7 +302,7 @@ func (s *Service) Replay(from string, sel bridge.ReplaySelector, opt bridge.Repl
 		if err == nil {
 			what += fmt.Sprintf(": %d matched, %d dispatched", sum.Matched, sum.Dispatched)
 		}
-		s.record("replay", what, from, err)
+		s.record(ctx, "replay", what, from, err)
 	}
 	if err == nil {
 		s.log.Info("replay", "matched", sum.Matched, "dispatched", sum.Dispatched, "superseded", sum.Superseded,
@@ -375,18 +338,20 @@ func describeSelector(sel bridge.ReplaySelector) string {
 }
 
 // Reload applies the config file's mapping section (see live.Mapping.Reload).
-func (s *Service) Reload(from string) (live.Result, error) {
+func (s *Service) Reload(ctx context.Context, from string) (live.Result, error) {
 	res, err := s.maps.Reload()
 	what := "reload mapping"
 	if err == nil {
 		what = "reload mapping: version " + res.Version
 	}
-	s.record("reload", what, from, err)
+	s.record(ctx, "reload", what, from, err)
 	return res, err
 }
 
 // Actions returns the last recorded operator actions, newest first.
-func (s *Service) Actions(limit int) ([]bridge.Action, error) { return s.store.Actions(limit) }
+func (s *Service) Actions(ctx context.Context, limit int) ([]bridge.Action, error) {
+	return s.console.Actions(ctx, limit)
+}
 
 // wakeJobs tells the job runner a job is waiting (without blocking).
 func (s *Service) wakeJobs() {

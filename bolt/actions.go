@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -17,7 +18,10 @@ var maxActions = 200
 
 // RecordAction stores an operator action, giving it an id, and forgets the
 // oldest beyond the last maxActions.
-func (db *DB) RecordAction(a bridge.Action) error {
+func (db *DB) RecordAction(ctx context.Context, a bridge.Action) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	id, err := newID()
 	if err != nil {
 		return err
@@ -51,7 +55,7 @@ func (db *DB) RecordAction(a bridge.Action) error {
 }
 
 // Actions returns up to limit recorded actions, newest first.
-func (db *DB) Actions(limit int) ([]bridge.Action, error) {
+func (db *DB) Actions(ctx context.Context, limit int) ([]bridge.Action, error) {
 	return newestJSON[bridge.Action](db, bucketActions, limit, "action")
 }
 
@@ -77,19 +81,4 @@ func newestJSON[T any](db *DB, b []byte, limit int, what string) ([]T, error) {
 		return nil, fmt.Errorf("store: read %ss: %w", what, err)
 	}
 	return out, nil
-}
-
-// OrderState returns an order's last applied state, each target's last
-// delivery marked live or not (a zero state for an unknown order).
-func (db *DB) OrderState(orderID string) (bridge.OrderState, error) {
-	var st bridge.OrderState
-	err := db.view(func(tx *bbolt.Tx) error {
-		var err error
-		st, err = orderStateTx(tx, orderID)
-		return err
-	})
-	if err != nil {
-		return bridge.OrderState{}, fmt.Errorf("store: read order %s: %w", orderID, err)
-	}
-	return st, nil
 }

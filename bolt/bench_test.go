@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -60,13 +61,13 @@ func BenchmarkIngest(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, tb); err != nil {
+			if _, err := bridge.Ingest(context.Background(), db, bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, tb); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.StopTimer()
-	if st, err := db.Stats(); err == nil && st.Events > 0 {
+	if st, err := db.Stats(context.Background()); err == nil && st.Events > 0 {
 		var used int64
 		_ = db.view(func(tx *bbolt.Tx) error { used = tx.Size(); return nil })
 		b.ReportMetric(float64(used)/float64(st.Events), "store-B/event")

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -201,11 +202,11 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { db.Close() }()
-	got, payload, err := db.GetEvent(ev.ID)
+	got, payload, err := db.GetEvent(context.Background(), ev.ID)
 	if err != nil || got.OrderID != "7" || string(payload) != string(raw) {
 		t.Fatalf("old event: %+v, payload equal %v, err %v", got, string(payload) == string(raw), err)
 	}
-	res, err := db.Ingest(incoming(t, raw), tb)
+	res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
 	if err != nil || !res.Duplicate || res.EventID != ev.ID {
 		t.Fatalf("repeat of an old event: %+v %v, want a duplicate of %s", res, err, ev.ID)
 	}
@@ -216,28 +217,28 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	if db, err = Open(path, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := db.Ingest(incoming(t, raw), tb); err != nil || !res.Duplicate || res.EventID != ev.ID {
+	if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb); err != nil || !res.Duplicate || res.EventID != ev.ID {
 		t.Fatalf("repeat of an old event after reopening: %+v %v, want a duplicate of %s", res, err, ev.ID)
 	}
-	pending, err := db.PendingAfter("", 10)
+	pending, err := db.PendingAfter(context.Background(), "", 10)
 	if err != nil || len(pending) != 1 || pending[0].ID != del.ID {
 		t.Fatalf("old pending delivery: %+v %v", pending, err)
 	}
-	if err := db.Record(del.ID, bridge.AttemptResult{Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
+	if err := db.Record(context.Background(), del.ID, bridge.AttemptResult{Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := db.GetDelivery(del.ID); err != nil || d.State != bridge.Done || len(d.Attempts) != 1 {
+	if d, err := db.GetDelivery(context.Background(), del.ID); err != nil || d.State != bridge.Done || len(d.Attempts) != 1 {
 		t.Fatalf("old delivery after its attempt: %+v %v", d, err)
 	}
 	// The same status again for the old order: its state says already sent.
 	again := fake.Update{TicketID: "t2", OrderID: "ORDER-7", StatusID: confirmed, DateStatus: "2026-01-13 17:00:00"}.Payload()
-	if res, err := db.Ingest(incoming(t, again), tb); err != nil || res.State != bridge.EventUnchanged {
+	if res, err := bridge.Ingest(context.Background(), db, incoming(t, again), tb); err != nil || res.State != bridge.EventUnchanged {
 		t.Fatalf("new event on an old order: %+v %v, want unchanged", res, err)
 	}
-	if n, err := db.Sweep(old.Add(time.Minute)); err != nil || n != 1 {
+	if n, err := bridge.Sweep(context.Background(), db, old.Add(time.Minute)); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v, want the old event deleted", n, err)
 	}
-	if res, err := db.Ingest(incoming(t, raw), tb); err != nil || res.Duplicate {
+	if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb); err != nil || res.Duplicate {
 		t.Fatalf("after its event is swept, a repeat is new again: %+v %v", res, err)
 	}
 	var schema string
@@ -313,7 +314,7 @@ func TestEventInlinePayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got2, payload, err := db.GetEvent(ev.ID)
+	got2, payload, err := db.GetEvent(context.Background(), ev.ID)
 	if err != nil || len(got2.Decisions) != len(ev.Decisions)+1 {
 		t.Fatalf("rewritten event: %+v %v", got2, err)
 	}

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -300,7 +301,10 @@ func pruneTimeBuckets(b *bbolt.Bucket, cutoff time.Time) error {
 
 // Counters returns the counted events and deliveries as of now: a read of
 // a few hundred small keys, whatever the size of the store.
-func (db *DB) Counters(now time.Time) (bridge.Counters, error) {
+func (db *DB) Counters(ctx context.Context, now time.Time) (bridge.Counters, error) {
+	if err := ctx.Err(); err != nil {
+		return bridge.Counters{}, err
+	}
 	out := bridge.Counters{LastHour: map[bridge.EventState]int{}, LastDay: map[bridge.EventState]int{},
 		Targets: map[string]bridge.TargetCounters{}, Unmapped: map[string]int{}, StatusIDs: map[string]int{}}
 	err := db.view(func(tx *bbolt.Tx) error {

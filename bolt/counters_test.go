@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	stdmaps "maps"
@@ -17,7 +18,7 @@ func scanCounters(t *testing.T, db *DB, now time.Time) bridge.Counters {
 	want := bridge.Counters{LastHour: map[bridge.EventState]int{}, LastDay: map[bridge.EventState]int{},
 		Targets: map[string]bridge.TargetCounters{}, Unmapped: map[string]int{}, StatusIDs: map[string]int{}}
 	cur := bucketStart(now)
-	err := db.eachEvent(bridge.EventFilter{}, func(ev *bridge.Event) {
+	eachEvent(t, db, func(ev *bridge.Event) {
 		b := bucketStart(ev.ReceivedAt)
 		if !b.Before(cur.Add(-287*counterWidth)) && !b.After(cur) {
 			want.LastDay[ev.State]++
@@ -32,12 +33,9 @@ func scanCounters(t *testing.T, db *DB, now time.Time) bridge.Counters {
 			}
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Listed newest first: the last pending one seen is the first committed
 	// (ids are in commit order; tests back-date some events' creation).
-	err = db.eachDelivery(bridge.DeliveryFilter{}, func(d *bridge.Delivery) {
+	eachDelivery(t, db, func(d *bridge.Delivery) {
 		tc := want.Targets[d.Target]
 		if tc.States == nil {
 			tc.States = map[bridge.DeliveryState]int{}
@@ -48,9 +46,6 @@ func scanCounters(t *testing.T, db *DB, now time.Time) bridge.Counters {
 		}
 		want.Targets[d.Target] = tc
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return want
 }
 
@@ -77,7 +72,7 @@ func TestCountersFollowEveryStateChange(t *testing.T) {
 	now := time.Now()
 	check := func(what string) {
 		t.Helper()
-		got, err := db.Counters(now)
+		got, err := db.Counters(context.Background(), now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,11 +83,11 @@ func TestCountersFollowEveryStateChange(t *testing.T) {
 	a := ingestAt(t, db, tb, "a", "1", confirmed, "2026-01-13 10:00:00", now.Add(-10*time.Minute))
 	ingestAt(t, db, tb, "b", "2", "newstatus0000000", "2026-01-13 10:00:00", now.Add(-3*time.Hour))
 	ingestAt(t, db, tb, "c", "3", "newstatus0000000", "2026-01-13 10:00:00", now.Add(-30*time.Hour))
-	if _, err := db.Ingest(incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), tb); err != nil {
+	if _, err := bridge.Ingest(context.Background(), db, incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), tb); err != nil {
 		t.Fatal(err)
 	}
 	check("after ingest")
-	got, _ := db.Counters(now)
+	got, _ := db.Counters(context.Background(), now)
 	if got.LastHour[bridge.EventDispatched] != 1 || got.LastDay[bridge.EventUnmapped] != 1 || got.Unmapped["newstatus0000000"] != 2 {
 		t.Errorf("counters after ingest = %+v", got)
 	}
@@ -100,22 +95,22 @@ func TestCountersFollowEveryStateChange(t *testing.T) {
 		t.Errorf("pending = %+v", got.Targets["expertsender"])
 	}
 
-	if err := db.Record(a.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "x"}, now); err != nil {
+	if err := db.Record(context.Background(), a.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "x"}, now); err != nil {
 		t.Fatal(err)
 	}
 	check("after a delivery died")
-	if _, err := db.RetryDelivery(a.Deliveries[0].ID, now); err != nil {
+	if _, err := bridge.RetryDelivery(context.Background(), db, a.Deliveries[0].ID, now); err != nil {
 		t.Fatal(err)
 	}
 	check("after a retry")
-	if _, err := db.Replay(bridge.ReplaySelector{OrderID: "1"}, tb, bridge.ReplayOptions{Force: true}, now); err != nil {
+	if _, err := bridge.Replay(context.Background(), db, bridge.ReplaySelector{OrderID: "1"}, tb, bridge.ReplayOptions{Force: true}, now); err != nil {
 		t.Fatal(err)
 	}
 	check("after a replay")
-	if err := db.Record(old.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, now); err != nil {
+	if err := db.Record(context.Background(), old.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, now); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := db.Sweep(now.Add(-90 * 24 * time.Hour)); err != nil || n != 1 {
+	if n, err := bridge.Sweep(context.Background(), db, now.Add(-90*24*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("sweep = %d, %v", n, err)
 	}
 	check("after retention")
@@ -182,43 +177,43 @@ func TestJobsAndActions(t *testing.T) {
 	defer func(j, a int) { maxFinishedJobs, maxActions = j, a }(maxFinishedJobs, maxActions)
 	maxFinishedJobs, maxActions = 4, 5
 	db, _ := openTemp(t)
-	j, err := db.CreateJob(bridge.Job{Kind: bridge.JobRetry, State: bridge.JobQueued, Total: 3})
+	j, err := db.CreateJob(context.Background(), bridge.Job{Kind: bridge.JobRetry, State: bridge.JobQueued, Total: 3})
 	if err != nil || j.ID == "" {
 		t.Fatalf("create = %+v, %v", j, err)
 	}
 	j.State, j.Done, j.Cursor = bridge.JobRunning, 2, "x"
-	if err := db.SaveJob(j); err != nil {
+	if err := db.SaveJob(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}
-	got, err := db.GetJob(j.ID)
+	got, err := db.GetJob(context.Background(), j.ID)
 	if err != nil || got.State != bridge.JobRunning || got.Done != 2 {
 		t.Fatalf("get = %+v, %v", got, err)
 	}
-	if un, _ := db.UnfinishedJobs(); len(un) != 1 {
+	if un, _ := db.UnfinishedJobs(context.Background()); len(un) != 1 {
 		t.Errorf("unfinished = %v", un)
 	}
-	if _, err := db.GetJob("01a20000-0000-7000-8000-000000000000"); !errors.Is(err, bridge.ErrNotFound) {
+	if _, err := db.GetJob(context.Background(), "01a20000-0000-7000-8000-000000000000"); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("unknown job: %v", err)
 	}
-	if err := db.SaveJob(bridge.Job{ID: "01a20000-0000-7000-8000-000000000000"}); !errors.Is(err, bridge.ErrNotFound) {
+	if err := db.SaveJob(context.Background(), bridge.Job{ID: "01a20000-0000-7000-8000-000000000000"}); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("saving an unknown job: %v", err)
 	}
 	for i := range maxFinishedJobs + 5 {
-		if _, err := db.CreateJob(bridge.Job{Kind: bridge.JobRetry, State: bridge.JobDone, Total: i}); err != nil {
+		if _, err := db.CreateJob(context.Background(), bridge.Job{Kind: bridge.JobRetry, State: bridge.JobDone, Total: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	all, _ := db.ListJobs(1000)
+	all, _ := db.ListJobs(context.Background(), 1000)
 	if len(all) != maxFinishedJobs+1 || all[0].Total != maxFinishedJobs+4 {
 		t.Errorf("%d jobs kept (newest total %d), want %d finished and the running one", len(all), all[0].Total, maxFinishedJobs)
 	}
 
 	for i := range maxActions + 3 {
-		if err := db.RecordAction(bridge.Action{Kind: "retry", What: fmt.Sprint(i), At: time.Now()}); err != nil {
+		if err := db.RecordAction(context.Background(), bridge.Action{Kind: "retry", What: fmt.Sprint(i), At: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	acts, err := db.Actions(1000)
+	acts, err := db.Actions(context.Background(), 1000)
 	if err != nil || len(acts) != maxActions || acts[0].What != fmt.Sprint(maxActions+2) {
 		t.Errorf("actions: %d (newest %+v), %v", len(acts), acts[0], err)
 	}
@@ -229,11 +224,16 @@ func TestOrderStateAndStatusFilter(t *testing.T) {
 	tb := testTable(t, "k")
 	r := ingestAt(t, db, tb, "a", "77", confirmed, "2026-01-13 10:00:00", time.Now())
 	ingestAt(t, db, tb, "b", "78", "x9q3wrlv0m7vzea8", "2026-01-13 10:00:00", time.Now())
-	st, err := db.OrderState("77")
+	var st bridge.OrderState
+	err := db.View(context.Background(), func(tx bridge.Tx) error {
+		var err error
+		st, err = tx.OrderState("77")
+		return err
+	})
 	if err != nil || st.Targets["expertsender"].DeliveryID != r.Deliveries[0].ID || !st.Targets["expertsender"].Live {
 		t.Fatalf("order state = %+v, %v", st, err)
 	}
-	evs, _, err := db.ListEvents(bridge.EventFilter{StatusID: confirmed})
+	evs, _, err := db.ListEvents(context.Background(), bridge.EventFilter{StatusID: confirmed})
 	if err != nil || len(evs) != 1 || evs[0].ID != r.EventID {
 		t.Errorf("status filter = %v, %v", evs, err)
 	}
@@ -245,7 +245,7 @@ func orderEvents(t *testing.T, db *DB, f bridge.EventFilter) []string {
 	var ids []string
 	f.Limit = 2
 	for {
-		evs, next, err := db.ListEvents(f)
+		evs, next, err := db.ListEvents(context.Background(), f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,13 +263,11 @@ func orderEvents(t *testing.T, db *DB, f bridge.EventFilter) []string {
 func scanOrder(t *testing.T, db *DB, order string, keep func(*bridge.Event) bool) []string {
 	t.Helper()
 	var ids []string
-	if err := db.eachEvent(bridge.EventFilter{}, func(ev *bridge.Event) {
+	eachEvent(t, db, func(ev *bridge.Event) {
 		if ev.OrderID == order && keep(ev) {
 			ids = append(ids, ev.ID)
 		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return ids
 }
 
@@ -278,7 +276,7 @@ func TestOrderIndex(t *testing.T) {
 	tb := testTable(t, "k")
 	now := time.Now()
 	old := ingestAt(t, db, tb, "old", "7", confirmed, "", now.Add(-100*24*time.Hour))
-	if err := db.Record(old.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, now); err != nil {
+	if err := db.Record(context.Background(), old.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, now); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 9 {
@@ -307,9 +305,46 @@ func TestOrderIndex(t *testing.T) {
 	if len(scanOrder(t, db, "7", all)) != 6 {
 		t.Fatalf("fixture: %d events of order 7", len(scanOrder(t, db, "7", all)))
 	}
-	if _, err := db.Sweep(now.Add(-90 * 24 * time.Hour)); err != nil {
+	if _, err := bridge.Sweep(context.Background(), db, now.Add(-90*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	check("after retention")
 	_ = path
+}
+
+// eachEvent and eachDelivery walk a whole listing, newest first.
+func eachEvent(t *testing.T, db *DB, fn func(*bridge.Event)) {
+	t.Helper()
+	f := bridge.EventFilter{Limit: 1000}
+	for {
+		evs, next, err := db.ListEvents(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range evs {
+			fn(&evs[i])
+		}
+		if next == "" {
+			return
+		}
+		f.Cursor = next
+	}
+}
+
+func eachDelivery(t *testing.T, db *DB, fn func(*bridge.Delivery)) {
+	t.Helper()
+	f := bridge.DeliveryFilter{Limit: 1000, IncludeResolved: true}
+	for {
+		ds, next, err := db.ListDeliveries(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range ds {
+			fn(&ds[i])
+		}
+		if next == "" {
+			return
+		}
+		f.Cursor = next
+	}
 }

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -16,7 +17,10 @@ var bucketJobs = []byte("jobs")
 var maxFinishedJobs = 100
 
 // CreateJob stores a new job, giving it an id, and returns it.
-func (db *DB) CreateJob(j bridge.Job) (bridge.Job, error) {
+func (db *DB) CreateJob(ctx context.Context, j bridge.Job) (bridge.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return bridge.Job{}, err
+	}
 	id, err := newID()
 	if err != nil {
 		return bridge.Job{}, err
@@ -59,7 +63,10 @@ func trimJobs(b *bbolt.Bucket) error {
 }
 
 // SaveJob writes a job's progress; the job must exist (ErrNotFound).
-func (db *DB) SaveJob(j bridge.Job) error {
+func (db *DB) SaveJob(ctx context.Context, j bridge.Job) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	key, err := idKey(j.ID)
 	if err != nil {
 		return err
@@ -82,7 +89,7 @@ func (db *DB) SaveJob(j bridge.Job) error {
 }
 
 // GetJob returns one job (ErrNotFound when there is none).
-func (db *DB) GetJob(id string) (*bridge.Job, error) {
+func (db *DB) GetJob(ctx context.Context, id string) (*bridge.Job, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
@@ -106,13 +113,13 @@ func (db *DB) GetJob(id string) (*bridge.Job, error) {
 }
 
 // ListJobs returns up to limit jobs, newest first.
-func (db *DB) ListJobs(limit int) ([]bridge.Job, error) {
+func (db *DB) ListJobs(ctx context.Context, limit int) ([]bridge.Job, error) {
 	return newestJSON[bridge.Job](db, bucketJobs, limit, "job")
 }
 
 // UnfinishedJobs returns the jobs that are queued or running, oldest first
 // (a restarted process continues them).
-func (db *DB) UnfinishedJobs() ([]bridge.Job, error) {
+func (db *DB) UnfinishedJobs(ctx context.Context) ([]bridge.Job, error) {
 	var out []bridge.Job
 	err := db.view(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketJobs)

@@ -18,19 +18,25 @@ var (
 	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery record
 	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
 	bucketOnce       = []byte("once")       // no-repeat key (e.g. Everlytic order+status+workflow) → delivery id
+	bucketClaims     = []byte("claims")     // delivery id → nothing: durable claims (sent, outcome not yet recorded)
+	bucketChanges    = []byte("changes")    // sequence → delivery id + time: recent delivery results, for the live tail (feed.go)
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce, bucketClaims, bucketChanges}
 )
 
 // Schema versions. statusbridge/2 writes records in the binary form of
 // codec.go and 16-byte dedup keys; a statusbridge/1 store (JSON records,
 // 32-byte dedup keys) is upgraded in place when opened for writing: its old
-// records stay readable and its old dedup keys are still consulted. Binaries
-// that know only /1 refuse a /2 store instead of misreading it.
+// records stay readable and its old dedup keys are still consulted.
+// statusbridge/3 adds to deliveries the request each attempt sent and their
+// retry links (deliveryV2 records) and the changes feed (feed.go); a /2
+// store is upgraded in place the same way. Binaries refuse a store of a
+// version they do not know instead of misreading it (a /2 build refuses /3).
 const (
 	metaSchemaKey      = "schema"
 	metaLegacyDedupKey = "legacy_dedup" // set: the dedup index may hold 32-byte keys
-	schemaVersion      = "statusbridge/2"
+	schemaVersion      = "statusbridge/3"
+	schemaVersion2     = "statusbridge/2"
 	schemaVersion1     = "statusbridge/1"
 )
 

@@ -62,6 +62,13 @@ func (db *DB) listOrderEvents(f bridge.EventFilter, limit int, start []byte) ([]
 				(f.StatusID != "" && lastStatusID(&ev) != f.StatusID) {
 				continue
 			}
+			if f.DeliveryState != "" {
+				if ok, err := hasDeliveryInState(tx, &ev, f.DeliveryState, f.IncludeResolved); err != nil {
+					return err
+				} else if !ok {
+					continue
+				}
+			}
 			out = append(out, ev)
 		}
 		return nil

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 // PendingAfter returns up to limit unfinished deliveries whose ids come after
 // the id after ("" = from the start), in id order — which is commit order, so
 // a delivery worker that keeps the last id it saw reads each one once.
-func (db *DB) PendingAfter(after string, limit int) ([]bridge.Delivery, error) {
+func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]bridge.Delivery, error) {
 	var start []byte
 	if after != "" {
 		k, err := idKey(after)
@@ -48,14 +49,75 @@ func (db *DB) PendingAfter(after string, limit int) ([]bridge.Delivery, error) {
 	return out, nil
 }
 
+// Claim marks a delivery as being sent by this process. One process holds
+// the file, so a claim lives in memory (no commit per attempt) unless
+// durable is set (a request that must not be repeated blindly): then it is
+// committed before Claim returns, and a crash leaves it on disk. It refuses a
+// delivery that is claimed already or no longer pending.
+func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
+	db.claimMu.Lock()
+	if db.claims[d.ID] {
+		db.claimMu.Unlock()
+		return fmt.Errorf("%w: delivery %s is being sent", bridge.ErrClaimRefused, d.ID)
+	}
+	db.claims[d.ID] = true
+	db.claimMu.Unlock()
+	if !durable {
+		return nil
+	}
+	key, err := idKey(d.ID)
+	if err == nil {
+		err = db.submit(func(tx *bbolt.Tx) error {
+			if tx.Bucket(bucketPending).Get(key) == nil {
+				return fmt.Errorf("%w: delivery %s is not pending", bridge.ErrClaimRefused, d.ID)
+			}
+			return tx.Bucket(bucketClaims).Put(key, nil)
+		}, false, false)
+	}
+	if err != nil {
+		db.dropClaim(d.ID)
+		return fmt.Errorf("store: claim delivery %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Release drops a claim without recording an attempt.
+func (db *DB) Release(ctx context.Context, id string) error {
+	defer db.dropClaim(id)
+	key, err := idKey(id)
+	if err != nil {
+		return err
+	}
+	return db.submit(func(tx *bbolt.Tx) error { return tx.Bucket(bucketClaims).Delete(key) }, false, false)
+}
+
+func (db *DB) dropClaim(id string) {
+	db.claimMu.Lock()
+	delete(db.claims, id)
+	db.claimMu.Unlock()
+}
+
+// overlayClaim shows a pending delivery this process is sending as in_flight.
+func (db *DB) overlayClaim(d *bridge.Delivery) {
+	if d.State != bridge.Pending {
+		return
+	}
+	db.claimMu.Lock()
+	if db.claims[d.ID] {
+		d.State = bridge.InFlight
+	}
+	db.claimMu.Unlock()
+}
+
 // Record appends an attempt and moves the delivery to its new state in the
 // next group commit, and returns once that commit is on disk; a finished
-// delivery leaves the pending index.
-func (db *DB) Record(id string, o bridge.AttemptResult, now time.Time) error {
+// delivery leaves the pending index. The delivery's claim is released.
+func (db *DB) Record(ctx context.Context, id string, o bridge.AttemptResult, now time.Time) error {
 	fn, err := recordFn(id, o, now)
 	if err == nil {
 		err = db.submit(fn, false, false)
 	}
+	db.dropClaim(id)
 	if err != nil {
 		return fmt.Errorf("store: record delivery %s: %w", id, err)
 	}
@@ -65,10 +127,11 @@ func (db *DB) Record(id string, o bridge.AttemptResult, now time.Time) error {
 // RecordAsync is Record without waiting: done is called (from the committer,
 // it must not block) once the commit is on disk or has failed. It returns an
 // error, and does not call done, when the record cannot even be queued.
-func (db *DB) RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
+func (db *DB) RecordAsync(ctx context.Context, id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
 	fn, err := recordFn(id, o, now)
 	if err == nil {
 		err = db.submitAsync(fn, func(err error) {
+			db.dropClaim(id)
 			if err != nil {
 				err = fmt.Errorf("store: record delivery %s: %w", id, err)
 			}
@@ -86,8 +149,8 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 	if err != nil {
 		return nil, err
 	}
-	return func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketDeliveries)
+	return func(btx *bbolt.Tx) error {
+		b := btx.Bucket(bucketDeliveries)
 		var d bridge.Delivery
 		found, err := getRecord(b, key, &d)
 		if err != nil {
@@ -96,7 +159,7 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 		if !found {
 			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 		}
-		if err := countDelivery(tx, d.Target, key, d.State, o.State); err != nil {
+		if err := countDelivery(btx, d.Target, key, d.State, o.State); err != nil {
 			return err
 		}
 		if o.Attempt != nil {
@@ -109,23 +172,34 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 		if o.Result != "" {
 			d.Result = o.Result
 		}
+		if o.State == bridge.Done && d.RetryOf != "" {
+			if err := bridge.ResolveRetried(&tx{tx: btx}, &d); err != nil {
+				return err
+			}
+		}
 		if o.State == bridge.Done && o.OnceKey != "" {
-			if err := tx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
+			if err := btx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
 				return err
 			}
 		}
 		if o.State.Terminal() {
 			d.NextAttemptAt = time.Time{}
-			if err := tx.Bucket(bucketPending).Delete(key); err != nil {
+			if err := btx.Bucket(bucketPending).Delete(key); err != nil {
 				return err
 			}
+		}
+		if err := btx.Bucket(bucketClaims).Delete(key); err != nil {
+			return err
+		}
+		if err := noteChangeTx(btx, key, now); err != nil {
+			return err
 		}
 		return putRecord(b, key, &d)
 	}, nil
 }
 
 // Triggered reports whether a no-repeat key was recorded by a done delivery.
-func (db *DB) Triggered(key string) (bool, error) {
+func (db *DB) Triggered(ctx context.Context, key string) (bool, error) {
 	var found bool
 	err := db.view(func(tx *bbolt.Tx) error {
 		found = tx.Bucket(bucketOnce).Get([]byte(key)) != nil
@@ -138,7 +212,7 @@ func (db *DB) Triggered(key string) (bool, error) {
 }
 
 // Stats returns record counts.
-func (db *DB) Stats() (bridge.Stats, error) {
+func (db *DB) Stats(ctx context.Context) (bridge.Stats, error) {
 	var s bridge.Stats
 	err := db.view(func(tx *bbolt.Tx) error {
 		s.Events = tx.Bucket(bucketEvents).Stats().KeyN
@@ -152,7 +226,7 @@ func (db *DB) Stats() (bridge.Stats, error) {
 
 // PendingByTarget counts unfinished deliveries per target and the creation
 // time of the oldest (for the outbox gauges).
-func (db *DB) PendingByTarget() (map[string]bridge.PendingStat, error) {
+func (db *DB) PendingByTarget(ctx context.Context) (map[string]bridge.PendingStat, error) {
 	out := map[string]bridge.PendingStat{}
 	err := db.view(func(tx *bbolt.Tx) error {
 		deliveries := tx.Bucket(bucketDeliveries)

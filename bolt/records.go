@@ -2,7 +2,7 @@ package bolt
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 
@@ -11,7 +11,7 @@ import (
 )
 
 // GetEvent returns a stored event and its raw payload.
-func (db *DB) GetEvent(id string) (*bridge.Event, []byte, error) {
+func (db *DB) GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, nil, err
@@ -45,8 +45,8 @@ func storedPayload(tx *bbolt.Tx, key []byte) []byte {
 	return tx.Bucket(bucketPayloads).Get(key)
 }
 
-// GetDelivery returns one delivery.
-func (db *DB) GetDelivery(id string) (*bridge.Delivery, error) {
+// GetDelivery returns one delivery, in_flight while this process sends it.
+func (db *DB) GetDelivery(ctx context.Context, id string) (*bridge.Delivery, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return nil, err
@@ -62,20 +62,8 @@ func (db *DB) GetDelivery(id string) (*bridge.Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
+	db.overlayClaim(&d)
 	return &d, nil
-}
-
-// Deliveries returns the deliveries with the given ids, in that order.
-func (db *DB) Deliveries(ids []string) ([]bridge.Delivery, error) {
-	out := make([]bridge.Delivery, 0, len(ids))
-	for _, id := range ids {
-		d, err := db.GetDelivery(id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *d)
-	}
-	return out, nil
 }
 
 // errStopAll, returned by a page's visit function, ends the listing: no
@@ -162,7 +150,7 @@ var maxScan = 20000
 
 // ListEvents returns matching events newest first, and the cursor of the next
 // page ("" when there is none).
-func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
+func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Event, string, error) {
 	limit, start, err := pageArgs(f.Limit, f.Cursor)
 	if err != nil {
 		return nil, "", err
@@ -193,6 +181,11 @@ func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
 				(f.StatusID != "" && lastStatusID(&ev) != f.StatusID) {
 				return false, false, nil
 			}
+			if f.DeliveryState != "" {
+				if ok, err := hasDeliveryInState(tx, &ev, f.DeliveryState, f.IncludeResolved); err != nil || !ok {
+					return false, false, err
+				}
+			}
 			out = append(out, ev)
 			return true, false, nil
 		})
@@ -205,7 +198,7 @@ func (db *DB) ListEvents(f bridge.EventFilter) ([]bridge.Event, string, error) {
 }
 
 // ListDeliveries returns matching deliveries newest first, and the next cursor.
-func (db *DB) ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
+func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
 	limit, start, err := pageArgs(f.Limit, f.Cursor)
 	if err != nil {
 		return nil, "", err
@@ -223,7 +216,9 @@ func (db *DB) ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string
 			if err := decodeRecord(k, v, &d); err != nil {
 				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
-			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {
+			db.overlayClaim(&d)
+			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) ||
+				(f.OrderID != "" && d.OrderID != f.OrderID) || !bridge.ListedDead(&d, f.State, f.IncludeResolved) {
 				return false, false, nil
 			}
 			out = append(out, d)
@@ -235,59 +230,4 @@ func (db *DB) ListDeliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string
 		return nil, "", err
 	}
 	return out, next, nil
-}
-
-// EventSummaries is ListEvents with each event's last decision and its
-// deliveries counted by state; inFlight (may be nil) marks pending
-// deliveries being sent right now.
-func (db *DB) EventSummaries(f bridge.EventFilter, inFlight func(string) bool) ([]bridge.EventSummary, string, error) {
-	events, next, err := db.ListEvents(f)
-	if err != nil {
-		return nil, "", err
-	}
-	rows := make([]bridge.EventSummary, 0, len(events))
-	for _, ev := range events {
-		row := bridge.EventSummary{ID: ev.ID, ReceivedAt: ev.ReceivedAt, Event: ev.Name, TicketID: ev.TicketID,
-			OrderID: ev.OrderID, State: ev.State, Error: ev.Error, Deliveries: map[string]int{}}
-		if n := len(ev.Decisions); n > 0 {
-			d := ev.Decisions[n-1]
-			row.StatusID, row.StatusName, row.Reason = d.StatusID, d.StatusName, d.Reason
-		}
-		ds, err := db.Deliveries(ev.DeliveryIDs)
-		if err != nil {
-			return nil, "", err
-		}
-		for _, d := range ds {
-			state := d.State
-			if state == bridge.Pending && inFlight != nil && inFlight(d.ID) {
-				state = bridge.InFlight
-			}
-			row.Deliveries[string(state)]++
-		}
-		rows = append(rows, row)
-	}
-	return rows, next, nil
-}
-
-// Detail returns an event's detail; inFlight (may be nil) marks pending
-// deliveries being sent right now.
-func (db *DB) Detail(id string, inFlight func(string) bool) (*bridge.EventDetail, error) {
-	ev, raw, err := db.GetEvent(id)
-	if err != nil {
-		return nil, err
-	}
-	ds, err := db.Deliveries(ev.DeliveryIDs)
-	if err != nil {
-		return nil, err
-	}
-	for i := range ds {
-		if ds[i].State == bridge.Pending && inFlight != nil && inFlight(ds[i].ID) {
-			ds[i].State = bridge.InFlight
-		}
-	}
-	payload := json.RawMessage(raw)
-	if !json.Valid(raw) {
-		payload, _ = json.Marshal(string(raw))
-	}
-	return &bridge.EventDetail{Event: *ev, Payload: payload, Deliveries: ds}, nil
 }

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -16,7 +17,7 @@ func ingestAt(t *testing.T, db *DB, tb *mapping.Table, ticket, order, status, at
 	t.Helper()
 	in := incoming(t, fake.Update{TicketID: ticket, OrderID: order, StatusID: status, DateStatus: at}.Payload())
 	in.ReceivedAt = received
-	res, err := db.Ingest(in, tb)
+	res, err := bridge.Ingest(context.Background(), db, in, tb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,10 +31,10 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 	a := ingestAt(t, db, tb, "a", "1", confirmed, "2026-01-13 10:00:00", now.Add(-3*time.Hour))
 	ingestAt(t, db, tb, "b", "2", confirmed, "2026-01-13 10:00:00", now.Add(-2*time.Hour))
 	ingestAt(t, db, tb, "c", "2", "x9q3wrlv0m7vzea8", "2026-01-13 11:00:00", now.Add(-1*time.Hour))
-	before, _ := db.Stats()
+	before, _ := db.Stats(context.Background())
 
 	// Dry run: decisions reported, nothing written.
-	sum, err := db.Replay(bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{DryRun: true}, now)
+	sum, err := bridge.Replay(context.Background(), db, bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,54 +42,54 @@ func TestReplaySelectorsDryRunAndForce(t *testing.T) {
 	if sum.Matched != 2 || sum.Superseded != 1 || sum.Unchanged != 1 || len(sum.Requests) != 0 || !sum.DryRun {
 		t.Errorf("dry run by order = %+v", sum)
 	}
-	if after, _ := db.Stats(); after != before {
+	if after, _ := db.Stats(context.Background()); after != before {
 		t.Errorf("dry run wrote: %+v → %+v", before, after)
 	}
 	// Force: both dispatched again, in event order.
-	sum, err = db.Replay(bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{DryRun: true, Force: true}, now)
+	sum, err = bridge.Replay(context.Background(), db, bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{DryRun: true, Force: true}, now)
 	if err != nil || sum.Dispatched != 2 || len(sum.Requests) != 2 || sum.Requests[0].Status != "paid" || sum.Requests[1].Status != "placed" {
 		t.Errorf("forced dry run = %+v, %v", sum, err)
 	}
-	sum, err = db.Replay(bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{Force: true}, now)
+	sum, err = bridge.Replay(context.Background(), db, bridge.ReplaySelector{OrderID: "2"}, tb, bridge.ReplayOptions{Force: true}, now)
 	if err != nil || sum.Dispatched != 2 {
 		t.Fatalf("forced replay = %+v, %v", sum, err)
 	}
-	ev, _, _ := db.GetEvent(a.EventID)
+	ev, _, _ := db.GetEvent(context.Background(), a.EventID)
 	if len(ev.Decisions) != 1 {
 		t.Errorf("event of another order was replayed: %+v", ev.Decisions)
 	}
-	st, _ := db.Stats()
+	st, _ := db.Stats(context.Background())
 	if st.Deliveries != before.Deliveries+2 {
 		t.Errorf("deliveries %d, want %d", st.Deliveries, before.Deliveries+2)
 	}
 	// By time range (received), by ids, and the selector is required.
-	sum, _ = db.Replay(bridge.ReplaySelector{Since: now.Add(-150 * time.Minute), Until: now.Add(-90 * time.Minute)}, tb, bridge.ReplayOptions{DryRun: true}, now)
+	sum, _ = bridge.Replay(context.Background(), db, bridge.ReplaySelector{Since: now.Add(-150 * time.Minute), Until: now.Add(-90 * time.Minute)}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 1 {
 		t.Errorf("by time range matched %d, want 1", sum.Matched)
 	}
-	sum, _ = db.Replay(bridge.ReplaySelector{EventIDs: []string{a.EventID, "01a20000-0000-7000-8000-000000000000"}}, tb, bridge.ReplayOptions{DryRun: true}, now)
+	sum, _ = bridge.Replay(context.Background(), db, bridge.ReplaySelector{EventIDs: []string{a.EventID, "01a20000-0000-7000-8000-000000000000"}}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 2 || sum.Failed != 1 || sum.Unchanged != 1 {
 		t.Errorf("by ids = %+v", sum)
 	}
-	sum, _ = db.Replay(bridge.ReplaySelector{State: string(bridge.EventUnchanged)}, tb, bridge.ReplayOptions{DryRun: true}, now)
+	sum, _ = bridge.Replay(context.Background(), db, bridge.ReplaySelector{State: string(bridge.EventUnchanged)}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 0 {
 		t.Errorf("by state unchanged matched %d, want 0", sum.Matched)
 	}
-	sum, _ = db.Replay(bridge.ReplaySelector{State: string(bridge.EventDispatched), OrderID: "1"}, tb, bridge.ReplayOptions{DryRun: true}, now)
+	sum, _ = bridge.Replay(context.Background(), db, bridge.ReplaySelector{State: string(bridge.EventDispatched), OrderID: "1"}, tb, bridge.ReplayOptions{DryRun: true}, now)
 	if sum.Matched != 1 || sum.Unchanged != 1 {
 		t.Errorf("by state dispatched and order 1 = %+v", sum)
 	}
-	if _, err := db.Replay(bridge.ReplaySelector{}, tb, bridge.ReplayOptions{}, now); !errors.Is(err, bridge.ErrNoSelector) {
+	if _, err := bridge.Replay(context.Background(), db, bridge.ReplaySelector{}, tb, bridge.ReplayOptions{}, now); !errors.Is(err, bridge.ErrNoSelector) {
 		t.Errorf("no selector: %v", err)
 	}
 	// Each replay appended a decision; the original is kept first, and the
 	// rewritten event still has its payload byte for byte.
-	evs, _, _ := db.ListEvents(bridge.EventFilter{OrderID: "2"})
+	evs, _, _ := db.ListEvents(context.Background(), bridge.EventFilter{OrderID: "2"})
 	for _, ev := range evs {
 		if len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != bridge.EventDispatched {
 			t.Errorf("event %s decisions = %+v", ev.ID, ev.Decisions)
 		}
-		_, payload, err := db.GetEvent(ev.ID)
+		_, payload, err := db.GetEvent(context.Background(), ev.ID)
 		want := fake.Update{TicketID: ev.TicketID, OrderID: "2", StatusID: ev.Decisions[0].StatusID, DateStatus: ev.Decisions[0].ChangedAtText}.Payload()
 		if err != nil || string(payload) != string(want) {
 			t.Errorf("event %s payload after replay: %q (%v), want %q", ev.ID, payload, err, want)
@@ -101,37 +102,37 @@ func TestReplayDeadAndRetry(t *testing.T) {
 	tb := testTable(t, "k")
 	res := ingestAt(t, db, tb, "a", "1", confirmed, "2026-01-13 10:00:00", time.Now())
 	id := res.Deliveries[0].ID
-	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, bridge.ErrConflict) {
+	if _, err := bridge.RetryDelivery(context.Background(), db, id, time.Now()); !errors.Is(err, bridge.ErrConflict) {
 		t.Errorf("retry of a pending delivery: %v, want bridge.ErrConflict", err)
 	}
-	if err := db.Record(id, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
+	if err := db.Record(context.Background(), id, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := db.Replay(bridge.ReplaySelector{Dead: true}, tb, bridge.ReplayOptions{}, time.Now())
+	sum, err := bridge.Replay(context.Background(), db, bridge.ReplaySelector{Dead: true}, tb, bridge.ReplayOptions{}, time.Now())
 	if err != nil || sum.Matched != 1 || sum.Dispatched != 1 || len(sum.Requests) != 1 {
 		t.Fatalf("replay dead = %+v, %v", sum, err)
 	}
 	// The dead delivery was replaced by the replay: retrying it would send an
 	// older delivery over the newer one.
-	if _, err := db.RetryDelivery(id, time.Now()); !errors.Is(err, bridge.ErrConflict) {
+	if _, err := bridge.RetryDelivery(context.Background(), db, id, time.Now()); !errors.Is(err, bridge.ErrConflict) {
 		t.Errorf("retry of a replaced delivery: %v, want bridge.ErrConflict", err)
 	}
-	pending, _ := db.PendingAfter("", 10)
+	pending, _ := db.PendingAfter(context.Background(), "", 10)
 	if len(pending) != 1 {
 		t.Fatalf("pending = %v", pending)
 	}
-	if err := db.Record(pending[0].ID, bridge.AttemptResult{State: bridge.Dead}, time.Now()); err != nil {
+	if err := db.Record(context.Background(), pending[0].ID, bridge.AttemptResult{State: bridge.Dead}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	d, err := db.RetryDelivery(pending[0].ID, time.Now())
+	d, err := bridge.RetryDelivery(context.Background(), db, pending[0].ID, time.Now())
 	if err != nil || d.State != bridge.Pending || d.Status != "paid" || d.ID == pending[0].ID {
 		t.Fatalf("retry = %+v, %v", d, err)
 	}
-	ev, _, _ := db.GetEvent(res.EventID)
+	ev, _, _ := db.GetEvent(context.Background(), res.EventID)
 	if len(ev.DeliveryIDs) != 3 {
 		t.Errorf("event delivery ids = %v, want the original, the replay's and the retry's", ev.DeliveryIDs)
 	}
-	if _, err := db.RetryDelivery("01a20000-0000-7000-8000-000000000000", time.Now()); !errors.Is(err, bridge.ErrNotFound) {
+	if _, err := bridge.RetryDelivery(context.Background(), db, "01a20000-0000-7000-8000-000000000000", time.Now()); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("retry unknown: %v", err)
 	}
 }
@@ -151,15 +152,15 @@ mapping: { statuses: { newstatus0000000: { name: New, expertsender: shipped } } 
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := db.RedecideUnmapped([]string{"newstatus0000000"}, mapping.New(cfg), time.Now())
+	sum, err := bridge.RedecideUnmapped(context.Background(), db, []string{"newstatus0000000"}, mapping.New(cfg), time.Now())
 	if err != nil || sum.Dispatched != 1 || sum.Matched != 1 {
 		t.Fatalf("redecide = %+v, %v", sum, err)
 	}
-	ev, _, _ := db.GetEvent(held.EventID)
+	ev, _, _ := db.GetEvent(context.Background(), held.EventID)
 	if ev.State != bridge.EventDispatched || len(ev.Decisions) != 2 || ev.Decisions[0].Outcome != bridge.EventUnmapped {
 		t.Errorf("held event after reload: %+v", ev)
 	}
-	if ev, _, _ := db.GetEvent(other.EventID); ev.State != bridge.EventUnmapped {
+	if ev, _, _ := db.GetEvent(context.Background(), other.EventID); ev.State != bridge.EventUnmapped {
 		t.Errorf("an event whose status is still unmapped was re-decided: %s", ev.State)
 	}
 }
@@ -172,25 +173,25 @@ func TestSweepKeepsPendingAndDropsDedup(t *testing.T) {
 	for i := range 5 {
 		r := ingestAt(t, db, tb, fmt.Sprint("old", i), fmt.Sprint(i), confirmed, "", old)
 		if i > 0 { // the first stays pending
-			if err := db.Record(r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now()); err != nil {
+			if err := db.Record(context.Background(), r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			doneIDs = append(doneIDs, r.EventID)
 		}
 	}
 	recent := ingestAt(t, db, tb, "new", "9", confirmed, "", time.Now())
-	n, err := db.Sweep(time.Now().Add(-90 * 24 * time.Hour))
+	n, err := bridge.Sweep(context.Background(), db, time.Now().Add(-90*24*time.Hour))
 	if err != nil || n != 4 {
 		t.Fatalf("Sweep = %d, %v; want 4", n, err)
 	}
-	st, _ := db.Stats()
+	st, _ := db.Stats(context.Background())
 	if st.Events != 2 || st.Deliveries != 2 || st.Pending != 2 {
 		t.Errorf("after sweep: %+v (want the pending old event and the recent one)", st)
 	}
-	if _, _, err := db.GetEvent(doneIDs[0]); !errors.Is(err, bridge.ErrNotFound) {
+	if _, _, err := db.GetEvent(context.Background(), doneIDs[0]); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("swept event still there: %v", err)
 	}
-	if _, _, err := db.GetEvent(recent.EventID); err != nil {
+	if _, _, err := db.GetEvent(context.Background(), recent.EventID); err != nil {
 		t.Errorf("recent event swept: %v", err)
 	}
 	// The dedup key went with its event: the same payload is new again.
@@ -209,11 +210,11 @@ func TestCompact(t *testing.T) {
 	if _, _, err := Compact(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
 		t.Errorf("compact while open: %v, want ErrLocked", err)
 	}
-	pending, _ := db.PendingAfter("", 1000)
+	pending, _ := db.PendingAfter(context.Background(), "", 1000)
 	for _, d := range pending {
-		_ = db.Record(d.ID, bridge.AttemptResult{State: bridge.Done}, time.Now())
+		_ = db.Record(context.Background(), d.ID, bridge.AttemptResult{State: bridge.Done}, time.Now())
 	}
-	if _, err := db.Sweep(time.Now()); err != nil {
+	if _, err := bridge.Sweep(context.Background(), db, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	ingestAt(t, db, tb, "keep", "k", confirmed, "", time.Now())
@@ -232,7 +233,7 @@ func TestCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	if st, _ := db2.Stats(); st.Events != 1 || st.Pending != 1 {
+	if st, _ := db2.Stats(context.Background()); st.Events != 1 || st.Pending != 1 {
 		t.Errorf("after compact: %+v", st)
 	}
 }

@@ -7,6 +7,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,9 @@ type DB struct {
 	closed bool
 	done   chan struct{}
 	opts   Options
+	// claims holds the deliveries this process is sending (in_flight).
+	claimMu sync.Mutex
+	claims  map[string]bool
 	// legacyDedup: the store began as statusbridge/1, so its dedup index may
 	// hold full 32-byte keys as well as 16-byte ones.
 	legacyDedup bool
@@ -136,6 +140,7 @@ func Open(path string, opts Options) (*DB, error) {
 		done:        make(chan struct{}),
 		opts:        opts,
 		legacyDedup: legacyDedup,
+		claims:      map[string]bool{},
 	}
 	if opts.ReadOnly {
 		close(db.done)
@@ -157,7 +162,7 @@ func checkSchema(bdb *bbolt.DB, readOnly bool) (legacyDedup bool, err error) {
 		if m := tx.Bucket(bucketMeta); m != nil {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
-			ours = v1 || bytes.Equal(schema, []byte(schemaVersion))
+			ours = v1 || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion))
 			legacyDedup = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
 		}
 		return nil
@@ -411,7 +416,7 @@ func (db *DB) finish(batch []*op, err error) {
 }
 
 // Ping reports whether the store is open and readable (for /readyz).
-func (db *DB) Ping() error {
+func (db *DB) Ping(ctx context.Context) error {
 	db.mu.RLock()
 	closed := db.closed && !db.opts.ReadOnly
 	db.mu.RUnlock()

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -60,14 +61,14 @@ func incoming(t *testing.T, raw []byte) bridge.Incoming {
 func TestIngestDispatchesAndKeepsPayload(t *testing.T) {
 	db, _ := openTemp(t)
 	raw := fake.Update{TicketID: "t1", OrderID: "ORDER-1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
-	res, err := db.Ingest(incoming(t, raw), testTable(t, "k"))
+	res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), testTable(t, "k"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Duplicate || res.State != bridge.EventDispatched || len(res.Deliveries) != 1 {
 		t.Fatalf("result = %+v", res)
 	}
-	ev, payload, err := db.GetEvent(res.EventID)
+	ev, payload, err := db.GetEvent(context.Background(), res.EventID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +78,11 @@ func TestIngestDispatchesAndKeepsPayload(t *testing.T) {
 	if ev.OrderID != "1" || ev.State != bridge.EventDispatched || len(ev.Decisions) != 1 || len(ev.DeliveryIDs) != 1 {
 		t.Errorf("event = %+v", ev)
 	}
-	pending, err := db.PendingAfter("", 10)
+	pending, err := db.PendingAfter(context.Background(), "", 10)
 	if err != nil || len(pending) != 1 || pending[0].Status != "paid" || pending[0].OrderID != "1" || pending[0].State != bridge.Pending {
 		t.Fatalf("pending = %+v, %v", pending, err)
 	}
-	if more, _ := db.PendingAfter(pending[0].ID, 10); len(more) != 0 {
+	if more, _ := db.PendingAfter(context.Background(), pending[0].ID, 10); len(more) != 0 {
 		t.Errorf("PendingAfter(last) = %v, want nothing", more)
 	}
 	select {
@@ -95,18 +96,18 @@ func TestIngestDuplicateStoresNothing(t *testing.T) {
 	db, _ := openTemp(t)
 	tb := testTable(t, "k")
 	raw := fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
-	first, err := db.Ingest(incoming(t, raw), tb)
+	first, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := db.Ingest(incoming(t, raw), tb)
+	again, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !again.Duplicate || again.EventID != first.EventID || again.State != bridge.EventDispatched || len(again.Deliveries) != 0 {
 		t.Errorf("repeat = %+v, want duplicate of %s", again, first.EventID)
 	}
-	st, _ := db.Stats()
+	st, _ := db.Stats(context.Background())
 	if st.Events != 1 || st.Deliveries != 1 {
 		t.Errorf("stats = %+v, want 1 event, 1 delivery", st)
 	}
@@ -114,20 +115,20 @@ func TestIngestDuplicateStoresNothing(t *testing.T) {
 
 func TestIngestInvalidAndSkipped(t *testing.T) {
 	db, _ := openTemp(t)
-	res, err := db.Ingest(incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), testTable(t, "k"))
+	res, err := bridge.Ingest(context.Background(), db, incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), testTable(t, "k"))
 	if err != nil || res.State != bridge.EventInvalid {
 		t.Fatalf("invalid: %+v, %v", res, err)
 	}
-	ev, _, _ := db.GetEvent(res.EventID)
+	ev, _, _ := db.GetEvent(context.Background(), res.EventID)
 	if ev.Error == "" || ev.State != bridge.EventInvalid {
 		t.Errorf("stored invalid event = %+v", ev)
 	}
 	// A disabled target: the delivery is recorded as skipped, not queued.
-	res, err = db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "9", StatusID: confirmed}.Payload()), testTable(t, ""))
+	res, err = bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t", OrderID: "9", StatusID: confirmed}.Payload()), testTable(t, ""))
 	if err != nil || len(res.Deliveries) != 1 || res.Deliveries[0].State != bridge.Skipped || res.Deliveries[0].Reason == "" {
 		t.Fatalf("skipped: %+v, %v", res, err)
 	}
-	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
+	if p, _ := db.PendingAfter(context.Background(), "", 10); len(p) != 0 {
 		t.Errorf("skipped delivery queued: %v", p)
 	}
 }
@@ -137,7 +138,7 @@ func TestIngestOrderStateAcrossEvents(t *testing.T) {
 	tb := testTable(t, "k")
 	ingest := func(ticket, status, at string) bridge.IngestResult {
 		t.Helper()
-		res, err := db.Ingest(incoming(t, fake.Update{TicketID: ticket, OrderID: "7", StatusID: status, DateStatus: at}.Payload()), tb)
+		res, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: ticket, OrderID: "7", StatusID: status, DateStatus: at}.Payload()), tb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,8 +154,8 @@ func TestIngestOrderStateAcrossEvents(t *testing.T) {
 		t.Errorf("older update = %v, want superseded", r.State)
 	}
 	// The last delivery dies: the same status is sent again by a fresh update.
-	pending, _ := db.PendingAfter("", 10)
-	if err := db.Record(pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
+	pending, _ := db.PendingAfter(context.Background(), "", 10)
+	if err := db.Record(context.Background(), pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if r := ingest("d", confirmed, "2026-01-13 12:00:00"); r.State != bridge.EventDispatched {
@@ -179,7 +180,7 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 			defer wg.Done()
 			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 20), StatusID: confirmed,
 				DateStatus: "2026-01-13 16:29:51"}.Payload()
-			r, err := db.Ingest(incoming(t, raw), tb)
+			r, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
 			ids[i], errs[i] = r.EventID, err
 		}()
 	}
@@ -202,7 +203,7 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	st, _ := db2.Stats()
+	st, _ := db2.Stats(context.Background())
 	// 20 orders, each: first event dispatched, the 9 others unchanged.
 	if st.Events != n || st.Deliveries != 20 || st.Pending != 20 || st.Orders != 20 {
 		t.Errorf("after reopen: %+v", st)
@@ -211,30 +212,30 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 
 func TestRecordAttempts(t *testing.T) {
 	db, _ := openTemp(t)
-	res, err := db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
+	res, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := res.Deliveries[0].ID
 	next := time.Now().Add(time.Minute).UTC().Truncate(time.Millisecond)
-	if err := db.Record(id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 500, Error: "HTTP 500"}, State: bridge.Pending, NextAttemptAt: next}, time.Now()); err != nil {
+	if err := db.Record(context.Background(), id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 500, Error: "HTTP 500"}, State: bridge.Pending, NextAttemptAt: next}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := db.GetDelivery(id)
+	d, _ := db.GetDelivery(context.Background(), id)
 	if len(d.Attempts) != 1 || d.State != bridge.Pending || !d.NextAttemptAt.Equal(next) {
 		t.Errorf("after retry: %+v", d)
 	}
-	if err := db.Record(id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
+	if err := db.Record(context.Background(), id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	d, _ = db.GetDelivery(id)
+	d, _ = db.GetDelivery(context.Background(), id)
 	if len(d.Attempts) != 2 || d.State != bridge.Done || !d.NextAttemptAt.IsZero() {
 		t.Errorf("after done: %+v", d)
 	}
-	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
+	if p, _ := db.PendingAfter(context.Background(), "", 10); len(p) != 0 {
 		t.Errorf("done delivery still pending: %v", p)
 	}
-	if err := db.Record("00000000-0000-0000-0000-000000000000", bridge.AttemptResult{State: bridge.Done}, time.Now()); !errors.Is(err, bridge.ErrNotFound) {
+	if err := db.Record(context.Background(), "00000000-0000-0000-0000-000000000000", bridge.AttemptResult{State: bridge.Done}, time.Now()); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("Record(unknown) = %v, want bridge.ErrNotFound", err)
 	}
 }
@@ -289,7 +290,7 @@ func TestOpenLockedFails(t *testing.T) {
 func TestClosedStoreRefusesWrites(t *testing.T) {
 	db, _ := openTemp(t)
 	_ = db.Close()
-	_, err := db.Ingest(incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
+	_, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
 	if !errors.Is(err, bridge.ErrClosed) {
 		t.Errorf("Ingest after Close = %v, want bridge.ErrClosed", err)
 	}
@@ -300,7 +301,7 @@ func TestListEventsScanCapKeepsPaging(t *testing.T) {
 	tb := testTable(t, "k")
 	want := map[string]bool{}
 	for i := range 20 {
-		r, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 4), StatusID: confirmed,
+		r, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 4), StatusID: confirmed,
 			DateStatus: fmt.Sprintf("2026-01-13 10:00:%02d", i)}.Payload()), tb)
 		if err != nil {
 			t.Fatal(err)
@@ -314,7 +315,7 @@ func TestListEventsScanCapKeepsPaging(t *testing.T) {
 	got := map[string]bool{}
 	cursor, pages := "", 0
 	for ; pages < 50; pages++ {
-		evs, next, err := db.ListEvents(bridge.EventFilter{OrderID: "1", Limit: 2, Cursor: cursor})
+		evs, next, err := db.ListEvents(context.Background(), bridge.EventFilter{OrderID: "1", Limit: 2, Cursor: cursor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +355,7 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := db.Ingest(incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()), tb)
+			r, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()), tb)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -372,11 +373,11 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 		t.Error("400 simultaneous ingests with a queue of 4: none refused")
 	}
 	for _, id := range acked {
-		if _, _, err := db.GetEvent(id); err != nil {
+		if _, _, err := db.GetEvent(context.Background(), id); err != nil {
 			t.Errorf("acknowledged %s not stored: %v", id, err)
 		}
 	}
-	if st, _ := db.Stats(); st.Events != len(acked) {
+	if st, _ := db.Stats(context.Background()); st.Events != len(acked) {
 		t.Errorf("%d events stored, %d acknowledged", st.Events, len(acked))
 	}
 	if db.Busy() {
@@ -396,7 +397,7 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := testTable(t, "k")
-	res, err := db.Ingest(incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed}.Payload()), tb)
+	res, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed}.Payload()), tb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,12 +405,12 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Fatalf("first ingest: commit of %d writes", n)
 	}
 	recorded := make(chan error, 1)
-	if err := db.RecordAsync(res.Deliveries[0].ID, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now(),
+	if err := db.RecordAsync(context.Background(), res.Deliveries[0].ID, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now(),
 		func(err error) { recorded <- err }); err != nil {
 		t.Fatal(err)
 	}
 	// The record waits (AsyncDelay is an hour) until an ingest comes.
-	if _, err := db.Ingest(incoming(t, fake.Update{TicketID: "t2", OrderID: "2", StatusID: confirmed}.Payload()), tb); err != nil {
+	if _, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t2", OrderID: "2", StatusID: confirmed}.Payload()), tb); err != nil {
 		t.Fatal(err)
 	}
 	if n := <-commits; n != 2 {
@@ -418,12 +419,12 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 	if err := <-recorded; err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := db.GetDelivery(res.Deliveries[0].ID); d.State != bridge.Done {
+	if d, _ := db.GetDelivery(context.Background(), res.Deliveries[0].ID); d.State != bridge.Done {
 		t.Errorf("recorded delivery is %s", d.State)
 	}
 	// Close does not wait out the delay.
-	pending, _ := db.PendingAfter("", 10)
-	if err := db.RecordAsync(pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "x"}, time.Now(), func(err error) { recorded <- err }); err != nil {
+	pending, _ := db.PendingAfter(context.Background(), "", 10)
+	if err := db.RecordAsync(context.Background(), pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "x"}, time.Now(), func(err error) { recorded <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -437,15 +438,15 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if p, _ := db.PendingAfter("", 10); len(p) != 0 {
+	if p, _ := db.PendingAfter(context.Background(), "", 10); len(p) != 0 {
 		t.Errorf("record queued at close was lost: %+v", p)
 	}
 	// Alone, a record is committed once the (short) delay has passed.
-	res, err = db.Ingest(incoming(t, fake.Update{TicketID: "t3", OrderID: "3", StatusID: confirmed}.Payload()), tb)
+	res, err = bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t3", OrderID: "3", StatusID: confirmed}.Payload()), tb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordAsync(res.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now(), func(err error) { recorded <- err }); err != nil {
+	if err := db.RecordAsync(context.Background(), res.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now(), func(err error) { recorded <- err }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -466,21 +467,21 @@ func TestListingsPageSizeAndCursor(t *testing.T) {
 	for i := range 60 {
 		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 10:00:00", time.Now())
 	}
-	evs, next, err := db.ListEvents(bridge.EventFilter{})
+	evs, next, err := db.ListEvents(context.Background(), bridge.EventFilter{})
 	if err != nil || len(evs) != 50 || next == "" {
 		t.Fatalf("events: %d, next %q, %v; want 50 and a cursor", len(evs), next, err)
 	}
-	if rest, _, err := db.ListEvents(bridge.EventFilter{Cursor: next}); err != nil || len(rest) != 10 {
+	if rest, _, err := db.ListEvents(context.Background(), bridge.EventFilter{Cursor: next}); err != nil || len(rest) != 10 {
 		t.Errorf("events after the cursor: %d, %v; want 10", len(rest), err)
 	}
-	ds, next, err := db.ListDeliveries(bridge.DeliveryFilter{})
+	ds, next, err := db.ListDeliveries(context.Background(), bridge.DeliveryFilter{})
 	if err != nil || len(ds) != 50 || next == "" {
 		t.Fatalf("deliveries: %d, next %q, %v; want 50 and a cursor", len(ds), next, err)
 	}
-	if _, _, err := db.ListEvents(bridge.EventFilter{Cursor: "zzz"}); err == nil {
+	if _, _, err := db.ListEvents(context.Background(), bridge.EventFilter{Cursor: "zzz"}); err == nil {
 		t.Error("events: a bad cursor was accepted")
 	}
-	if _, _, err := db.ListDeliveries(bridge.DeliveryFilter{Cursor: "zzz"}); err == nil {
+	if _, _, err := db.ListDeliveries(context.Background(), bridge.DeliveryFilter{Cursor: "zzz"}); err == nil {
 		t.Error("deliveries: a bad cursor was accepted")
 	}
 }
@@ -496,10 +497,10 @@ func TestEachWalksEveryPage(t *testing.T) {
 	defer func(old int) { maxScan = old }(maxScan)
 	maxScan = 3
 	events, deliveries := map[string]int{}, map[string]int{}
-	if err := db.eachEvent(bridge.EventFilter{}, func(ev *bridge.Event) { events[ev.ID]++ }); err != nil {
+	if err := bridge.EachEvent(context.Background(), db, bridge.EventFilter{}, func(ev *bridge.Event) { events[ev.ID]++ }); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.eachDelivery(bridge.DeliveryFilter{}, func(d *bridge.Delivery) { deliveries[d.ID]++ }); err != nil {
+	if err := bridge.EachDelivery(context.Background(), db, bridge.DeliveryFilter{}, func(d *bridge.Delivery) { deliveries[d.ID]++ }); err != nil {
 		t.Fatal(err)
 	}
 	if len(events) != 10 || len(deliveries) != 10 {

@@ -9,6 +9,8 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/statusbridge/statusbridge/digishare"
@@ -126,6 +128,40 @@ const (
 // DeliveryStates lists every delivery state, for validating filters.
 var DeliveryStates = []DeliveryState{Pending, InFlight, Done, Dead, Skipped, Superseded}
 
+// CheckEventState returns nil for "" (no filter) or a known event state, and
+// otherwise an error, for the person who typed it, listing the valid ones.
+// The admin API and the CLI's file fallback both validate with it.
+func CheckEventState(s string) error {
+	for _, st := range EventStates {
+		if s == "" || s == string(st) {
+			return nil
+		}
+	}
+	hint := ""
+	if CheckDeliveryState(s) == nil {
+		hint = fmt.Sprintf(" (%s is a delivery state: list the events with such a delivery with --delivery-state %s, or delivery_state=%s in the admin API)", s, s, s)
+	}
+	return fmt.Errorf("%q is not an event state: use one of %s%s", s, join(EventStates), hint)
+}
+
+// CheckDeliveryState is CheckEventState for delivery states.
+func CheckDeliveryState(s string) error {
+	for _, st := range DeliveryStates {
+		if s == "" || s == string(st) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a delivery state: use one of %s", s, join(DeliveryStates))
+}
+
+func join[S ~string](states []S) string {
+	parts := make([]string, len(states))
+	for i, s := range states {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Terminal reports whether the state is final.
 func (s DeliveryState) Terminal() bool { return s != Pending && s != InFlight }
 
@@ -148,6 +184,15 @@ type Delivery struct {
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Attempts      []Attempt `json:"attempts,omitempty"`
+	// RetryOf is the dead delivery this one retries (an operator's retry, or
+	// a replay of its event for the same target); "" for none.
+	RetryOf string `json:"retry_of,omitempty"`
+	// ResolvedBy, on a dead delivery, is the successor (see RetryOf) that was
+	// done: nothing is left for a person to do about it.
+	ResolvedBy string `json:"resolved_by,omitempty"`
+	// ShortID, set by listings for people (never stored), is the shortest
+	// end of the id that is unique in the store (see EventSummary.ShortID).
+	ShortID string `json:"short_id,omitempty"`
 }
 
 // Live reports whether a delivery still stands for its order's status: a
@@ -164,6 +209,26 @@ type Attempt struct {
 	Duration   time.Duration `json:"duration_ns"`
 	Error      string        `json:"error,omitempty"`   // what went wrong, if anything
 	Excerpt    string        `json:"excerpt,omitempty"` // start of the response body
+	// Request is the request this attempt sent (the last one, for a target
+	// that sends two), secrets redacted; nil when nothing was sent.
+	Request *SentRequest `json:"request,omitempty"`
+}
+
+// SentRequestBodyLimit bounds the body a SentRequest keeps.
+const SentRequestBodyLimit = 4096
+
+// SentRequest is a request as it went out, with every secret redacted (by
+// header name and by value).
+type SentRequest struct {
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the body sent, its first SentRequestBodyLimit bytes when
+	// BodySize says it was longer.
+	Body string `json:"body,omitempty"`
+	// BodySize is the length of the whole body when Body was cut (0: Body is
+	// all of it).
+	BodySize int `json:"body_size,omitempty"`
 }
 
 // AttemptResult is the result of one delivery attempt, to record.
@@ -189,19 +254,33 @@ type EventFilter struct {
 	Until    time.Time // received before
 	Limit    int       // at most this many (default 50, at most 1000)
 	Cursor   string    // continue after this event id (from a previous page)
+	// DeliveryState keeps events with at least one delivery in this state
+	// (in_flight: pending on disk; dead: unresolved ones, unless
+	// IncludeResolved).
+	DeliveryState   string
+	IncludeResolved bool
 }
 
 // DeliveryFilter selects deliveries for a listing.
 type DeliveryFilter struct {
-	State  string
-	Target string
-	Limit  int
-	Cursor string
+	State   string
+	Target  string
+	OrderID string
+	// IncludeResolved lists dead deliveries that a done successor resolved
+	// (ResolvedBy set) too; by default a dead listing shows only what still
+	// needs a person.
+	IncludeResolved bool
+	Limit           int
+	Cursor          string
 }
 
 // EventSummary is one row of an event listing.
 type EventSummary struct {
-	ID         string     `json:"id"`
+	ID string `json:"id"`
+	// ShortID is the shortest end of the id (at least 8 hex digits, dashes
+	// left out) that no other event's id ends with when it is listed: what a
+	// person types (UUIDv7s share their beginning within a minute or so).
+	ShortID    string     `json:"short_id,omitempty"`
 	ReceivedAt time.Time  `json:"received_at"`
 	Event      string     `json:"event"`
 	TicketID   string     `json:"ticket_id,omitempty"`
@@ -246,6 +325,8 @@ type ReplayOptions struct {
 	Force   bool     // ignore superseded/unchanged and no-repeat keys
 	// Progress, when set, is called after each chunk of events.
 	Progress func(done, total int)
+
+	onlyUnmapped bool // re-decide only events still unmapped, not yet decided under this mapping
 }
 
 // ReplayedDelivery is a delivery a replay created (or, dry, would create).
@@ -300,8 +381,32 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 )
 
+// ConflictError is an ErrConflict whose message is written for the people
+// who asked (API and CLI users): receivers show Msg as it is, without any
+// internal prefix. errors.Is(err, ErrConflict) holds for it.
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// Is makes a *ConflictError match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// MinShortID is the fewest hex digits an abbreviated id has.
+const MinShortID = 8
+
+// AmbiguousError: an abbreviated id matches several records.
+type AmbiguousError struct {
+	Ref        string
+	Candidates []string // the full ids it matches (at most 10)
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%q matches more than one id (%s): type more of it", e.Ref, strings.Join(e.Candidates, ", "))
+}
+
 // Decider is what the rules need from a mapping: *mapping.Table implements it.
 type Decider interface {
+	Version() string
 	OrderID(u *digishare.Update) (string, bool)
 	Decide(u *digishare.Update, st OrderState, opt DecideOptions) Decision
 }

@@ -45,15 +45,3 @@ func TestParseMapping(t *testing.T) {
 		}
 	}
 }
-
-func TestTrustedProxies(t *testing.T) {
-	cfg, err := Parse([]byte("server: { trusted_proxies: [10.0.0.0/8, \"::1/128\"] }\n"), nil)
-	if err != nil || len(cfg.Server.TrustedProxies) != 2 {
-		t.Fatalf("%v %v", cfg, err)
-	}
-	_, err = Parse([]byte("server:\n  trusted_proxies: [10.0.0.1]\n"), nil)
-	var ce *Error
-	if !errors.As(err, &ce) || ce.Problems[0].Path != "server.trusted_proxies[0]" || ce.Problems[0].Line != 2 {
-		t.Errorf("bare address: %v", err)
-	}
-}

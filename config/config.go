@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -28,6 +27,7 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	Store    Store    `yaml:"store"`
 	Webhook  Webhook  `yaml:"webhook"`
+	Intake   Intake   `yaml:"intake"`
 	OrderID  OrderID  `yaml:"order_id"`
 	Targets  Targets  `yaml:"targets"`
 	Delivery Delivery `yaml:"delivery"`
@@ -37,8 +37,78 @@ type Config struct {
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`
+	// Warnings are things that are valid but probably not what was meant
+	// (e.g. a store.postgres section under store.driver: bbolt). config
+	// check prints them; serve should log them.
+	Warnings []Problem `yaml:"-"`
 
 	lines map[string]int // key path → line, for later messages (CheckMapping)
+	// envValues holds, by key path, the values ${VAR} references expanded to
+	// (the values of the variables, not the whole strings).
+	envValues map[string][]string
+}
+
+// EnvValues returns the values the ${VAR} references at a key path (e.g.
+// "targets.http.crm.headers.Authorization") expanded to, nil when it had
+// none: a header filled from the environment carries a secret.
+func (c *Config) EnvValues(path string) []string { return c.envValues[path] }
+
+// SecretHeaders returns the names of generic target name's configured
+// headers whose values are filled from the environment: they carry secrets.
+func (c *Config) SecretHeaders(name string) []string {
+	h := c.Targets.HTTP[name]
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for k := range h.Headers {
+		if len(c.EnvValues("targets.http."+name+".headers."+k)) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Secrets returns every configured secret value: the webhook and admin
+// tokens, the targets' keys, tokens and hashes, and the environment values
+// that fill generic targets' headers. Logs and stored requests redact them.
+func (c *Config) Secrets() []string {
+	s := append([]string{c.Webhook.Token, c.Admin.Token, c.Intake.Token}, c.Store.Secrets()...)
+	t := c.Targets
+	if t.Digishare != nil {
+		s = append(s, t.Digishare.Token, t.Digishare.ClientSecret)
+	}
+	if t.ExpertSender != nil {
+		s = append(s, t.ExpertSender.APIKey)
+	}
+	if t.OrderSystem != nil {
+		s = append(s, t.OrderSystem.Token)
+	}
+	if t.Everlytic != nil {
+		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
+	}
+	for name, h := range t.HTTP {
+		if h == nil {
+			continue
+		}
+		for k := range h.Headers {
+			s = append(s, c.EnvValues("targets.http."+name+".headers."+k)...)
+		}
+	}
+	out := s[:0]
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Server configures the HTTP server beyond its address (listen).
+type Server struct {
+	// TrustedProxies are the networks whose X-Forwarded-For is believed;
+	// empty = none (the peer address is the client).
+	TrustedProxies []CIDR `yaml:"trusted_proxies"`
 }
 
 // Log selects the log level and format.
@@ -52,20 +122,48 @@ type Admin struct {
 	Token string `yaml:"token"` // empty = admin API disabled (its routes answer 404)
 }
 
-// Server configures how requests are read.
-type Server struct {
-	// TrustedProxies lists the CIDRs of reverse proxies whose
-	// X-Forwarded-For and X-Forwarded-Proto are believed (default none: the
-	// client is the connection's address).
-	TrustedProxies []string `yaml:"trusted_proxies"`
-}
+// Store drivers.
+const (
+	DriverBbolt    = "bbolt"
+	DriverPostgres = "postgres"
+)
 
-// Store locates the bbolt file.
+// Store selects the store: a local bbolt file (one process) or PostgreSQL
+// (several replicas).
 type Store struct {
-	Path string `yaml:"path"`
+	Driver string `yaml:"driver"` // bbolt (default) | postgres
+	Path   string `yaml:"path"`   // bbolt only
 	// Retention is how long events (and their finished deliveries and dedup
 	// keys) are kept; 0 keeps them for ever.
 	Retention Duration `yaml:"retention"`
+	// Postgres is the PostgreSQL store; nil when the section is absent.
+	// Validation guarantees it is set, with a DSN, when Driver is postgres.
+	Postgres *Postgres `yaml:"postgres"`
+}
+
+// Secrets returns what the logger must mask: the DSN's password, as
+// written and decoded. Nil when there is none.
+func (s Store) Secrets() []string {
+	if s.Postgres == nil {
+		return nil
+	}
+	return DSNSecrets(s.Postgres.DSN)
+}
+
+// Postgres configures the PostgreSQL store.
+type Postgres struct {
+	// DSN is a postgres:// URL or libpq key=value pairs. It holds a
+	// password: print it only through RedactDSN.
+	DSN string `yaml:"dsn"`
+	// Schema holds statusbridge's tables (a plain SQL identifier).
+	Schema string `yaml:"schema"`
+	// MaxConns bounds the connection pool of each replica.
+	MaxConns int `yaml:"max_conns"`
+}
+
+func (p *Postgres) setDefaults() {
+	p.Schema = "statusbridge"
+	p.MaxConns = 16
 }
 
 // Webhook configures the Digishare endpoint.
@@ -84,6 +182,7 @@ type OrderID struct {
 // Targets lists the downstream systems. A nil target is not configured.
 type Targets struct {
 	ExpertSender *ExpertSender          `yaml:"expertsender"`
+	Digishare    *Digishare             `yaml:"digishare"`
 	OrderSystem  *OrderSystem           `yaml:"order_system"`
 	Everlytic    *Everlytic             `yaml:"everlytic"`
 	HTTP         map[string]*HTTPTarget `yaml:"http"`
@@ -113,7 +212,10 @@ type ExpertSender struct {
 	BaseURL   string `yaml:"base_url"`
 	APIKey    string `yaml:"api_key"` // empty = deliveries skipped (warned at start)
 	WebsiteID int    `yaml:"website_id"`
-	Limits    `yaml:",inline"`
+	// Orders, when present, registers intake orders with POST /orders;
+	// absent = status PUTs only.
+	Orders *ExpertSenderOrders `yaml:"orders"`
+	Limits `yaml:",inline"`
 }
 
 // Enabled reports whether deliveries can be sent (credentials present).
@@ -187,6 +289,9 @@ type Delivery struct {
 	MaxAttempts int     `yaml:"max_attempts"`
 	Backoff     Backoff `yaml:"backoff"`
 	Concurrency int     `yaml:"concurrency"`
+	// Failover is how soon another replica takes over sending when the
+	// replica that sends stops renewing its lease (PostgreSQL store).
+	Failover Duration `yaml:"failover"`
 }
 
 // Backoff bounds the exponential retry delay.
@@ -222,29 +327,36 @@ func Default() *Config {
 	return &Config{
 		Listen:  "127.0.0.1:8080",
 		Log:     Log{Level: "info", Format: "text"},
-		Store:   Store{Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
+		Store:   Store{Driver: DriverBbolt, Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
 		Webhook: Webhook{Path: "/webhooks/digishare", MaxBody: 1 << 20},
+		Intake:  defaultIntake(),
 		OrderID: OrderID{From: "external_id"},
 		Delivery: Delivery{
 			MaxAttempts: 12,
 			Backoff:     Backoff{Initial: Duration(time.Second), Max: Duration(10 * time.Minute)},
 			Concurrency: 16,
+			Failover:    Duration(15 * time.Second),
 		},
 		Mapping: Mapping{Statuses: map[string]Status{}},
 	}
 }
 
 // Problem is one thing wrong with a config: the key path (e.g.
-// "delivery.backoff.max"), its line (0 when unknown) and what is wrong.
+// "delivery.backoff.max"; for a syntax error the nearest key, when known),
+// its line and column (0 when unknown) and what is wrong.
 type Problem struct {
 	Path    string `json:"path"`
 	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
 	Message string `json:"message"`
 }
 
 func (p Problem) String() string {
 	loc := ""
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
+		loc = fmt.Sprintf("line %d, column %d: ", p.Line, p.Column)
+	case p.Line > 0:
 		loc = fmt.Sprintf("line %d: ", p.Line)
 	}
 	if p.Path == "" {
@@ -273,6 +385,14 @@ func (e *Error) Error() string {
 	}
 	return b.String()
 }
+
+// FlagUsage describes every command's --config flag and its fallback.
+const FlagUsage = "config file (default: ./config.yaml if it exists, else built-in defaults: listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no targets)"
+
+// DefaultsNote is what a command that decides or sends says when it runs on
+// the built-in defaults because no --config was given and ./config.yaml does
+// not exist.
+const DefaultsNote = "no --config given and ./config.yaml not found: running on built-in defaults (no mapping, no targets; store data/statusbridge.db)"
 
 // ErrNotFound is returned by Resolve when an explicitly named file is missing.
 var ErrNotFound = errors.New("config file not found")
@@ -311,7 +431,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		getenv = os.LookupEnv
 	}
 	cfg := Default()
-	d := &decoder{getenv: getenv, lines: map[string]int{}}
+	d := &decoder{getenv: getenv, lines: map[string]int{}, envValues: map[string][]string{}}
 	if d.decodeDocument(data, cfg) {
 		// Values that failed to decode kept their defaults, so validating
 		// the rest still reports every other problem in the same pass.
@@ -321,7 +441,9 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
 		return nil, &Error{Problems: d.problems}
 	}
-	cfg.lines = d.lines
+	sort.SliceStable(d.warnings, func(i, j int) bool { return d.warnings[i].Line < d.warnings[j].Line })
+	cfg.Warnings = d.warnings
+	cfg.lines, cfg.envValues = d.lines, d.envValues
 	return cfg, nil
 }
 
@@ -354,9 +476,7 @@ func (d *decoder) validate(c *Config) {
 	if !oneOf(c.Log.Format, "text", "json") {
 		d.fail("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
 	}
-	if strings.TrimSpace(c.Store.Path) == "" {
-		d.fail("store.path", "must not be empty")
-	}
+	d.validateStore(&c.Store)
 	if !strings.HasPrefix(c.Webhook.Path, "/") {
 		d.fail("webhook.path", "must start with /")
 	}
@@ -369,12 +489,8 @@ func (d *decoder) validate(c *Config) {
 	default:
 		d.fail("order_id.from", fmt.Sprintf("%q is not external_id, ticket_number or campaign_data.<key>", from))
 	}
+	d.validateOrderIntake(c)
 	d.validateTargets(&c.Targets)
-	for i, p := range c.Server.TrustedProxies {
-		if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
-			d.fail(fmt.Sprintf("server.trusted_proxies[%d]", i), fmt.Sprintf("%q is not a CIDR (e.g. 10.0.0.0/8 or 192.0.2.7/32)", p))
-		}
-	}
 	if c.Delivery.MaxAttempts < 1 || c.Delivery.MaxAttempts > 1000 {
 		d.fail("delivery.max_attempts", "must be between 1 and 1000")
 	}
@@ -387,6 +503,9 @@ func (d *decoder) validate(c *Config) {
 	if c.Delivery.Concurrency < 1 || c.Delivery.Concurrency > 1024 {
 		d.fail("delivery.concurrency", "must be between 1 and 1024")
 	}
+	if c.Delivery.Failover < Duration(time.Second) {
+		d.fail("delivery.failover", "must be at least 1s")
+	}
 	for i, t := range c.Mapping.TicketTypes {
 		if strings.TrimSpace(t) == "" {
 			d.fail(fmt.Sprintf("mapping.ticket_types[%d]", i), "must not be empty")
@@ -394,6 +513,52 @@ func (d *decoder) validate(c *Config) {
 	}
 	for id, st := range c.Mapping.Statuses {
 		d.validateEntry("mapping.statuses."+id, id, st, &c.Targets)
+	}
+}
+
+// sqlIdentifier is a plain (unquoted) SQL identifier.
+var sqlIdentifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (d *decoder) validateStore(s *Store) {
+	switch s.Driver {
+	case DriverBbolt:
+		if strings.TrimSpace(s.Path) == "" {
+			d.fail("store.path", "must not be empty")
+		}
+		if s.Postgres != nil {
+			d.warn("store.postgres", "is ignored: store.driver is bbolt (the default); set store.driver: postgres to use PostgreSQL")
+		}
+		return
+	case DriverPostgres:
+	default:
+		d.fail("store.driver", fmt.Sprintf("%q is not one of bbolt, postgres", s.Driver))
+		return
+	}
+	if _, set := d.lines["store.path"]; set {
+		d.warn("store.path", "is ignored: store.driver is postgres (store.path is the bbolt file)")
+	}
+	if s.Postgres == nil {
+		s.Postgres = &Postgres{}
+		s.Postgres.setDefaults()
+	}
+	p := s.Postgres
+	if strings.TrimSpace(p.DSN) == "" {
+		line := d.lines["store.postgres.dsn"]
+		if line == 0 {
+			line = d.lines["store.driver"]
+		}
+		d.add("store.postgres.dsn", line, "must be set when store.driver is postgres, e.g. dsn: ${STATUSBRIDGE_POSTGRES_DSN} with postgres://user:password@host:5432/dbname in that variable")
+	} else if err := checkDSN(p.DSN); err != nil {
+		d.fail("store.postgres.dsn", err.Error())
+	}
+	switch {
+	case !sqlIdentifier.MatchString(p.Schema):
+		d.fail("store.postgres.schema", fmt.Sprintf("%q is not a plain SQL identifier (letters, digits and _, not starting with a digit)", p.Schema))
+	case len(p.Schema) > 63:
+		d.fail("store.postgres.schema", fmt.Sprintf("%q is longer than PostgreSQL's 63 bytes", p.Schema))
+	}
+	if p.MaxConns < 1 || p.MaxConns > 1000 {
+		d.fail("store.postgres.max_conns", "must be between 1 and 1000")
 	}
 }
 

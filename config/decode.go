@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"sort"
@@ -18,6 +19,9 @@ type decoder struct {
 	getenv   func(string) (string, bool)
 	lines    map[string]int // key path → line, for messages about valid-looking values
 	problems []Problem
+	warnings []Problem
+	// envValues: key path → the values its ${VAR} references expanded to.
+	envValues map[string][]string
 	// active holds the alias targets being expanded (a cycle is an error);
 	// expanded counts nodes walked, bounding alias "billion laughs" blow-ups.
 	active   map[*yaml.Node]bool
@@ -34,25 +38,22 @@ func (d *decoder) add(path string, line int, msg string) {
 // fail reports a problem at a key path, with the line it was read from.
 func (d *decoder) fail(path, msg string) { d.add(path, d.lines[path], msg) }
 
+// warn records something valid but probably unintended at a key path.
+func (d *decoder) warn(path, msg string) {
+	d.warnings = append(d.warnings, Problem{Path: path, Line: d.lines[path], Message: msg})
+}
+
 // scalarDecoder is implemented by value types parsed from one YAML scalar.
 type scalarDecoder interface{ decodeScalar(string) error }
 
 // defaulter is implemented by optional sections that have defaults once present.
 type defaulter interface{ setDefaults() }
 
-var lineInMessage = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // decodeDocument fills cfg; it returns false when the YAML itself is broken.
 func (d *decoder) decodeDocument(data []byte, cfg *Config) bool {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		if m := lineInMessage.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			d.add("", n, m[2])
-		} else {
-			d.add("", 0, strings.TrimPrefix(msg, "yaml: "))
-		}
+		d.problems = append(d.problems, syntaxProblem(data, err))
 		return false
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
@@ -254,7 +255,11 @@ func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
 	if n.Tag == "!!null" {
 		return "", true
 	}
-	s, err := expand(n.Value, d.getenv)
+	s, err := expand(n.Value, d.getenv, func(v string) {
+		if v != "" && d.envValues != nil {
+			d.envValues[path] = append(d.envValues[path], v)
+		}
+	})
 	if err != nil {
 		d.add(path, n.Line, err.Error())
 		return "", false
@@ -266,7 +271,7 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}
 
 // expand replaces ${VAR} and ${VAR:-default} (default when unset or empty);
 // $$ is a literal $. An unset ${VAR} without a default is an error.
-func expand(s string, getenv func(string) (string, bool)) (string, error) {
+func expand(s string, getenv func(string) (string, bool), used func(value string)) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
 	}
@@ -284,6 +289,7 @@ func expand(s string, getenv func(string) (string, bool)) (string, error) {
 		if !ok {
 			missing = append(missing, name)
 		}
+		used(val)
 		return val
 	})
 	if len(missing) > 0 {
@@ -444,5 +450,30 @@ func (r *Rate) decodeScalar(s string) error {
 	}
 	per := map[string]time.Duration{"s": time.Second, "sec": time.Second, "m": time.Minute, "min": time.Minute, "h": time.Hour, "hour": time.Hour}[m[2]]
 	*r = Rate{N: n, Per: per}
+	return nil
+}
+
+// CIDR is a network written as address/bits (10.0.0.0/8, fd00::/8); a bare
+// address is the network of that one address.
+type CIDR struct{ netip.Prefix }
+
+func (c *CIDR) decodeScalar(s string) error {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8, 192.168.1.10/32, fd00::/8) or an IP address", s)
+		}
+		c.Prefix = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		return nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8, 192.168.1.10/32, fd00::/8)", s)
+	}
+	if m := p.Masked(); m != p {
+		return fmt.Errorf("%q has bits set past its /%d prefix: write %s for the network, or %s/%d for the one address", s, p.Bits(), m, p.Addr(), p.Addr().BitLen())
+	}
+	c.Prefix = p
 	return nil
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -45,10 +46,10 @@ func benchEnv(b *testing.B) *env {
 						DateStatus: "2026-01-13 10:00:00"}.Payload()
 					u, err := digishare.Decode(raw)
 					if err == nil {
-						_, err = bench.db.Ingest(bridge.Incoming{Raw: raw, Update: u, ReceivedAt: time.Now()}, bench.maps.Current())
+						_, err = bridge.Ingest(context.Background(), bench.db, bridge.Incoming{Raw: raw, Update: u, ReceivedAt: time.Now()}, bench.maps.Current())
 					}
 					for err == bridge.ErrOverloaded {
-						_, err = bench.db.Ingest(bridge.Incoming{Raw: raw, Update: u, ReceivedAt: time.Now()}, bench.maps.Current())
+						_, err = bridge.Ingest(context.Background(), bench.db, bridge.Incoming{Raw: raw, Update: u, ReceivedAt: time.Now()}, bench.maps.Current())
 					}
 					if err != nil {
 						errs <- err

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -69,7 +70,7 @@ func newEnv(t testing.TB, opts ...func(*Options)) *env {
 	logs := &fake.LogBuffer{}
 	log := logging.New(logs, logging.Options{Format: "json", Level: "debug"})
 	maps := live.New(cfg, nil, slog.New(slog.DiscardHandler), noObs{})
-	svc := admin.New(admin.Options{Store: db, Mapping: maps, Log: log})
+	svc := admin.New(admin.Options{Store: bridge.Store{Backend: db}, Console: db, Mapping: maps, Log: log})
 	o := Options{Token: token, Log: log}
 	for _, f := range opts {
 		f(&o)
@@ -89,7 +90,7 @@ func (e *env) ingest(raw []byte) bridge.IngestResult {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	res, err := e.db.Ingest(bridge.Incoming{Raw: raw, Update: u, ReceivedAt: time.Now()}, e.maps.Current())
+	res, err := bridge.Ingest(context.Background(), e.db, bridge.Incoming{Raw: raw, Update: u, ReceivedAt: time.Now()}, e.maps.Current())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -176,12 +177,12 @@ func cookieNamed(h http.Header, name string) *http.Cookie {
 func TestEveryPageRenders(t *testing.T) {
 	e := newEnv(t)
 	r := e.ingest(fake.Update{TicketID: "t1", OrderID: "12345", StatusID: confirmed, DateStatus: "2026-01-13 10:00:00"}.Payload())
-	if err := e.db.Record(r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: 400",
+	if err := e.db.Record(context.Background(), r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: 400",
 		Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 400, Duration: 12 * time.Millisecond, Excerpt: `{"errors":["bad"]}`}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	e.ingest(fake.Update{TicketID: "t2", OrderID: "777", StatusID: "unknownstatus000", DateStatus: "2026-01-13 10:00:00"}.Payload())
-	j, err := e.svc.CreateJob("192.0.2.1", admin.JobRequest{})
+	j, err := e.svc.CreateJob(context.Background(), "192.0.2.1", admin.JobRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,29 +245,29 @@ func TestReplayDryRunFirstThenForReal(t *testing.T) {
 	if !strings.Contains(p.body, "1 dispatched") || !strings.Contains(p.body, "send 1 request(s)") || !strings.Contains(p.body, `name="confirm" value="1"`) {
 		t.Fatalf("forced dry run:\n%s", p.body)
 	}
-	if st, _ := e.db.Stats(); st.Deliveries != 1 {
+	if st, _ := e.db.Stats(context.Background()); st.Deliveries != 1 {
 		t.Fatalf("a dry run created deliveries: %+v", st)
 	}
 	p = c.do(http.MethodPost, path, url.Values{"csrf": {tok}, "force": {"1"}, "confirm": {"1"}}, nil)
 	if p.code != http.StatusSeeOther || !strings.Contains(p.hdr.Get("Location"), "done=replayed&dispatched=1") {
 		t.Fatalf("replay: %d %v", p.code, p.hdr)
 	}
-	if st, _ := e.db.Stats(); st.Deliveries != 2 {
+	if st, _ := e.db.Stats(context.Background()); st.Deliveries != 2 {
 		t.Errorf("after the replay: %+v, want a second delivery", st)
 	}
 	if p := c.get(p.hdr.Get("Location")); !strings.Contains(p.body, "Replayed: 1 event(s) dispatched.") || !strings.Contains(p.body, "replay 1") {
 		t.Errorf("event page after the replay:\n%s", p.body)
 	}
-	acts, _ := e.svc.Actions(10)
+	acts, _ := e.svc.Actions(context.Background(), 10)
 	if len(acts) != 1 || acts[0].Kind != "replay" || acts[0].From != "127.0.0.1" {
 		t.Errorf("actions = %+v", acts)
 	}
 	// A retry the 409 rule refuses says why, for people.
-	if err := e.db.Record(r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now()); err != nil {
+	if err := e.db.Record(context.Background(), r.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Done}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	p = c.do(http.MethodPost, "/ui/deliveries/"+r.Deliveries[0].ID+"/retry", url.Values{"csrf": {tok}}, nil)
-	if p.code != http.StatusConflict || !strings.Contains(p.body, "only dead deliveries are retried") {
+	if p.code != http.StatusConflict || !strings.Contains(p.body, "only dead deliveries can be retried") {
 		t.Errorf("retry of a done delivery: %d\n%s", p.code, p.body)
 	}
 }

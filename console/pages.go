@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -104,7 +105,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, rq *request) {
 // Overview.
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) {
-	o, err := c.svc.Overview()
+	o, err := c.svc.Overview(r.Context())
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -113,7 +114,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 }
 
 func (c *Console) overviewLive(w http.ResponseWriter, r *http.Request, _ *request) {
-	o, err := c.svc.Overview()
+	o, err := c.svc.Overview(r.Context())
 	if err != nil {
 		http.Error(w, admin.UserMessage(err), http.StatusServiceUnavailable)
 		return
@@ -143,7 +144,7 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	if err == nil {
 		var next string
-		d.Rows, next, err = c.svc.Events(f)
+		d.Rows, next, err = c.svc.Events(r.Context(), f)
 		if next != "" {
 			d.Next = withParam(q, "cursor", next)
 		}
@@ -206,8 +207,8 @@ type eventData struct {
 	Summary *bridge.ReplaySummary // after a replay
 }
 
-func (c *Console) eventData(id string) (*eventData, error) {
-	d, err := c.svc.Event(id)
+func (c *Console) eventData(ctx context.Context, id string) (*eventData, error) {
+	d, err := c.svc.Event(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +229,7 @@ func (c *Console) eventData(id string) (*eventData, error) {
 }
 
 func (c *Console) event(w http.ResponseWriter, r *http.Request, rq *request) {
-	ed, err := c.eventData(r.PathValue("id"))
+	ed, err := c.eventData(r.Context(), r.PathValue("id"))
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -268,7 +269,7 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, rq *request) {
 	id := r.PathValue("id")
 	force := r.PostForm.Get("force") == "1"
 	confirm := r.PostForm.Get("confirm") == "1"
-	sum, err := c.svc.Replay(rq.from, bridge.ReplaySelector{EventIDs: []string{id}}, bridge.ReplayOptions{DryRun: !confirm, Force: force})
+	sum, err := c.svc.Replay(r.Context(), rq.from, bridge.ReplaySelector{EventIDs: []string{id}}, bridge.ReplayOptions{DryRun: !confirm, Force: force})
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -277,7 +278,7 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, rq *request) {
 		http.Redirect(w, r, "/ui/events/"+url.PathEscape(id)+"?done=replayed&dispatched="+strconv.Itoa(sum.Dispatched), http.StatusSeeOther)
 		return
 	}
-	ed, err := c.eventData(id)
+	ed, err := c.eventData(r.Context(), id)
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -294,7 +295,7 @@ func (c *Console) order(w http.ResponseWriter, r *http.Request, rq *request) {
 		c.render(w, r, rq, http.StatusOK, "order", page{Title: "Order", Nav: "order"})
 		return
 	}
-	v, err := c.svc.Order(id)
+	v, err := c.svc.Order(r.Context(), id)
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -320,13 +321,13 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request
 		q.Set("state", string(bridge.Dead)) // dead by default: what needs a person
 	}
 	d := deliveriesData{State: q.Get("state"), Target: q.Get("target"), States: bridge.DeliveryStates, Rows: []bridge.Delivery{}}
-	targets, err := c.svc.Targets()
+	targets, err := c.svc.Targets(r.Context())
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
 	}
 	d.Targets = targets
-	rows, next, err := c.svc.Deliveries(bridge.DeliveryFilter{State: d.State, Target: d.Target, Cursor: q.Get("cursor"), Limit: 50})
+	rows, next, err := c.svc.Deliveries(r.Context(), bridge.DeliveryFilter{State: d.State, Target: d.Target, Cursor: q.Get("cursor"), Limit: 50})
 	if d.Problem, err = refused(err); err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -341,7 +342,7 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request
 }
 
 func (c *Console) retry(w http.ResponseWriter, r *http.Request, rq *request) {
-	d, err := c.svc.Retry(rq.from, r.PathValue("id"))
+	d, err := c.svc.Retry(r.Context(), rq.from, r.PathValue("id"))
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -357,7 +358,7 @@ func (c *Console) retry(w http.ResponseWriter, r *http.Request, rq *request) {
 
 func (c *Console) retryAllPreview(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	p, err := c.svc.PreviewRetry(admin.JobRequest{Filter: bridge.JobFilter{Target: q.Get("target")}, IncludeUnknown: q.Get("include_unknown") == "1"})
+	p, err := c.svc.PreviewRetry(r.Context(), admin.JobRequest{Filter: bridge.JobFilter{Target: q.Get("target")}, IncludeUnknown: q.Get("include_unknown") == "1"})
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -366,7 +367,7 @@ func (c *Console) retryAllPreview(w http.ResponseWriter, r *http.Request, rq *re
 }
 
 func (c *Console) createJob(w http.ResponseWriter, r *http.Request, rq *request) {
-	j, err := c.svc.CreateJob(rq.from, admin.JobRequest{Filter: bridge.JobFilter{Target: r.PostForm.Get("target")},
+	j, err := c.svc.CreateJob(r.Context(), rq.from, admin.JobRequest{Filter: bridge.JobFilter{Target: r.PostForm.Get("target")},
 		IncludeUnknown: r.PostForm.Get("include_unknown") == "1"})
 	if err != nil {
 		c.failErr(w, r, rq, err)
@@ -376,7 +377,7 @@ func (c *Console) createJob(w http.ResponseWriter, r *http.Request, rq *request)
 }
 
 func (c *Console) job(w http.ResponseWriter, r *http.Request, rq *request) {
-	j, err := c.svc.Job(r.PathValue("id"))
+	j, err := c.svc.Job(r.Context(), r.PathValue("id"))
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -385,7 +386,7 @@ func (c *Console) job(w http.ResponseWriter, r *http.Request, rq *request) {
 }
 
 func (c *Console) jobLive(w http.ResponseWriter, r *http.Request, _ *request) {
-	j, err := c.svc.Job(r.PathValue("id"))
+	j, err := c.svc.Job(r.Context(), r.PathValue("id"))
 	if err != nil {
 		http.Error(w, admin.UserMessage(err), http.StatusNotFound)
 		return
@@ -405,7 +406,7 @@ type mappingData struct {
 }
 
 func (c *Console) mappingPage(w http.ResponseWriter, r *http.Request, rq *request, code int, d mappingData) {
-	v, err := c.svc.Mapping()
+	v, err := c.svc.Mapping(r.Context())
 	if err != nil {
 		c.failErr(w, r, rq, err)
 		return
@@ -429,7 +430,7 @@ func (c *Console) mappingCheck(w http.ResponseWriter, r *http.Request, rq *reque
 	last, err := admin.ParseLast(r.PostForm.Get("last"))
 	if err == nil {
 		d.Last = last
-		d.Preview, err = c.svc.PreviewMapping([]byte(d.Candidate), last)
+		d.Preview, err = c.svc.PreviewMapping(r.Context(), []byte(d.Candidate), last)
 	}
 	if err != nil {
 		c.failErr(w, r, rq, err)
@@ -444,7 +445,7 @@ func (c *Console) mappingCheck(w http.ResponseWriter, r *http.Request, rq *reque
 
 // mappingReload applies the config file on disk; the page never writes it.
 func (c *Console) mappingReload(w http.ResponseWriter, r *http.Request, rq *request) {
-	res, err := c.svc.Reload(rq.from)
+	res, err := c.svc.Reload(r.Context(), rq.from)
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):

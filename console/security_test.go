@@ -1,8 +1,10 @@
 package console
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -57,7 +59,7 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 }
 
 func TestLoginAndSessionCookie(t *testing.T) {
-	proxies, _ := admin.ParseProxies([]string{"127.0.0.1/32"})
+	proxies := admin.Proxies{netip.MustParsePrefix("127.0.0.1/32")}
 	e := newEnv(t, func(o *Options) { o.Proxies = proxies })
 	c := e.client()
 	// A logged-out visit goes to the login page, keeping where it was going.
@@ -151,7 +153,7 @@ func TestPostWithoutCSRFChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	r := e.ingest(fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed}.Payload())
 	id := r.Deliveries[0].ID
-	if err := e.db.Record(id, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: 400"}, time.Now()); err != nil {
+	if err := e.db.Record(context.Background(), id, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: 400"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	c := e.client()
@@ -169,13 +171,13 @@ func TestPostWithoutCSRFChangesNothing(t *testing.T) {
 			}
 		}
 	}
-	if d, _ := e.db.GetDelivery(id); d.State != bridge.Dead {
+	if d, _ := e.db.GetDelivery(context.Background(), id); d.State != bridge.Dead {
 		t.Errorf("delivery is %s", d.State)
 	}
-	if acts, _ := e.svc.Actions(10); len(acts) != 0 {
+	if acts, _ := e.svc.Actions(context.Background(), 10); len(acts) != 0 {
 		t.Errorf("refused POSTs did something: %+v", acts)
 	}
-	if jobs, _ := e.svc.Jobs(10); len(jobs) != 0 {
+	if jobs, _ := e.svc.Jobs(context.Background(), 10); len(jobs) != 0 {
 		t.Errorf("refused POSTs created a job: %+v", jobs)
 	}
 	// The login form's token is bound to its nonce cookie.
@@ -188,10 +190,10 @@ func TestPostWithoutCSRFChangesNothing(t *testing.T) {
 	if p.code != http.StatusSeeOther || !strings.Contains(p.hdr.Get("Location"), "done=retried") {
 		t.Errorf("retry with the token: %d %v\n%s", p.code, p.hdr, p.body)
 	}
-	if d, _ := e.db.GetDelivery(id); d.State != bridge.Dead { // the old one stays dead; a new one is pending
+	if d, _ := e.db.GetDelivery(context.Background(), id); d.State != bridge.Dead { // the old one stays dead; a new one is pending
 		t.Errorf("delivery is %s", d.State)
 	}
-	if st, _ := e.db.Stats(); st.Pending != 1 {
+	if st, _ := e.db.Stats(context.Background()); st.Pending != 1 {
 		t.Errorf("pending = %d, want the retry", st.Pending)
 	}
 }

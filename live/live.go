@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +110,8 @@ func (m *Mapping) Reload() (Result, error) {
 	}
 	m.cur.Store(next)
 	m.log.Info("mapping reloaded", "old_version", old.table.Version(), "version", res.Version,
-		"added", res.Added, "removed", res.Removed, "changed", res.Changed, "restart_needed", res.RestartNeeded)
+		"added", res.Added, "removed", res.Removed, "changed", res.Changed,
+		"changes", changes(old, next, res), "restart_needed", res.RestartNeeded)
 	if m.OnReload != nil {
 		ids := append(append([]string{}, res.Added...), res.Changed...)
 		n, err := m.OnReload(ids, next.table)
@@ -166,6 +168,38 @@ func (m *Mapping) candidate(old *state) (Result, *state, error) {
 	return res, &state{table: table, cfg: &merged, loadedAt: time.Now().UTC()}, nil
 }
 
+// changes describes each added, removed and changed entry with its old and
+// new values, for the reload's log line: "yqd…: Order Confirmed
+// (expertsender=paid) → Order Confirmed (expertsender=completed)".
+func changes(old, next *state, res Result) []string {
+	before, after := old.table.Entries(), next.table.Entries()
+	var out []string
+	for _, id := range res.Changed {
+		if id == "ticket_types" {
+			out = append(out, fmt.Sprintf("ticket_types: %v → %v", old.cfg.Mapping.TicketTypes, next.cfg.Mapping.TicketTypes))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %s → %s", id, describe(before[id]), describe(after[id])))
+	}
+	for _, id := range res.Added {
+		out = append(out, fmt.Sprintf("%s: (none) → %s", id, describe(after[id])))
+	}
+	for _, id := range res.Removed {
+		out = append(out, fmt.Sprintf("%s: %s → (none)", id, describe(before[id])))
+	}
+	return out
+}
+
+// describe writes an entry as its name and what each target is sent.
+func describe(e mapping.Entry) string {
+	targets := make([]string, 0, len(e.Targets))
+	for t, st := range e.Targets {
+		targets = append(targets, t+"="+st)
+	}
+	slices.Sort(targets)
+	return fmt.Sprintf("%q (%s)", e.Name, strings.Join(targets, ", "))
+}
+
 // restartNeeded names the sections, other than mapping, that differ.
 func restartNeeded(running, cand *config.Config) []string {
 	out := []string{}
@@ -177,6 +211,7 @@ func restartNeeded(running, cand *config.Config) []string {
 		{"webhook", running.Webhook, cand.Webhook}, {"order_id", running.OrderID, cand.OrderID},
 		{"targets", running.Targets, cand.Targets}, {"delivery", running.Delivery, cand.Delivery},
 		{"admin", running.Admin, cand.Admin}, {"server", running.Server, cand.Server},
+		{"intake", running.Intake, cand.Intake},
 	} {
 		if !reflect.DeepEqual(s.a, s.b) {
 			out = append(out, s.name)
@@ -186,7 +221,8 @@ func restartNeeded(running, cand *config.Config) []string {
 }
 
 // Watch reloads when the config file changes, until ctx ends. It watches the
-// file's directory, so editors that replace the file by renaming are seen.
+// file's directory, so editors that replace the file by renaming are seen,
+// and so are Kubernetes ConfigMap updates (the ..data symlink swapped).
 func (m *Mapping) Watch(ctx context.Context) error {
 	file := m.cur.Load().cfg.File
 	if file == "" {
@@ -214,7 +250,11 @@ func (m *Mapping) Watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if p, _ := filepath.Abs(ev.Name); p == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			// A Kubernetes ConfigMap volume updates config.yaml (a symlink
+			// into ..data/) by swapping the ..data symlink: no event names
+			// the file itself.
+			p, _ := filepath.Abs(ev.Name)
+			if (p == abs || p == filepath.Join(filepath.Dir(abs), "..data")) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				debounce = time.After(200 * time.Millisecond)
 			}
 		case err, ok := <-w.Errors:

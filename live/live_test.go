@@ -1,11 +1,14 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,9 +146,106 @@ func TestWatchReloadsOnFileChange(t *testing.T) {
 	}
 }
 
+// TestWatchReloadsOnConfigMapUpdate updates the config the way the kubelet
+// updates a ConfigMap volume: config.yaml -> ..data/config.yaml, and ..data
+// a symlink to a timestamped directory, swapped atomically by renaming.
+func TestWatchReloadsOnConfigMapUpdate(t *testing.T) {
+	dir := t.TempDir()
+	version := func(n int, body string) {
+		d := filepath.Join(dir, fmt.Sprintf("..2026_01_01_00_00_%02d.0000", n))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(d, "config.yaml"), body)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(filepath.Base(d), tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version(0, base)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Resolve(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := make(reloads, 10)
+	m := New(cfg, nil, slog.New(slog.DiscardHandler), obs)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Watch(ctx) }()
+	defer func() { cancel(); <-done }()
+	// As above: update again until the watcher, once registered, sees it.
+	deadline := time.After(10 * time.Second)
+	for n := 1; ; n++ {
+		version(n, base+"    added0000000000: { name: Added, expertsender: paid }\n")
+		select {
+		case ok := <-obs:
+			if !ok {
+				t.Fatal("watch reload failed")
+			}
+			if _, has := m.Current().Entries()["added0000000000"]; has {
+				return
+			}
+		case <-time.After(time.Second):
+		case <-deadline:
+			t.Fatal("the ConfigMap update was never applied")
+		}
+	}
+}
+
 func TestNoFile(t *testing.T) {
 	m := New(config.Default(), nil, slog.New(slog.DiscardHandler), make(reloads, 1))
 	if _, err := m.Reload(); !errors.Is(err, ErrNoFile) {
 		t.Errorf("reload without a file: %v", err)
+	}
+}
+
+// TestSyntaxErrorOnReloadNamesItsLine: a reload refused for a YAML syntax
+// error reports the line where it is (not the one before) and the key.
+func TestSyntaxErrorOnReloadNamesItsLine(t *testing.T) {
+	m, path, obs := setup(t)
+	write(t, path, base+"    abc000000000000: { name: Shipped, expertsender: shipped\n")
+	_, err := m.Reload()
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 {
+		t.Fatalf("reload = %v, want one problem", err)
+	}
+	if p := ce.Problems[0]; p.Line != 6 || p.Column != 22 || p.Path != "mapping.statuses.abc000000000000" {
+		t.Errorf("problem = %+v, want line 6, column 22, path mapping.statuses.abc000000000000", p)
+	}
+	if <-obs {
+		t.Error("a refused reload was counted ok")
+	}
+}
+
+// TestReloadLogShowsOldAndNewValues: the reload's log line says what each
+// changed entry was and what it is now, not only its id.
+func TestReloadLogShowsOldAndNewValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	write(t, path, base)
+	cfg, err := config.Resolve(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m := New(cfg, nil, slog.New(slog.NewJSONHandler(&logs, nil)), make(reloads, 10))
+	write(t, path, `listen: 127.0.0.1:8080
+targets: { expertsender: { api_key: k } }
+mapping:
+  statuses:
+    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: completed }
+`)
+	if _, err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want := `yqdwrbka7kz69v8e: \"Order Confirmed\" (expertsender=paid) → \"Order Confirmed\" (expertsender=completed)`
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("reload log = %s, want it to contain %s", logs.String(), want)
 	}
 }

@@ -1,6 +1,8 @@
 package outbound
 
 import (
+	"strings"
+
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/mapping"
 )
@@ -17,12 +19,20 @@ func Build(cfg *config.Config) (map[string]Sender, Policy) {
 		Targets:     map[string]TargetPolicy{},
 	}
 	senders := map[string]Sender{}
+	secrets := cfg.Secrets()
 	add := func(name string, l config.Limits, build func(conns int) Sender) {
 		conns := l.Concurrency
 		if conns == 0 {
 			conns = cfg.Delivery.Concurrency
 		}
 		senders[name] = build(conns)
+		if r, ok := senders[name].(redactor); ok { // every client redacts every configured secret
+			var headers []string
+			if h, ok := strings.CutPrefix(name, mapping.HTTPTargetPrefix); ok {
+				headers = cfg.SecretHeaders(h)
+			}
+			r.setRedaction(redaction{values: secrets, headers: headers})
+		}
 		pol.Targets[name] = TargetPolicy{
 			Concurrency:     l.Concurrency,
 			Rate:            l.Rate.PerSecond(),

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -178,7 +179,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 			for i := range work {
 				raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()
 				ev, _ := digishare.Decode(raw)
-				if _, err := h.db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table); err != nil {
+				if _, err := bridge.Ingest(context.Background(), h.db, bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table); err != nil {
 					t.Error(err)
 					return
 				}
@@ -210,7 +211,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if st, _ := h.db.Stats(); st.Pending != pending {
+	if st, _ := h.db.Stats(context.Background()); st.Pending != pending {
 		t.Errorf("%d pending, want %d (nothing may be dropped while the target is down)", st.Pending, pending)
 	}
 	var ms runtime.MemStats

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 )
@@ -31,21 +30,35 @@ type OnceSender interface {
 	OnceKey(m *Message) string
 }
 
-// Outbox is what the worker needs from the store.
-type Outbox interface {
-	Wake() <-chan struct{}
-	PendingAfter(after string, limit int) ([]bridge.Delivery, error)
-	Record(id string, o bridge.AttemptResult, now time.Time) error
-	RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error
-	GetEvent(id string) (*bridge.Event, []byte, error)
-	Triggered(key string) (bool, error)
+// UnknownWhenCut is implemented by senders whose request, once sent, can
+// neither be taken back nor safely repeated (creating a Digishare ticket
+// will be one): when our own shutdown cuts such an attempt off after the
+// request went out, its outcome is unknown, so the worker records the
+// attempt and ends the delivery dead with that reason, for a person to
+// check, instead of putting it back to pending as if nothing was sent
+// (what it does for every other sender). No sender implements it yet.
+type UnknownWhenCut interface {
+	Sender
+	OutcomeUnknownWhenCut() bool
 }
+
+// Outbox is what the worker needs from the store: the backend's outbox
+// (claims included) and the events its deliveries came from.
+type Outbox interface {
+	bridge.Outbox
+	GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, error)
+}
+
+// ErrNotSender, as the cause of Run's context, stops the worker at once:
+// in-flight sends are cancelled without the shutdown grace, because this
+// replica is no longer the deployment's sender.
+var ErrNotSender = errors.New("no longer the sender")
 
 // ResultAlreadyTriggered is the outcome of a non-idempotent delivery whose
 // key was already sent.
 const ResultAlreadyTriggered = "already_triggered"
 
-var _ Outbox = (*bolt.DB)(nil)
+var _ Outbox = bridge.Backend(nil)
 
 // Observer is told every attempt's result (metrics): done, retry, dead,
 // skipped or superseded.
@@ -111,9 +124,9 @@ type Worker struct {
 	now     func() time.Time
 	obs     Observer
 
-	mu       sync.Mutex
-	inFlight map[string]bool
-	breakers map[string]breaker // published by the scheduler (breakers.go)
+	// breakers holds each target's circuit breaker (none: no breaker); the
+	// map is fixed at construction, each breaker locks itself.
+	breakers map[string]*breaker
 
 	// Attempt records committed (or failed) since the scheduler last looked:
 	// filled by the committer's callbacks, which must never block.
@@ -122,6 +135,9 @@ type Worker struct {
 	recNotify chan struct{}
 
 	peakHeld atomic.Int64 // most deliveries of one target ever held (tests)
+	// stopping is set when Run's context ends: an attempt that then ends
+	// without an answer was cut off by our shutdown, not by the target.
+	stopping atomic.Bool
 }
 
 // NewWorker builds a worker. senders maps target names to their clients.
@@ -138,25 +154,27 @@ func NewWorker(outbox Outbox, senders map[string]Sender, pol Policy, log *slog.L
 	if pol.MaxHeld <= 0 {
 		pol.MaxHeld = 10000
 	}
-	return &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now, inFlight: map[string]bool{},
-		obs: noObserver{}, recNotify: make(chan struct{}, 1)}
+	w := &Worker{outbox: outbox, senders: senders, pol: pol, log: log, now: time.Now,
+		obs: noObserver{}, recNotify: make(chan struct{}, 1), breakers: map[string]*breaker{}}
+	for name, tp := range pol.Targets {
+		if b := newBreaker(tp); b != nil {
+			w.breakers[name] = b
+		}
+	}
+	return w
 }
 
 // Observe sets who is told each attempt's result.
 func (w *Worker) Observe(o Observer) { w.obs = o }
-
-// InFlight reports whether a delivery is being sent right now.
-func (w *Worker) InFlight(id string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.inFlight[id]
-}
 
 type laneKey struct{ target, order string }
 
 type item struct {
 	d        bridge.Delivery // Attempts cleared: memory stays small
 	attempts int
+	// shown is the delivery's next_attempt_at on disk, what the admin API
+	// shows; showDelay moves it when a pause holds the delivery back.
+	shown time.Time
 }
 
 type lane struct {
@@ -169,9 +187,8 @@ type lane struct {
 }
 
 type job struct {
-	lane      *lane
-	it        item
-	retryable bool // set by attempt: carried to the recorded result
+	lane *lane
+	it   item
 }
 
 // result is what the scheduler learns about a job. A sender goroutine reports
@@ -180,21 +197,24 @@ type job struct {
 // the lane's next delivery never starts before the previous one is durably
 // finished, and per-order order survives a crash.
 type result struct {
-	lane      *lane
-	sent      bool // the sender goroutine is free; the record is pending
-	outcome   bridge.AttemptResult
-	aborted   bool // cancelled by shutdown: nothing recorded, stays pending
-	failed    bool // the outcome could not be recorded
-	retryable bool // the attempt failed in a way that says the target is unwell
+	lane    *lane
+	sent    bool // the sender goroutine is free; the record is pending
+	outcome bridge.AttemptResult
+	aborted bool // cancelled by shutdown: nothing recorded, stays pending
+	refused bool // the store refused the claim: another sender has it, or an older one of its lane waits
+	failed  bool // the outcome could not be recorded
 }
 
-// targetState is a target's limits and health, owned by the scheduler.
+// targetState is a target's limits, owned by the scheduler (its health is
+// its breaker, updated by the attempts themselves).
 type targetState struct {
-	pol       TargetPolicy
-	limiter   *rate.Limiter // nil: unlimited
-	running   int
-	failures  int // consecutive retryable failures
-	openUntil time.Time
+	pol     TargetPolicy
+	limiter *rate.Limiter // nil: unlimited
+	breaker *breaker      // nil: none
+	running int
+	// shownUntil and shownAt: the pause last written to its held
+	// deliveries' next_attempt_at, and when (see showDelay).
+	shownUntil, shownAt time.Time
 }
 
 // scheduler is the worker's state, owned by the Run goroutine.
@@ -212,8 +232,16 @@ type scheduler struct {
 	// target that reached Policy.MaxHeld, the id up to which its deliveries
 	// are held: the ones after it (up to cursor) wait on disk and are read
 	// by catchUp, in id order, as held ones finish.
-	held   map[string]int
-	behind map[string]string
+	held map[string]int
+	// known holds the ids of the deliveries in memory: a store may return a
+	// delivery again (after a refused claim the worker reads from the start).
+	known map[string]bool
+	// reload: read the store from the start at the next chance.
+	reload bool
+	// refused holds deliveries whose claim was refused, and until when they
+	// wait once read again (so a refusal that persists never spins).
+	refused map[string]time.Time
+	behind  map[string]string
 	// recording counts attempts handed to the store and not yet committed.
 	recording int
 	// blockedUntil is the earliest time a target paused by its rate limit or
@@ -224,7 +252,7 @@ type scheduler struct {
 func (s *scheduler) target(name string) *targetState {
 	ts := s.state[name]
 	if ts == nil {
-		ts = &targetState{pol: s.w.pol.Targets[name]}
+		ts = &targetState{pol: s.w.pol.Targets[name], breaker: s.w.breakers[name]}
 		if ts.pol.Rate > 0 {
 			ts.limiter = rate.NewLimiter(rate.Limit(ts.pol.Rate), max(1, int(ts.pol.Rate)))
 		}
@@ -233,20 +261,22 @@ func (s *scheduler) target(name string) *targetState {
 	return ts
 }
 
-// admit says whether target t may start a delivery now; when not, it notes
-// when it may.
-func (s *scheduler) admit(t string, now time.Time) bool {
+// admit says whether target t may start a delivery now. When it may not
+// because of the clock (its breaker is open, its rate limit has no token
+// yet), until says when it may and the scheduler's timer is set for it;
+// until is zero when it waits for a delivery to finish.
+func (s *scheduler) admit(t string, now time.Time) (ok bool, until time.Time) {
 	ts := s.target(t)
 	if limit := ts.pol.Concurrency; limit > 0 && ts.running >= limit {
-		return false // woken by a finishing delivery
+		return false, time.Time{} // woken by a finishing delivery
 	}
-	if ts.pol.BreakerFailures > 0 && ts.failures >= ts.pol.BreakerFailures {
-		if now.Before(ts.openUntil) {
-			s.blockAt(ts.openUntil)
-			return false
-		}
+	switch st, openUntil := ts.breaker.state(now); st {
+	case breakerOpen:
+		s.blockAt(openUntil)
+		return false, openUntil
+	case breakerHalfOpen:
 		if ts.running > 0 {
-			return false // half-open: one probe at a time
+			return false, time.Time{} // one probe at a time: the others wait for its answer
 		}
 	}
 	if ts.limiter != nil {
@@ -254,10 +284,59 @@ func (s *scheduler) admit(t string, now time.Time) bool {
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
 			s.blockAt(now.Add(d))
-			return false
+			return false, now.Add(d)
 		}
 	}
-	return true
+	return true, time.Time{}
+}
+
+// showDelay writes, for the deliveries of target t that are due but held
+// back by a pause until until (breaker open, rate limit), when they will
+// really go as their next_attempt_at, so the admin API and the logs show the
+// truth. After a breaker's cool-down they go once its probe answers; under a
+// rate limit one after another at its pace. Only a move of a second or more
+// is written, and each target's deliveries are looked at once per pause and
+// at most once a second.
+func (s *scheduler) showDelay(t string, until, now time.Time) {
+	ts := s.target(t)
+	if !until.After(ts.shownUntil.Add(time.Second)) && now.Sub(ts.shownAt) < time.Second {
+		return
+	}
+	ts.shownUntil, ts.shownAt = until, now
+	var step time.Duration
+	reason := "circuit open"
+	if st, _ := ts.breaker.state(now); st != breakerOpen {
+		reason = "rate limit"
+		if ts.pol.Rate > 0 {
+			step = time.Duration(float64(time.Second) / ts.pol.Rate)
+		}
+	}
+	moved := 0
+	for i, l := range s.ready[t] {
+		head := l.queue[0]
+		at := until.Add(time.Duration(i) * step)
+		shown := head.shown
+		if shown.IsZero() || shown.Before(now) {
+			shown = now
+		}
+		if at.Sub(shown) < time.Second {
+			continue
+		}
+		head.shown = at
+		moved++
+		id := head.d.ID
+		err := s.w.outbox.RecordAsync(context.Background(), id, bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: at}, now, func(err error) {
+			if err != nil && !errors.Is(err, bridge.ErrClosed) {
+				s.w.log.Warn("record delayed retry time", "delivery_id", id, "err", err)
+			}
+		})
+		if err != nil {
+			break // the store is closing
+		}
+	}
+	if moved > 0 {
+		s.w.log.Info("deliveries delayed", "target", t, "reason", reason, "deliveries", moved, "retry_at", until)
+	}
 }
 
 func (s *scheduler) blockAt(t time.Time) {
@@ -287,7 +366,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() { close(jobs); wg.Wait() }()
 
 	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, state: map[string]*targetState{},
-		held: map[string]int{}, behind: map[string]string{}}
+		held: map[string]int{}, behind: map[string]string{}, known: map[string]bool{},
+		refused: map[string]time.Time{}}
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -305,7 +385,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-done:
 			done = nil
-			grace = time.After(w.pol.ShutdownGrace)
+			w.stopping.Store(true)
+			if errors.Is(context.Cause(ctx), ErrNotSender) {
+				cancelSends() // another replica sends now: stop at once
+			} else {
+				grace = time.After(w.pol.ShutdownGrace)
+			}
 		case <-grace:
 			cancelSends()
 		case <-w.outbox.Wake():
@@ -320,6 +405,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-w.recNotify:
 			for _, r := range w.takeRecorded() {
 				s.finish(r)
+			}
+			if s.reload {
+				s.reload = false
+				if err := s.load(); err != nil {
+					w.log.Error("read pending deliveries", "err", err)
+				}
 			}
 			if err := s.catchUp(); err != nil {
 				w.log.Error("read pending deliveries", "err", err)
@@ -354,7 +445,7 @@ func (w *Worker) takeRecorded() []result {
 // disk for catchUp, so each target's are still taken in commit order.
 func (s *scheduler) load() error {
 	for {
-		batch, err := s.w.outbox.PendingAfter(s.cursor, 1000)
+		batch, err := s.w.outbox.PendingAfter(context.Background(), s.cursor, 1000)
 		if err != nil {
 			return err
 		}
@@ -381,7 +472,7 @@ func (s *scheduler) load() error {
 func (s *scheduler) catchUp() error {
 	for t, after := range s.behind {
 		for s.held[t] <= s.w.pol.MaxHeld/2 {
-			batch, err := s.w.outbox.PendingAfter(after, 1000)
+			batch, err := s.w.outbox.PendingAfter(context.Background(), after, 1000)
 			if err != nil {
 				return err
 			}
@@ -411,10 +502,31 @@ func (s *scheduler) catchUp() error {
 	return nil
 }
 
+// refusedPause is how long a delivery whose claim was refused waits before
+// it is tried again.
+const refusedPause = time.Second
+
+// dropHead forgets a lane's head.
+func (s *scheduler) dropHead(l *lane) {
+	delete(s.known, l.queue[0].d.ID)
+	l.queue = l.queue[1:]
+	s.held[l.key.target]--
+}
+
 // hold takes a delivery into memory.
 func (s *scheduler) hold(d bridge.Delivery) {
-	it := &item{d: d, attempts: len(d.Attempts)}
+	if s.known[d.ID] {
+		return
+	}
+	s.known[d.ID] = true
+	it := &item{d: d, attempts: len(d.Attempts), shown: d.NextAttemptAt}
 	it.d.Attempts = nil
+	if until, ok := s.refused[d.ID]; ok { // read again after a refused claim: not at once
+		delete(s.refused, d.ID)
+		if until.After(it.d.NextAttemptAt) {
+			it.d.NextAttemptAt = until
+		}
+	}
 	s.held[d.Target]++
 	if n := int64(s.held[d.Target]); n > s.w.peakHeld.Load() {
 		s.w.peakHeld.Store(n)
@@ -449,14 +561,13 @@ func (s *scheduler) add(it *item) {
 func (s *scheduler) supersedeHead(l *lane) {
 	head, next := l.queue[0], l.queue[1]
 	reason := fmt.Sprintf("superseded by newer delivery %s while waiting to retry", next.d.ID)
-	if err := s.w.outbox.Record(head.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
+	if err := s.w.outbox.Record(context.Background(), head.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
 		s.w.log.Error("record superseded delivery", "delivery_id", head.d.ID, "err", err)
 	}
 	s.w.obs.Attempt(head.d.Target, "superseded", 0)
 	s.w.log.Info("delivery superseded", "delivery_id", head.d.ID, "event_id", head.d.EventID,
 		"order_id", head.d.OrderID, "target", head.d.Target, "by", next.d.ID)
-	l.queue = l.queue[1:]
-	s.held[l.key.target]--
+	s.dropHead(l)
 }
 
 // schedule makes a lane's head ready now or puts it in the waiting heap.
@@ -505,7 +616,10 @@ func (s *scheduler) dispatch(jobs chan<- job) {
 		for range len(s.targets) {
 			s.rr %= len(s.targets)
 			t := s.targets[s.rr]
-			if !s.admit(t, now) {
+			if ok, until := s.admit(t, now); !ok {
+				if !until.IsZero() {
+					s.showDelay(t, until, now)
+				}
 				s.rr++
 				continue
 			}
@@ -520,7 +634,6 @@ func (s *scheduler) dispatch(jobs chan<- job) {
 			l.running = true
 			s.running++
 			s.target(t).running++
-			s.w.setInFlight(l.queue[0].d.ID, true)
 			jobs <- job{lane: l, it: *l.queue[0]}
 			started = true
 			break
@@ -539,7 +652,6 @@ func (s *scheduler) finish(r result) {
 	case r.sent: // the sender is free; the lane waits for the record
 		s.running--
 		ts.running--
-		s.w.setInFlight(head.d.ID, false)
 		l.recorded = true
 		s.recording++
 		return
@@ -549,25 +661,31 @@ func (s *scheduler) finish(r result) {
 	default: // the job ended without a record (shutdown, or a store read failed)
 		s.running--
 		ts.running--
-		s.w.setInFlight(head.d.ID, false)
 	}
 	l.running = false
-	s.health(l.key.target, ts, r)
 	switch {
 	case r.aborted:
 		return // shutting down: the delivery stays pending on disk
+	case r.refused:
+		// Not ours to send now: forget it; it is read again, in lane order,
+		// from the store.
+		s.refused[head.d.ID] = s.w.now().Add(refusedPause)
+		s.dropHead(l)
+		s.cursor, s.reload = "", true
 	case r.failed || !r.outcome.State.Terminal():
 		head.attempts++
 		if r.failed {
 			head.attempts-- // nothing was recorded; try the same attempt again
 		}
 		head.d.NextAttemptAt = r.outcome.NextAttemptAt
+		if !r.failed {
+			head.shown = r.outcome.NextAttemptAt
+		}
 		if len(l.queue) > 1 {
 			s.supersedeHead(l)
 		}
 	default:
-		l.queue = l.queue[1:]
-		s.held[l.key.target]--
+		s.dropHead(l)
 	}
 	if len(l.queue) == 0 {
 		delete(s.lanes, l.key)
@@ -576,35 +694,26 @@ func (s *scheduler) finish(r result) {
 	s.schedule(l)
 }
 
-// health updates a target's circuit breaker from an attempt's result.
-func (s *scheduler) health(name string, ts *targetState, r result) {
-	if r.aborted || r.failed || ts.pol.BreakerFailures == 0 {
-		return
-	}
-	defer s.w.publishBreaker(name, ts)
-	if !r.retryable {
-		if ts.failures >= ts.pol.BreakerFailures {
-			s.w.log.Info("circuit closed", "target", name)
+// health tells the target's breaker an attempt's outcome (as soon as it is
+// known: the scheduler must not admit the next probe on stale health) and
+// returns until when the target is paused (zero: it is not).
+func (w *Worker) health(target string, retryable bool, now time.Time) time.Time {
+	b := w.breakers[target]
+	until, opened, closed := b.observe(retryable, now)
+	co, _ := w.obs.(circuitObserver)
+	switch {
+	case !until.IsZero():
+		w.log.Warn("circuit open: target paused", "target", target, "failures", b.failureCount(), "until", until)
+		if opened && co != nil {
+			co.SetCircuitOpen(target, true)
 		}
-		ts.failures = 0
-		return
+	case closed:
+		w.log.Info("circuit closed", "target", target)
+		if co != nil {
+			co.SetCircuitOpen(target, false)
+		}
 	}
-	ts.failures++
-	if ts.failures >= ts.pol.BreakerFailures {
-		ts.openUntil = s.w.now().Add(ts.pol.BreakerCooldown)
-		s.w.log.Warn("circuit open: target paused", "target", name, "failures", ts.failures,
-			"until", ts.openUntil)
-	}
-}
-
-func (w *Worker) setInFlight(id string, on bool) {
-	w.mu.Lock()
-	if on {
-		w.inFlight[id] = true
-	} else {
-		delete(w.inFlight, id)
-	}
-	w.mu.Unlock()
+	return until
 }
 
 // attemptLog writes a delivery attempt's lines with its ids. Unlike
@@ -635,6 +744,13 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	log := attemptLog{l: w.log, ids: []any{"delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
 		"target", d.Target, "attempt", n}}
 	sender := w.senders[d.Target]
+	if err := w.outbox.Claim(ctx, &d, false); err != nil {
+		if !errors.Is(err, bridge.ErrClaimRefused) {
+			log.Error("claim delivery; will try again", "err", err)
+		}
+		w.pushRecorded(result{lane: j.lane, refused: true})
+		return
+	}
 	now := w.now()
 	if sender == nil {
 		o := bridge.AttemptResult{State: bridge.Skipped, Reason: fmt.Sprintf("target %q is not configured any more", d.Target)}
@@ -653,7 +769,7 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	var onceKey string
 	if once, ok := sender.(OnceSender); ok && !d.Force {
 		onceKey = once.OnceKey(msg)
-		done, err := w.outbox.Triggered(onceKey)
+		done, err := w.outbox.Triggered(ctx, onceKey)
 		if err != nil {
 			log.Error("read no-repeat key; will try again", "err", err)
 			w.pushRecorded(result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(time.Second)}})
@@ -671,14 +787,24 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	start := now
 	resp, err := sender.Send(ctx, msg)
 	dur := time.Since(start)
-	if err != nil && ctx.Err() != nil {
-		log.Warn("delivery attempt cancelled by shutdown; it stays pending")
+	if err != nil && w.cutByShutdown(ctx, err) {
+		if u, ok := sender.(UnknownWhenCut); ok && u.OutcomeUnknownWhenCut() {
+			reason := "cut off by shutdown after the request was sent: its outcome is unknown; check the target before retrying"
+			o := bridge.AttemptResult{State: bridge.Dead, Reason: reason,
+				Attempt: &bridge.Attempt{At: start.UTC(), Duration: dur, Error: "cut off by shutdown: " + err.Error(), Request: resp.Request}}
+			log.Error("delivery attempt cut off by shutdown; outcome unknown", "state", o.State, "duration", dur)
+			w.record(log, j, o, now)
+			return
+		}
+		log.Warn("delivery attempt cut off by shutdown; it stays pending and the attempt does not count", "duration", dur)
+		if err := w.outbox.Release(context.Background(), d.ID); err != nil {
+			log.Error("release claim", "err", err)
+		}
 		w.pushRecorded(result{lane: j.lane, aborted: true})
 		return
 	}
-	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt}
+	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt, Request: resp.Request}
 	o := bridge.AttemptResult{Attempt: a}
-	retryable := false
 	var oe *Error
 	switch {
 	case err == nil:
@@ -691,7 +817,6 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		if a.StatusCode == 0 {
 			a.StatusCode = oe.StatusCode
 		}
-		retryable = !oe.Permanent
 		switch {
 		case oe.Permanent:
 			o.State, o.Reason = bridge.Dead, "permanent failure: "+oe.Msg
@@ -701,6 +826,11 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 			wait := max(w.pol.Backoff(n, rand.Float64()), oe.RetryAfter)
 			o.State, o.NextAttemptAt = bridge.Pending, w.now().Add(wait)
 		}
+	}
+	// The breaker learns the outcome before the sender reports itself free;
+	// a retry never goes before the pause it causes or falls into ends.
+	if paused := w.health(d.Target, oe != nil && !oe.Permanent, w.now()); o.State == bridge.Pending && paused.After(o.NextAttemptAt) {
+		o.NextAttemptAt = paused
 	}
 	attrs := []any{"status_code", a.StatusCode, "duration", dur, "state", o.State}
 	switch {
@@ -714,8 +844,19 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	default:
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
 	}
-	j.retryable = retryable
 	w.record(log, j, o, now)
+}
+
+// cutByShutdown reports whether a failed send was cut off by our own
+// shutdown: cancelled when the grace period ran out, or ended without any
+// answer from the target (a timeout or network error) once shutdown began.
+// Such an attempt is not the target's fault and does not count.
+func (w *Worker) cutByShutdown(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	var oe *Error
+	return w.stopping.Load() && errors.As(err, &oe) && !oe.Permanent && oe.StatusCode == 0
 }
 
 // eventless is implemented by senders that use only the delivery itself: the
@@ -728,7 +869,7 @@ func (w *Worker) message(d *bridge.Delivery, sender Sender) (*Message, error) {
 	if _, ok := sender.(eventless); ok {
 		return &Message{Delivery: d}, nil
 	}
-	ev, raw, err := w.outbox.GetEvent(d.EventID)
+	ev, raw, err := w.outbox.GetEvent(context.Background(), d.EventID)
 	if err != nil {
 		return nil, fmt.Errorf("read event %s: %w", d.EventID, err)
 	}
@@ -756,12 +897,12 @@ func (w *Worker) record(log attemptLog, j job, o bridge.AttemptResult, now time.
 		return result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(wait)}}
 	}
 	w.pushRecorded(result{lane: j.lane, sent: true})
-	err := w.outbox.RecordAsync(j.it.d.ID, o, now, func(err error) {
+	err := w.outbox.RecordAsync(context.Background(), j.it.d.ID, o, now, func(err error) {
 		if err != nil {
 			w.pushRecorded(failed(err))
 			return
 		}
-		w.pushRecorded(result{lane: j.lane, outcome: o, retryable: j.retryable})
+		w.pushRecorded(result{lane: j.lane, outcome: o})
 	})
 	if err != nil {
 		w.pushRecorded(failed(err))

@@ -37,8 +37,8 @@ type notifyingOutbox struct {
 	records  atomic.Int64
 }
 
-func (n *notifyingOutbox) RecordAsync(id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
-	return n.DB.RecordAsync(id, o, now, func(err error) {
+func (n *notifyingOutbox) RecordAsync(ctx context.Context, id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
+	return n.DB.RecordAsync(ctx, id, o, now, func(err error) {
 		done(err)
 		n.records.Add(1)
 		select {
@@ -48,8 +48,8 @@ func (n *notifyingOutbox) RecordAsync(id string, o bridge.AttemptResult, now tim
 	})
 }
 
-func (n *notifyingOutbox) Record(id string, o bridge.AttemptResult, now time.Time) error {
-	err := n.DB.Record(id, o, now)
+func (n *notifyingOutbox) Record(ctx context.Context, id string, o bridge.AttemptResult, now time.Time) error {
+	err := n.DB.Record(ctx, id, o, now)
 	n.records.Add(1)
 	select {
 	case n.recorded <- struct{}{}:
@@ -67,7 +67,8 @@ type harness struct {
 	table  *mapping.Table
 	cancel context.CancelFunc
 	done   chan error
-	w      *Worker // the running worker, once started
+	w      *Worker  // the running worker, once started
+	obs    Observer // told the worker's results, when set before start
 }
 
 // newHarness is a store, a mapping and (on start) a worker for an
@@ -125,6 +126,9 @@ func (h *harness) start(pol Policy) {
 		pol.Targets = built.Targets
 	}
 	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
+	if h.obs != nil {
+		w.Observe(h.obs)
+	}
 	h.w = w
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
@@ -153,7 +157,7 @@ func (h *harness) ingestUpdate(u fake.Update) bridge.IngestResult {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	res, err := h.db.Ingest(bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table)
+	res, err := bridge.Ingest(context.Background(), h.db, bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}, h.table)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -179,7 +183,7 @@ func (h *harness) waitFor(id, want string, done func(*bridge.Delivery) bool) *br
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
-		d, err := h.db.GetDelivery(id)
+		d, err := h.db.GetDelivery(context.Background(), id)
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -420,7 +424,7 @@ func TestShutdownLeavesHungDeliveryPending(t *testing.T) {
 	res := h.ingest("t1", "42", confirmed, "")
 	<-hung
 	h.stop()
-	d, err := h.db.GetDelivery(res.Deliveries[0].ID)
+	d, err := h.db.GetDelivery(context.Background(), res.Deliveries[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,4 +480,118 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 		t.Errorf("%d deliveries opened %d connections, want at most %d", n, got, 2*concurrency)
 	}
 	t.Logf("%d deliveries, %d connections", n, opened.Load())
+}
+
+// refusingOutbox is the real store, refusing the first claim of each
+// delivery (as another replica's sender or an unread older delivery would).
+type refusingOutbox struct {
+	*notifyingOutbox
+	mu      sync.Mutex
+	refused map[string]int
+}
+
+func (r *refusingOutbox) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
+	r.mu.Lock()
+	r.refused[d.ID]++
+	n := r.refused[d.ID]
+	r.mu.Unlock()
+	if n == 1 {
+		return fmt.Errorf("%w: test", bridge.ErrClaimRefused)
+	}
+	return r.notifyingOutbox.Claim(ctx, d, durable)
+}
+
+// A delivery whose claim is refused is not sent then; it is read from the
+// store again and sent once, after a pause.
+func TestRefusedClaimIsReadAgain(t *testing.T) {
+	es := fake.NewServer(t)
+	h := newHarness(t, es)
+	ro := &refusingOutbox{notifyingOutbox: h.out, refused: map[string]int{}}
+	senders, built := Build(h.cfg)
+	w := NewWorker(ro, senders, Policy{MaxAttempts: 3, Initial: time.Millisecond, Max: time.Millisecond, Concurrency: 2,
+		Targets: built.Targets}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	res := h.ingest("t1", "5001", confirmed, "2026-01-13 10:00:00")
+	d := h.waitDelivery(res.Deliveries[0].ID, bridge.Done)
+	if got := len(es.Requests()); got != 1 {
+		t.Errorf("ExpertSender got %d requests, want 1", got)
+	}
+	if len(d.Attempts) != 1 {
+		t.Errorf("%d attempts recorded, want 1 (a refused claim is no attempt)", len(d.Attempts))
+	}
+	if ro.refused[d.ID] != 2 {
+		t.Errorf("claimed %d times, want 2", ro.refused[d.ID])
+	}
+	if el := time.Since(start); el < refusedPause {
+		t.Errorf("sent %v after the refusal, want a pause of at least %v", el, refusedPause)
+	}
+}
+
+// TestShutdownDoesNotCountCutAttempt: a hung delivery whose own timeout
+// fires during the shutdown grace was cut off by us, not by the target: it
+// stays pending and the attempt does not count.
+func TestShutdownDoesNotCountCutAttempt(t *testing.T) {
+	srv, hung := hungServer(t)
+	h := newHarnessYAML(t, fmt.Sprintf(`
+targets: { expertsender: { base_url: %q, api_key: secret-key-123, timeout: 300ms } }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid } } }
+`, srv.URL))
+	h.start(Policy{Initial: time.Millisecond, ShutdownGrace: 5 * time.Second})
+	res := h.ingest("t1", "42", confirmed, "")
+	<-hung
+	h.stop() // the send times out 300 ms after it began, inside the 5 s grace
+	d, err := h.db.GetDelivery(context.Background(), res.Deliveries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != bridge.Pending || len(d.Attempts) != 0 {
+		t.Errorf("after shutdown: %s with attempts %+v, want pending with none", d.State, d.Attempts)
+	}
+}
+
+// unknownWhenCut is a sender whose cut-off requests have an unknown outcome.
+type unknownWhenCut struct{ Sender }
+
+func (unknownWhenCut) OutcomeUnknownWhenCut() bool { return true }
+
+// TestShutdownCutOfUnknownOutcomeIsRecorded: for a sender whose request
+// cannot be repeated safely, a cut-off attempt is recorded and the delivery
+// ends dead with the reason, for a person to check.
+func TestShutdownCutOfUnknownOutcomeIsRecorded(t *testing.T) {
+	srv, hung := hungServer(t)
+	h := newHarness(t, &fake.Server{Server: srv})
+	senders, pol := Build(h.cfg)
+	senders["expertsender"] = unknownWhenCut{senders["expertsender"]}
+	pol.Initial, pol.ShutdownGrace = time.Millisecond, 50*time.Millisecond
+	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- w.Run(ctx) }()
+	res := h.ingest("t1", "42", confirmed, "")
+	<-hung
+	h.stop()
+	d, err := h.db.GetDelivery(context.Background(), res.Deliveries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != bridge.Dead || len(d.Attempts) != 1 || !strings.Contains(d.Reason, "outcome is unknown") {
+		t.Errorf("after shutdown: %s, %d attempts, reason %q; want dead with one attempt and the reason", d.State, len(d.Attempts), d.Reason)
+	}
+}
+
+// hungServer never answers; hung is closed when its first request arrives.
+func hungServer(t *testing.T) (*httptest.Server, <-chan struct{}) {
+	hung := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // so the server notices the client hanging up
+		once.Do(func() { close(hung) })
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	return srv, hung
 }

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -23,19 +24,45 @@ import (
 //go:embed openapi.json
 var openapiDoc []byte
 
+// AdminStore is what the admin API reads: bridge.Store implements it over
+// either backend; listings show a claimed delivery as in_flight.
+type AdminStore interface {
+	EventSummaries(ctx context.Context, f bridge.EventFilter) ([]bridge.EventSummary, string, error)
+	Detail(ctx context.Context, id string) (*bridge.EventDetail, error)
+	ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
+	GetDelivery(ctx context.Context, id string) (*bridge.Delivery, error)
+	// ResolveEventID and ResolveDeliveryID turn what a listing shows (the end
+	// of an id) into the id.
+	ResolveEventID(ctx context.Context, ref string) (string, error)
+	ResolveDeliveryID(ctx context.Context, ref string) (string, error)
+	FillShortDeliveryIDs(ctx context.Context, ds []bridge.Delivery) error
+}
+
+var _ AdminStore = bridge.Store{}
+
+// AdminDisabledHeader marks the 404s of a server started without
+// admin.token, so a client can tell them from a missing record.
+const AdminDisabledHeader = "X-Statusbridge-Admin"
+
 // routeAdmin mounts /admin. Without a token every admin route answers 404
 // (start-up says why): an admin API must never run unauthenticated.
 func (s *Server) routeAdmin(e *echo.Echo) {
-	if s.opt.AdminToken == "" || s.opt.Admin == nil {
-		e.Any("/admin/*", func(echo.Context) error {
-			return &apiError{code: http.StatusNotFound, msg: "admin API disabled: set admin.token"}
+	if s.opt.AdminToken == "" || s.opt.Admin == nil || s.opt.Service == nil {
+		e.Any("/admin/*", func(c echo.Context) error {
+			c.Response().Header().Set(AdminDisabledHeader, "disabled") // the CLI says what to do
+			return &apiError{code: http.StatusNotFound, msg: "admin API disabled: the server was started without admin.token " +
+				"(the example config reads it from STATUSBRIDGE_ADMIN_TOKEN: set that in the server's environment and restart it)"}
 		})
 		return
 	}
 	g := e.Group("/admin", s.adminAuth)
 	g.GET("/events", s.adminEvents)
+	g.GET("/events/stream", s.adminStream(true))
+	g.GET("/deliveries/stream", s.adminStream(false))
 	g.GET("/events/:id", s.adminEvent)
+	g.GET("/events/:id/payload", s.adminPayload)
 	g.GET("/deliveries", s.adminDeliveries)
+	g.GET("/deliveries/:id", s.adminDelivery)
 	g.GET("/mapping", s.adminMapping)
 	g.POST("/mapping/reload", s.adminReload)
 	g.POST("/replay", s.adminReplay)
@@ -86,6 +113,17 @@ func parseTime(name, v string) (time.Time, error) {
 	return t, nil
 }
 
+func parseBool(name, v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequest(name + ": true or false")
+	}
+	return b, nil
+}
+
 func parseLimit(v string) (int, error) {
 	if v == "" {
 		return 50, nil
@@ -99,9 +137,18 @@ func parseLimit(v string) (int, error) {
 
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
-	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"),
-		StatusID: q.Get("status_id"), Cursor: q.Get("cursor")}
+	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor"),
+		DeliveryState: q.Get("delivery_state"), StatusID: q.Get("status_id")}
+	if err := bridge.CheckEventState(f.State); err != nil {
+		return badRequest("state: " + err.Error())
+	}
+	if err := bridge.CheckDeliveryState(f.DeliveryState); err != nil {
+		return badRequest("delivery_state: " + err.Error())
+	}
 	var err error
+	if f.IncludeResolved, err = parseBool("include_resolved", q.Get("include_resolved")); err != nil {
+		return err
+	}
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
 		return err
 	}
@@ -111,15 +158,48 @@ func (s *Server) adminEvents(c echo.Context) error {
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	rows, next, err := s.opt.Admin.Events(f)
+	rows, next, err := s.opt.Service.Events(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": rows, "next_cursor": next})
 }
 
+// resolveErr answers a reference that resolves to no id (404) or to several
+// (400, naming them).
+func resolveErr(err error, kind string) error {
+	var ae *bridge.AmbiguousError
+	switch {
+	case errors.As(err, &ae):
+		return badRequest(ae.Error())
+	case errors.Is(err, bridge.ErrNotFound):
+		return &apiError{code: http.StatusNotFound, msg: "no such " + kind + " (give its id, or at least the last 8 characters of it)"}
+	}
+	return err
+}
+
+func (s *Server) eventID(c echo.Context) (string, error) {
+	id, err := s.opt.Admin.ResolveEventID(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return "", resolveErr(err, "event")
+	}
+	return id, nil
+}
+
+func (s *Server) deliveryID(c echo.Context) (string, error) {
+	id, err := s.opt.Admin.ResolveDeliveryID(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return "", resolveErr(err, "delivery")
+	}
+	return id, nil
+}
+
 func (s *Server) adminEvent(c echo.Context) error {
-	d, err := s.opt.Admin.Event(c.Param("id"))
+	id, err := s.eventID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Service.Event(c.Request().Context(), id)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
@@ -129,18 +209,62 @@ func (s *Server) adminEvent(c echo.Context) error {
 	return c.JSON(http.StatusOK, d)
 }
 
+// adminPayload answers an event's payload exactly as it was received (the
+// event detail's JSON re-encodes it compactly).
+func (s *Server) adminPayload(c echo.Context) error {
+	id, err := s.eventID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Admin.Detail(c.Request().Context(), id)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such event"}
+	}
+	if err != nil {
+		return err
+	}
+	var text string
+	if json.Unmarshal(d.Payload, &text) == nil { // the body was not JSON: stored as a JSON string
+		return c.Blob(http.StatusOK, "application/octet-stream", []byte(text))
+	}
+	return c.Blob(http.StatusOK, "application/json", d.Payload)
+}
+
 func (s *Server) adminDeliveries(c echo.Context) error {
 	q := c.QueryParams()
-	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), Cursor: q.Get("cursor")}
+	f := bridge.DeliveryFilter{State: q.Get("state"), Target: q.Get("target"), OrderID: q.Get("order_id"), Cursor: q.Get("cursor")}
+	if err := bridge.CheckDeliveryState(f.State); err != nil {
+		return badRequest("state: " + err.Error())
+	}
 	var err error
+	if f.IncludeResolved, err = parseBool("include_resolved", q.Get("include_resolved")); err != nil {
+		return err
+	}
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	ds, next, err := s.opt.Admin.Deliveries(f)
+	ds, next, err := s.opt.Service.Deliveries(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds, "next_cursor": next})
+}
+
+// adminDelivery answers one delivery with its attempts and the requests they
+// sent.
+func (s *Server) adminDelivery(c echo.Context) error {
+	id, err := s.deliveryID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Admin.GetDelivery(c.Request().Context(), id)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"delivery": d})
 }
 
 func (s *Server) adminMapping(c echo.Context) error {
@@ -169,7 +293,18 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	sel := bridge.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+	sel := bridge.ReplaySelector{OrderID: req.OrderID, State: req.State, Dead: req.Dead}
+	for _, ref := range req.EventIDs {
+		id, err := s.opt.Admin.ResolveEventID(c.Request().Context(), ref)
+		var ae *bridge.AmbiguousError
+		switch {
+		case errors.As(err, &ae):
+			return badRequest("event_ids: " + ae.Error())
+		case err != nil:
+			id = ref // reported in the summary as not found
+		}
+		sel.EventIDs = append(sel.EventIDs, id)
+	}
 	var err error
 	if sel.Since, err = parseTime("since", req.Since); err != nil {
 		return err
@@ -177,7 +312,7 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if sel.Until, err = parseTime("until", req.Until); err != nil {
 		return err
 	}
-	sum, err := s.opt.Admin.Replay(c.RealIP(), sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
+	sum, err := s.opt.Service.Replay(c.Request().Context(), c.RealIP(), sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
 	if err != nil {
 		return err
 	}
@@ -185,12 +320,19 @@ func (s *Server) adminReplay(c echo.Context) error {
 }
 
 func (s *Server) adminRetry(c echo.Context) error {
-	d, err := s.opt.Admin.Retry(c.RealIP(), c.Param("id"))
+	id, err := s.deliveryID(c)
+	if err != nil {
+		return err
+	}
+	d, err := s.opt.Service.Retry(c.Request().Context(), c.RealIP(), id)
+	var ce *bridge.ConflictError
 	switch {
 	case errors.Is(err, bridge.ErrNotFound):
 		return &apiError{code: http.StatusNotFound, msg: "no such delivery"}
+	case errors.As(err, &ce): // written for the API user: shown as it is
+		return &apiError{code: http.StatusConflict, msg: ce.Msg}
 	case errors.Is(err, bridge.ErrConflict):
-		return &apiError{code: http.StatusConflict, msg: admin.UserMessage(err)}
+		return &apiError{code: http.StatusConflict, msg: "the delivery cannot be retried in its current state"}
 	case err != nil:
 		return err
 	}
@@ -198,7 +340,7 @@ func (s *Server) adminRetry(c echo.Context) error {
 }
 
 func (s *Server) adminReload(c echo.Context) error {
-	res, err := s.opt.Admin.Reload(c.RealIP())
+	res, err := s.opt.Service.Reload(c.Request().Context(), c.RealIP())
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
@@ -227,13 +369,13 @@ func (s *Server) adminCreateJob(c echo.Context) error {
 		return err
 	}
 	if req.DryRun {
-		p, err := s.opt.Admin.PreviewRetry(req)
+		p, err := s.opt.Service.PreviewRetry(c.Request().Context(), req)
 		if err != nil {
 			return err
 		}
 		return c.JSON(http.StatusOK, map[string]any{"dry_run": true, "preview": p})
 	}
-	j, err := s.opt.Admin.CreateJob(c.RealIP(), req)
+	j, err := s.opt.Service.CreateJob(c.Request().Context(), c.RealIP(), req)
 	if err != nil {
 		return err
 	}
@@ -241,7 +383,7 @@ func (s *Server) adminCreateJob(c echo.Context) error {
 }
 
 func (s *Server) adminJobs(c echo.Context) error {
-	jobs, err := s.opt.Admin.Jobs(100)
+	jobs, err := s.opt.Service.Jobs(c.Request().Context(), 100)
 	if err != nil {
 		return err
 	}
@@ -249,7 +391,7 @@ func (s *Server) adminJobs(c echo.Context) error {
 }
 
 func (s *Server) adminJob(c echo.Context) error {
-	j, err := s.opt.Admin.Job(c.Param("id"))
+	j, err := s.opt.Service.Job(c.Request().Context(), c.Param("id"))
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such job"}
 	}

@@ -1,14 +1,17 @@
 package receiver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/statusbridge/statusbridge/admin"
+	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	"github.com/statusbridge/statusbridge/live"
@@ -16,31 +19,37 @@ import (
 
 const adminToken = "admin-Token-77"
 
-func withAdmin(o *Options, _ *admin.Options) { o.AdminToken = adminToken }
+func withAdmin(o *Options) { o.AdminToken = adminToken }
 
-// refusingStore fails the test when an action that changes state reaches the store.
+// refusingStore, refusingConsole and refusingMapping fail the test when an
+// action that changes state reaches them.
 type refusingStore struct {
-	admin.Store
+	bridge.Store
 	t *testing.T
 }
 
-func (r refusingStore) RetryDelivery(string, time.Time) (*bridge.Delivery, error) {
+func (r refusingStore) RetryDelivery(context.Context, string, time.Time) (*bridge.Delivery, error) {
 	r.t.Error("retry ran without a valid token")
 	return nil, bridge.ErrNotFound
 }
 
-func (r refusingStore) Replay(bridge.ReplaySelector, bridge.Decider, bridge.ReplayOptions, time.Time) (bridge.ReplaySummary, error) {
+func (r refusingStore) Replay(context.Context, bridge.ReplaySelector, bridge.Decider, bridge.ReplayOptions, time.Time) (bridge.ReplaySummary, error) {
 	r.t.Error("replay ran without a valid token")
 	return bridge.ReplaySummary{}, nil
 }
 
-func (r refusingStore) CreateJob(bridge.Job) (bridge.Job, error) {
+type refusingConsole struct {
+	*bolt.DB
+	t *testing.T
+}
+
+func (r refusingConsole) CreateJob(context.Context, bridge.Job) (bridge.Job, error) {
 	r.t.Error("a job was created without a valid token")
 	return bridge.Job{}, nil
 }
 
 type refusingMapping struct {
-	admin.Mapping
+	*live.Mapping
 	t *testing.T
 }
 
@@ -59,9 +68,10 @@ func (e *env) admin(path, token string) answer {
 }
 
 func TestAdminAuth(t *testing.T) {
-	e := newEnv(t, "", nil, withAdmin, func(o *Options, a *admin.Options) {
-		a.Store = refusingStore{a.Store, t}
-		a.Mapping = refusingMapping{a.Mapping, t}
+	e := newEnv(t, "", nil, withAdmin, func(o *Options) {
+		st := o.Admin.(bridge.Store)
+		o.Service = admin.New(admin.Options{Store: refusingStore{st, t}, Console: refusingConsole{st.Backend.(*bolt.DB), t},
+			Mapping: refusingMapping{testMapping(t), t}})
 		o.Guard = admin.NewGuard(adminToken)
 		o.Guard.Limit = 1 << 20 // this test tries many wrong tokens; TestAdminSlowsDownWrongTokens the limit
 	})
@@ -95,38 +105,6 @@ func TestAdminAuth(t *testing.T) {
 	off := newEnv(t, "", nil)
 	if a := off.admin("/admin/events", adminToken); a.code != http.StatusNotFound {
 		t.Errorf("admin disabled: %d, want 404", a.code)
-	}
-}
-
-func TestAdminSlowsDownWrongTokens(t *testing.T) {
-	e := newEnv(t, "", nil, withAdmin, func(o *Options, _ *admin.Options) {
-		o.Proxies, _ = admin.ParseProxies([]string{"127.0.0.1/32"})
-	})
-	from := func(addr, token string) answer {
-		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/admin/events", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("X-Forwarded-For", addr) // the test's connection is a trusted proxy
-		return e.do(req)
-	}
-	for range 3 {
-		if a := e.admin("/admin/events", ""); a.code != http.StatusUnauthorized { // missing: not counted
-			t.Fatalf("missing token: %d", a.code)
-		}
-	}
-	for i := range 5 {
-		if a := from("198.51.100.7", "wrong"); a.code != http.StatusUnauthorized {
-			t.Fatalf("wrong token %d: %d, want 401", i, a.code)
-		}
-	}
-	a := from("198.51.100.7", adminToken)
-	if a.code != http.StatusTooManyRequests || a.hdr.Get("Retry-After") == "" {
-		t.Errorf("sixth try with the right token: %d (Retry-After %q), want 429 with Retry-After", a.code, a.hdr.Get("Retry-After"))
-	}
-	if a := from("198.51.100.8", adminToken); a.code != http.StatusOK {
-		t.Errorf("another client behind the same proxy: %d, want 200", a.code)
-	}
-	if !strings.Contains(e.logs.String(), `"remote":"198.51.100.7"`) {
-		t.Error("the refusals were not logged with the client's address")
 	}
 }
 
@@ -225,6 +203,100 @@ func TestAdminEventDetailAndDeliveries(t *testing.T) {
 	}
 }
 
+// TestAdminRetryConflictIsWrittenForUsers: a 409 says what is wrong in the
+// API user's terms, with no internal prefix.
+func TestAdminRetryConflictIsWrittenForUsers(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	auth := map[string]string{"Authorization": "Bearer " + adminToken}
+	first := e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-2002", StatusID: confirmed, DateStatus: "2026-01-13 10:00:00"}.Payload(), nil)
+	d1 := e.firstDelivery(first.body["event_id"].(string))
+	if err := e.db.Record(context.Background(), d1, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: HTTP 400"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The order gets the same status again: a new delivery replaces the dead one.
+	second := e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-2002", StatusID: confirmed, DateStatus: "2026-01-13 11:00:00"}.Payload(), nil)
+	d2 := e.firstDelivery(second.body["event_id"].(string))
+	a := e.post("/admin/deliveries/"+d1+"/retry", nil, auth)
+	want := "a newer delivery (" + d2 + ") for order 2002 and target expertsender exists; retrying this one would send an older status"
+	if a.code != http.StatusConflict || a.body["error"] != want {
+		t.Errorf("retry of a replaced delivery: %d %q, want 409 %q", a.code, a.body["error"], want)
+	}
+	a = e.post("/admin/deliveries/"+d2+"/retry", nil, auth)
+	if msg, _ := a.body["error"].(string); a.code != http.StatusConflict || strings.Contains(msg, "store:") || !strings.Contains(msg, "only dead deliveries") {
+		t.Errorf("retry of a pending delivery: %d %q", a.code, msg)
+	}
+}
+
+// firstDelivery returns the id of an event's first delivery.
+func (e *env) firstDelivery(eventID string) string {
+	e.t.Helper()
+	d, err := bridge.Detail(context.Background(), e.db, eventID)
+	if err != nil || len(d.Deliveries) == 0 {
+		e.t.Fatalf("event %s: %v, %d deliveries", eventID, err, len(d.Deliveries))
+	}
+	return d.Deliveries[0].ID
+}
+
+// TestAdminShowsTheRequestSent: the request an attempt sent is in the
+// event's detail and in GET /admin/deliveries/{id}.
+func TestAdminShowsTheRequestSent(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin)
+	ev := e.post(hookPath, payload("t1"), nil).body["event_id"].(string)
+	id := e.firstDelivery(ev)
+	sent := &bridge.SentRequest{Method: "PUT", URL: "https://api.ecdp.app/orders/status",
+		Headers: map[string]string{"X-Api-Key": "[redacted]"}, Body: `{"orderId":"t1","orderStatus":"paid"}`}
+	if err := e.db.Record(context.Background(), id, bridge.AttemptResult{State: bridge.Done, Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 200, Request: sent}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	a := e.admin("/admin/deliveries/"+id, adminToken)
+	if a.code != 200 {
+		t.Fatalf("GET /admin/deliveries/%s: %d %v", id, a.code, a.body)
+	}
+	req := a.body["delivery"].(map[string]any)["attempts"].([]any)[0].(map[string]any)["request"].(map[string]any)
+	if req["method"] != "PUT" || req["url"] != sent.URL || req["headers"].(map[string]any)["X-Api-Key"] != "[redacted]" || req["body"] != sent.Body {
+		t.Errorf("request = %v", req)
+	}
+	a = e.admin("/admin/events/"+ev, adminToken)
+	if r := a.body["deliveries"].([]any)[0].(map[string]any)["attempts"].([]any)[0].(map[string]any)["request"]; r == nil {
+		t.Errorf("event detail without the request: %v", a.body)
+	}
+	if a := e.admin("/admin/deliveries/00000000-0000-0000-0000-000000000000", adminToken); a.code != 404 {
+		t.Errorf("unknown delivery: %d", a.code)
+	}
+}
+
+func TestAdminSlowsDownWrongTokens(t *testing.T) {
+	e := newEnv(t, "", nil, withAdmin, func(o *Options) {
+		o.Proxies = admin.Proxies{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	from := func(addr, token string) answer {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/admin/events", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-For", addr) // the test's connection is a trusted proxy
+		return e.do(req)
+	}
+	for range 3 {
+		if a := e.admin("/admin/events", ""); a.code != http.StatusUnauthorized { // missing: not counted
+			t.Fatalf("missing token: %d", a.code)
+		}
+	}
+	for i := range 5 {
+		if a := from("198.51.100.7", "wrong"); a.code != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d, want 401", i, a.code)
+		}
+	}
+	a := from("198.51.100.7", adminToken)
+	if a.code != http.StatusTooManyRequests || a.hdr.Get("Retry-After") == "" {
+		t.Errorf("sixth try with the right token: %d (Retry-After %q), want 429 with Retry-After", a.code, a.hdr.Get("Retry-After"))
+	}
+	if a := from("198.51.100.8", adminToken); a.code != http.StatusOK {
+		t.Errorf("another client behind the same proxy: %d, want 200", a.code)
+	}
+	if !strings.Contains(e.logs.String(), `"remote":"198.51.100.7"`) {
+		t.Error("the refusals were not logged with the client's address")
+	}
+}
+
 func TestAdminJobsAndStatusFilter(t *testing.T) {
 	e := newEnv(t, "", nil, withAdmin)
 	first := e.post(hookPath, payload("t1"), nil)
@@ -235,7 +307,7 @@ func TestAdminJobsAndStatusFilter(t *testing.T) {
 	}
 	detail := e.admin("/admin/events/"+first.body["event_id"].(string), adminToken)
 	id := detail.body["deliveries"].([]any)[0].(map[string]any)["id"].(string)
-	if err := e.db.Record(id, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: 400",
+	if err := e.db.Record(context.Background(), id, bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: 400",
 		Attempt: &bridge.Attempt{At: time.Now(), StatusCode: 400}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +339,7 @@ func TestAdminJobsAndStatusFilter(t *testing.T) {
 	// A retry under a newer delivery answers 409 with a message for people.
 	e.post(hookPath, fake.Update{TicketID: "t1", OrderID: "ORDER-t1", StatusID: confirmed, DateStatus: "2026-01-13 17:00:00"}.Payload(), nil)
 	a = e.post("/admin/deliveries/"+id+"/retry", nil, bearer)
-	if msg, _ := a.body["error"].(string); a.code != http.StatusConflict || strings.Contains(msg, "store:") || !strings.Contains(msg, "would send an older status") {
+	if msg, _ := a.body["error"].(string); a.code != http.StatusConflict || !strings.Contains(msg, "would send an older status") {
 		t.Errorf("retry under a newer delivery: %d %v", a.code, a.body)
 	}
 }

@@ -3,8 +3,6 @@ package receiver
 import (
 	"net/http"
 	"testing"
-
-	"github.com/statusbridge/statusbridge/admin"
 )
 
 func TestConsoleMountedOnlyWithTheToken(t *testing.T) {
@@ -19,7 +17,7 @@ func TestConsoleMountedOnlyWithTheToken(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	on := newEnv(t, "", nil, withAdmin, func(o *Options, _ *admin.Options) { o.Console = ui })
+	on := newEnv(t, "", nil, withAdmin, func(o *Options) { o.Console = ui })
 	if r := get(on, "/"); r.StatusCode != http.StatusFound || r.Header.Get("Location") != "/ui/" {
 		t.Errorf("GET /: %d %q, want a redirect to /ui/", r.StatusCode, r.Header.Get("Location"))
 	}
@@ -28,7 +26,7 @@ func TestConsoleMountedOnlyWithTheToken(t *testing.T) {
 			t.Errorf("GET %s did not reach the console: %d", p, r.StatusCode)
 		}
 	}
-	off := newEnv(t, "", nil, func(o *Options, _ *admin.Options) { o.Console = ui })
+	off := newEnv(t, "", nil, func(o *Options) { o.Console = ui })
 	if r := get(off, "/ui/"); r.StatusCode != http.StatusNotFound || r.Header.Get("X-Console") != "" {
 		t.Errorf("without admin.token: %d", r.StatusCode)
 	}

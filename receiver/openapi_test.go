@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/statusbridge/statusbridge/bridge"
 )
 
 // TestOpenAPIMatchesRoutes fails when an /admin route is added, removed or
@@ -32,7 +34,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented[strings.ToUpper(method)+" "+path] = true
 		}
 	}
-	s := New(nil, Options{WebhookPath: hookPath, AdminToken: "x", Admin: e.server.opt.Admin})
+	s := New(nil, Options{WebhookPath: hookPath, AdminToken: "x", Admin: bridge.Store{Backend: e.db}, Service: e.server.opt.Service})
 	param := regexp.MustCompile(`:([a-z_]+)`)
 	registered := map[string]bool{}
 	for _, r := range s.e.Routes() {

@@ -19,7 +19,6 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/statusbridge/statusbridge/admin"
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -27,10 +26,10 @@ import (
 
 // Ingester stores a webhook call durably: *bolt.DB implements it.
 type Ingester interface {
-	Ingest(in bridge.Incoming, dec bridge.Decider) (bridge.IngestResult, error)
+	Ingest(ctx context.Context, in bridge.Incoming, dec bridge.Decider) (bridge.IngestResult, error)
 }
 
-var _ Ingester = (*bolt.DB)(nil)
+var _ Ingester = bridge.Store{}
 
 // Observer is told the outcome of every webhook call (metrics).
 type Observer interface {
@@ -57,8 +56,10 @@ type Options struct {
 	Ready func() error
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
-	// Admin is the admin service behind /admin (and the console).
-	Admin *admin.Service
+	Admin      AdminStore
+	// Service is the admin service: the admin API lists, shows, retries,
+	// replays, reloads and runs jobs through it (as the console does).
+	Service *admin.Service
 	// Guard checks the admin token (nil: one is made from AdminToken).
 	Guard *admin.Guard
 	// Proxies are the trusted reverse proxies: the client address of logs
@@ -70,6 +71,10 @@ type Options struct {
 	Observer Observer
 	// Metrics, when set, is served at GET /metrics (no token needed).
 	Metrics http.Handler
+	// Feed feeds the live tail (GET /admin/events/stream); nil: 404.
+	Feed Feed
+	// StreamPoll is how often the live tail polls the store (default 1s).
+	StreamPoll time.Duration
 	// MappingLoadedAt says when the mapping in force was loaded.
 	MappingLoadedAt func() time.Time
 	Log             *slog.Logger
@@ -85,6 +90,9 @@ type Server struct {
 	opt  Options
 	in   Ingester
 	log  *slog.Logger
+	// streamsDone is closed when shutdown begins: live tails end, so the
+	// shutdown does not wait for them.
+	streamsDone chan struct{}
 }
 
 // New builds the server with every route.
@@ -105,6 +113,7 @@ func New(in Ingester, opt Options) *Server {
 	setDefault(&opt.ReadTimeout, 30*time.Second)
 	setDefault(&opt.WriteTimeout, 30*time.Second)
 	setDefault(&opt.IdleTimeout, 120*time.Second)
+	setDefault(&opt.StreamPoll, time.Second)
 	if opt.MappingLoadedAt == nil {
 		started := opt.Now().UTC()
 		opt.MappingLoadedAt = func() time.Time { return started }
@@ -112,7 +121,7 @@ func New(in Ingester, opt Options) *Server {
 	if opt.Guard == nil {
 		opt.Guard = admin.NewGuard(opt.AdminToken)
 	}
-	s := &Server{opt: opt, in: in, log: opt.Log}
+	s := &Server{opt: opt, in: in, log: opt.Log, streamsDone: make(chan struct{})}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = opt.Proxies.ClientIP
@@ -148,6 +157,7 @@ func New(in Ingester, opt Options) *Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug),
 	}
+	s.http.RegisterOnShutdown(func() { close(s.streamsDone) })
 	return s
 }
 
@@ -317,7 +327,7 @@ func (s *Server) webhook(c echo.Context) error {
 	if shape != nil {
 		in.Invalid = shape.Reason
 	}
-	res, err := s.in.Ingest(in, s.opt.Mapping())
+	res, err := s.in.Ingest(r.Context(), in, s.opt.Mapping())
 	if err != nil {
 		s.opt.Observer.Webhook("store_error")
 		s.log.Error("webhook not stored; asking Digishare to retry", "ticket_id", ev.TicketID, "err", err)

@@ -2,8 +2,10 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -37,13 +39,10 @@ type noReloads struct{}
 
 func (noReloads) Reload(bool) {}
 
-func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options, *admin.Options)) *env {
+// testMapping is the mapping of every receiver test (a live one: the admin
+// service reads it).
+func testMapping(t testing.TB) *live.Mapping {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sb.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
 	cfg, err := config.Parse([]byte(`
 order_id: { strip_prefix: "ORDER-" }
 targets: { expertsender: { api_key: k } }
@@ -52,23 +51,33 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &fake.LogBuffer{}
-	log := logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok, adminToken}})
-	maps := live.New(cfg, nil, log, noReloads{})
-	if in == nil {
-		in = db
+	return live.New(cfg, nil, slog.New(slog.DiscardHandler), noReloads{})
+}
+
+func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sb.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = db.Close() })
+	maps := testMapping(t)
+	logs := &fake.LogBuffer{}
+	if in == nil {
+		in = bridge.Store{Backend: db}
+	}
+	log := logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}})
 	o := Options{
 		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
 		Mapping: maps.Current,
-		Ready:   db.Ping,
+		Ready:   func() error { return db.Ping(context.Background()) },
+		Admin:   bridge.Store{Backend: db},
+		Service: admin.New(admin.Options{Store: bridge.Store{Backend: db}, Console: db, Mapping: maps, Log: log}),
 		Log:     log,
 	}
-	adm := admin.Options{Store: db, Mapping: maps, Log: log}
 	for _, f := range opts {
-		f(&o, &adm)
+		f(&o)
 	}
-	o.Admin = admin.New(adm)
 	s := New(in, o)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
@@ -111,7 +120,7 @@ func (e *env) do(req *http.Request) answer {
 
 func (e *env) events() int {
 	e.t.Helper()
-	st, err := e.db.Stats()
+	st, err := e.db.Stats(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -228,7 +237,7 @@ func TestWrongShapeIsStoredAsInvalid(t *testing.T) {
 			if a.code != http.StatusAccepted || a.body["state"] != "invalid" || a.body["error"] == "" || a.body["event_id"] == nil {
 				t.Fatalf("%s: %d %v, want 202 invalid", name, a.code, a.body)
 			}
-			ev, raw, err := e.db.GetEvent(a.body["event_id"].(string))
+			ev, raw, err := e.db.GetEvent(context.Background(), a.body["event_id"].(string))
 			if err != nil || ev.State != bridge.EventInvalid || ev.Error == "" || string(raw) != body {
 				t.Errorf("stored: %+v %q %v", ev, raw, err)
 			}
@@ -260,7 +269,7 @@ func TestDuplicatesAndOtherEvents(t *testing.T) {
 	if n := e.events(); n != 2 {
 		t.Errorf("%d events, want 2", n)
 	}
-	st, _ := e.db.Stats()
+	st, _ := e.db.Stats(context.Background())
 	if st.Deliveries != 1 {
 		t.Errorf("%d deliveries, want 1", st.Deliveries)
 	}
@@ -281,7 +290,9 @@ func TestStoreFailureAnswers503(t *testing.T) {
 
 type panicking struct{}
 
-func (panicking) Ingest(bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) { panic("boom") }
+func (panicking) Ingest(context.Context, bridge.Incoming, bridge.Decider) (bridge.IngestResult, error) {
+	panic("boom")
+}
 
 func TestPanicBecomes500(t *testing.T) {
 	e := newEnv(t, "", panicking{})
@@ -316,7 +327,7 @@ func (busyStore) Busy() bool { return true }
 
 func TestBusyStoreRefusesBeforeReadingBody(t *testing.T) {
 	e := newEnv(t, "", nil)
-	b := newEnv(t, "", busyStore{e.db})
+	b := newEnv(t, "", bridge.Store{Backend: busyStore{e.db}})
 	a := b.post(hookPath, payload("t1"), nil)
 	if a.code != http.StatusServiceUnavailable || a.hdr.Get("Retry-After") != "1" {
 		t.Errorf("busy: %d %v, want 503 with Retry-After: 1", a.code, a.body)
@@ -364,7 +375,7 @@ func TestOneLogLinePerEvent(t *testing.T) {
 	}
 
 	warnOnly := &fake.LogBuffer{}
-	q := newEnv(t, "", nil, func(o *Options, _ *admin.Options) {
+	q := newEnv(t, "", nil, func(o *Options) {
 		o.Log = logging.New(warnOnly, logging.Options{Format: "json", Level: "warn"})
 	})
 	q.post(hookPath, payload("a2"), nil)

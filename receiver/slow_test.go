@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/mapping"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestSlowHeadersAreCutOff(t *testing.T) {
 	e := newEnv(t, "", nil)
 	table := e.server.opt.Mapping
-	s := New(e.db, Options{WebhookPath: hookPath, MaxBody: 4096, ReadHeaderTimeout: 300 * time.Millisecond,
+	s := New(bridge.Store{Backend: e.db}, Options{WebhookPath: hookPath, MaxBody: 4096, ReadHeaderTimeout: 300 * time.Millisecond,
 		Mapping: func() *mapping.Table { return table() }})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

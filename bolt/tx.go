@@ -1,0 +1,231 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/statusbridge/statusbridge/bridge"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// Compile-time checks: DB is a bridge.Backend, tx a bridge.Tx.
+var (
+	_ bridge.Backend = (*DB)(nil)
+	_ bridge.Tx      = (*tx)(nil)
+)
+
+// tx is a bbolt transaction seen through bridge.Tx.
+type tx struct {
+	db *DB
+	tx *bbolt.Tx
+}
+
+// Update runs fn in the next group commit and returns once that commit is on
+// disk. fn runs exactly once.
+func (db *DB) Update(ctx context.Context, opt bridge.UpdateOptions, fn func(bridge.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.submit(func(btx *bbolt.Tx) error { return fn(&tx{db, btx}) }, opt.Refusable, opt.Wake)
+}
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(ctx context.Context, fn func(bridge.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.view(func(btx *bbolt.Tx) error { return fn(&tx{db, btx}) })
+}
+
+// StoredPayload compresses a body for PutEvent (outside the committer).
+func (db *DB) StoredPayload(raw []byte) []byte { return compress(raw) }
+
+func (t *tx) ClaimDedup(key [32]byte, eventID string) ([]byte, string, error) {
+	dedup := t.tx.Bucket(bucketDedup)
+	dkey := append([]byte(nil), key[:dedupKeyLen]...)
+	first := dedup.Get(dkey)
+	if first == nil && t.db.legacyDedup {
+		first = dedup.Get(key[:])
+	}
+	if first != nil {
+		return dkey, idString(first), nil
+	}
+	k, err := idKey(eventID)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := dedup.Put(dkey, k); err != nil {
+		return nil, "", fmt.Errorf("store: put dedup key for %s: %w", eventID, err)
+	}
+	return dkey, "", nil
+}
+
+func (t *tx) Event(id string) (*bridge.Event, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	var ev bridge.Event
+	found, err := getRecord(t.tx.Bucket(bucketEvents), key, &ev)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: event %s", bridge.ErrNotFound, id)
+	}
+	return &ev, nil
+}
+
+func (t *tx) Payload(id string) ([]byte, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	return decompress(storedPayload(t.tx, key))
+}
+
+func (t *tx) PutEvent(ev *bridge.Event, stored []byte) error {
+	key, err := idKey(ev.ID)
+	if err != nil {
+		return err
+	}
+	var was bridge.Event // the counters move from the record it replaces (none: zero)
+	if _, err := getRecord(t.tx.Bucket(bucketEvents), key, &was); err != nil {
+		return err
+	}
+	if err := countEvent(t.tx, eventCountOf(&was), eventCountOf(ev)); err != nil {
+		return err
+	}
+	var v any = ev
+	if stored != nil {
+		v = eventPayload{ev, stored}
+	}
+	return putRecord(t.tx.Bucket(bucketEvents), key, v)
+}
+
+func (t *tx) EventsFrom(after string, limit int) ([]bridge.Event, error) {
+	c := t.tx.Bucket(bucketEvents).Cursor()
+	var k, v []byte
+	if after == "" {
+		k, v = c.First()
+	} else {
+		start, err := idKey(after)
+		if err != nil {
+			return nil, err
+		}
+		if k, v = c.Seek(start); k != nil && string(k) == string(start) {
+			k, v = c.Next()
+		}
+	}
+	var out []bridge.Event
+	for ; k != nil && len(out) < limit; k, v = c.Next() {
+		var ev bridge.Event
+		if err := decodeRecord(k, v, &ev); err != nil {
+			return nil, fmt.Errorf("store: decode event %s: %w", idString(k), err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func (t *tx) DeleteEvent(ev *bridge.Event) error {
+	key, err := idKey(ev.ID)
+	if err != nil {
+		return err
+	}
+	if err := uncountEventTx(t.tx, ev); err != nil {
+		return err
+	}
+	for _, id := range ev.DeliveryIDs {
+		if k, err := idKey(id); err == nil {
+			if err := t.tx.Bucket(bucketDeliveries).Delete(k); err != nil {
+				return err
+			}
+			if err := t.tx.Bucket(bucketPending).Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	if len(ev.DedupKey) > 0 {
+		if err := t.tx.Bucket(bucketDedup).Delete(ev.DedupKey); err != nil {
+			return err
+		}
+	}
+	if err := t.tx.Bucket(bucketPayloads).Delete(key); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketEvents).Delete(key)
+}
+
+func (t *tx) OrderState(orderID string) (bridge.OrderState, error) {
+	st := bridge.OrderState{}
+	if orderID == "" {
+		return st, nil
+	}
+	if _, err := getRecord(t.tx.Bucket(bucketOrders), []byte(orderID), &st); err != nil {
+		return st, err
+	}
+	for target, ts := range st.Targets {
+		ts.Live = true
+		if key, err := idKey(ts.DeliveryID); err == nil {
+			var d bridge.Delivery
+			if found, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &d); err != nil {
+				return st, err
+			} else if found {
+				ts.Live = d.Live()
+			}
+		}
+		st.Targets[target] = ts
+	}
+	return st, nil
+}
+
+// LockOrder is OrderState: one committer writes the file, so every
+// decision is already serialised.
+func (t *tx) LockOrder(orderID string) (bridge.OrderState, error) { return t.OrderState(orderID) }
+
+func (t *tx) PutOrder(orderID string, st bridge.OrderState) error {
+	return putRecord(t.tx.Bucket(bucketOrders), []byte(orderID), &st)
+}
+
+func (t *tx) Delivery(id string) (*bridge.Delivery, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return nil, err
+	}
+	var d bridge.Delivery
+	found, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &d)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
+	}
+	return &d, nil
+}
+
+func (t *tx) PutDelivery(d *bridge.Delivery) error {
+	key, err := idKey(d.ID)
+	if err != nil {
+		return err
+	}
+	if d.State.Terminal() {
+		if err := t.tx.Bucket(bucketPending).Delete(key); err != nil {
+			return err
+		}
+	} else if err := t.tx.Bucket(bucketPending).Put(key, nil); err != nil {
+		return fmt.Errorf("store: queue delivery %s: %w", d.ID, err)
+	}
+	stored := *d
+	if stored.State == bridge.InFlight {
+		stored.State = bridge.Pending // a claim is not a state on disk
+	}
+	var was bridge.Delivery // the counters move from the record it replaces (none: "")
+	if _, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &was); err != nil {
+		return err
+	}
+	if err := countDelivery(t.tx, stored.Target, key, was.State, stored.State); err != nil {
+		return err
+	}
+	return putRecord(t.tx.Bucket(bucketDeliveries), key, &stored)
+}

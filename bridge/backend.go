@@ -1,0 +1,145 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Backend is a store: the storage primitives the rules run on, inside the
+// backend's own transactions, and the reads and outbox operations the rest
+// of the service needs. Every call takes a context. bolt.DB (the embedded
+// default) and postgres.DB implement it; backendtest is the conformance
+// suite both pass.
+type Backend interface {
+	// Update runs fn in a read-write transaction and returns once it is
+	// durably committed. fn may run more than once (a backend may retry a
+	// transaction that lost a race): it must not keep state between runs.
+	Update(ctx context.Context, opt UpdateOptions, fn func(tx Tx) error) error
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(tx Tx) error) error
+	// StoredPayload prepares a raw body for Tx.PutEvent, outside any
+	// transaction (compression, for example).
+	StoredPayload(raw []byte) []byte
+
+	// GetEvent returns an event and its raw payload (ErrNotFound).
+	GetEvent(ctx context.Context, id string) (*Event, []byte, error)
+	// GetDelivery returns a delivery, in_flight while a sender claims it.
+	GetDelivery(ctx context.Context, id string) (*Delivery, error)
+	// ListEvents returns matching events newest first and the next cursor.
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, string, error)
+	// ListDeliveries returns matching deliveries newest first and the next
+	// cursor; a claimed pending delivery is listed (and filtered) in_flight.
+	ListDeliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, string, error)
+	// PendingByTarget counts unfinished deliveries per target (the outbox gauges).
+	PendingByTarget(ctx context.Context) (map[string]PendingStat, error)
+	// Stats counts records.
+	Stats(ctx context.Context) (Stats, error)
+
+	// ShortEventIDs returns, for each id, the shortest end of it (at least
+	// MinShortID hex digits) that no other event's id ends with: what a
+	// person is shown and types.
+	ShortEventIDs(ctx context.Context, ids []string) (map[string]string, error)
+	// ShortDeliveryIDs is ShortEventIDs for deliveries.
+	ShortDeliveryIDs(ctx context.Context, ids []string) (map[string]string, error)
+	// ResolveEventID returns the event id that ref (a whole id, or the end
+	// of one) names: ErrNotFound when none does, *AmbiguousError when
+	// several do.
+	ResolveEventID(ctx context.Context, ref string) (string, error)
+	// ResolveDeliveryID is ResolveEventID for deliveries.
+	ResolveDeliveryID(ctx context.Context, ref string) (string, error)
+
+	Outbox
+
+	// Busy reports whether an ingest now would be refused (ErrOverloaded).
+	Busy() bool
+	// Ping reports whether the store can take writes (/readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Outbox is what the delivery worker needs from a backend.
+type Outbox interface {
+	// Wake is signalled after a commit that queued deliveries.
+	Wake() <-chan struct{}
+	// PendingAfter returns up to limit unfinished deliveries after the one
+	// with id after ("" = from the start), in commit order within each
+	// (order, target) lane. A backend may return a delivery again; the
+	// worker skips those it holds.
+	PendingAfter(ctx context.Context, after string, limit int) ([]Delivery, error)
+	// Claim marks a delivery as being sent by this process until the claim
+	// is released by Record. It refuses (ErrClaimRefused) a delivery that is
+	// no longer pending, claimed by another sender, or not the oldest
+	// unfinished one of its lane.
+	Claim(ctx context.Context, d *Delivery, durable bool) error
+	// Release drops a claim without recording an attempt (shutdown).
+	Release(ctx context.Context, id string) error
+	// Record appends an attempt, moves the delivery to its new state and
+	// releases its claim, returning once that is committed.
+	Record(ctx context.Context, id string, r AttemptResult, now time.Time) error
+	// RecordAsync is Record without waiting: done is called once the record
+	// is committed or has failed; it must not block.
+	RecordAsync(ctx context.Context, id string, r AttemptResult, now time.Time, done func(error)) error
+	// Triggered reports whether a no-repeat key was recorded by a done delivery.
+	Triggered(ctx context.Context, key string) (bool, error)
+}
+
+// UpdateOptions describe a write transaction.
+type UpdateOptions struct {
+	// Refusable: the write may be refused with ErrOverloaded under load
+	// (ingests), rather than queued.
+	Refusable bool
+	// Wake: the write may queue deliveries; wake the delivery worker.
+	Wake bool
+}
+
+// Tx is a transaction's storage primitives. Slices returned are the
+// caller's.
+type Tx interface {
+	// ClaimDedup records key for eventID unless it is recorded already; it
+	// returns the key as stored and, for a repeat, the first event's id.
+	// It must be safe against concurrent claims of the same key (a unique
+	// key, not a check-then-insert, where several processes write).
+	ClaimDedup(key [32]byte, eventID string) (stored []byte, firstID string, err error)
+	// Event reads an event (ErrNotFound).
+	Event(id string) (*Event, error)
+	// Payload reads an event's raw payload.
+	Payload(id string) ([]byte, error)
+	// PutEvent inserts or rewrites an event. stored (from
+	// Backend.StoredPayload) is its payload on insert; nil keeps the
+	// payload it has.
+	PutEvent(ev *Event, stored []byte) error
+	// EventsFrom returns up to limit events after id after ("" = the
+	// oldest), oldest first.
+	EventsFrom(after string, limit int) ([]Event, error)
+	// DeleteEvent deletes an event with its payload, dedup key and deliveries.
+	DeleteEvent(ev *Event) error
+	// OrderState reads an order's state, each target's last delivery marked
+	// live or not (a delivery deleted by retention counts as live).
+	OrderState(orderID string) (OrderState, error)
+	// LockOrder is OrderState, locking the order against concurrent
+	// decisions until the transaction ends.
+	LockOrder(orderID string) (OrderState, error)
+	// PutOrder writes an order's state.
+	PutOrder(orderID string, st OrderState) error
+	// Delivery reads a delivery (ErrNotFound).
+	Delivery(id string) (*Delivery, error)
+	// PutDelivery inserts or rewrites a delivery; an unfinished one is in
+	// the outbox, a finished one leaves it.
+	PutDelivery(d *Delivery) error
+}
+
+// ErrClaimRefused: a delivery cannot be claimed now (see Outbox.Claim).
+var ErrClaimRefused = errors.New("store: claim refused")
+
+// NewID returns a new time-ordered id (UUIDv7).
+func NewID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("store: new id: %w", err)
+	}
+	return id.String(), nil
+}
