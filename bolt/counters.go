@@ -40,10 +40,9 @@ const (
 	// counterHorizon is how long time buckets are kept: an event received
 	// earlier changes only the status id counters.
 	counterHorizon = 48 * time.Hour
-	// metaCountersKey is set in meta, to countersVersion, once the counters
-	// and the indexes of this file were built; another value builds them again.
+	// metaCountersKey is set in meta once the counters and the indexes of
+	// this file were built.
 	metaCountersKey = "console_indexes"
-	countersVersion = "2" // 2: with the tails indexes
 )
 
 // initConsole creates the console's buckets and, the first time, builds the
@@ -59,11 +58,11 @@ func initConsole(bdb *bbolt.DB, log *slog.Logger) error {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
 			}
 		}
-		if string(tx.Bucket(bucketMeta).Get([]byte(metaCountersKey))) == countersVersion {
+		if tx.Bucket(bucketMeta).Get([]byte(metaCountersKey)) != nil {
 			built = true
 			return nil
 		}
-		for _, b := range [][]byte{bucketCounters, bucketPendingByTarget, bucketOrderEvents, bucketEventTails, bucketDeliveryTails} {
+		for _, b := range [][]byte{bucketCounters, bucketPendingByTarget, bucketOrderEvents} {
 			if tx.Bucket(b) != nil {
 				if err := tx.DeleteBucket(b); err != nil {
 					return fmt.Errorf("store: reset bucket %s: %w", b, err)
@@ -102,9 +101,7 @@ func initConsole(bdb *bbolt.DB, log *slog.Logger) error {
 	if events > 0 || deliveries > 0 {
 		log.Info("store: console counters and indexes built", "events", events, "deliveries", deliveries, "duration", time.Since(t0))
 	}
-	return bdb.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put([]byte(metaCountersKey), []byte(countersVersion))
-	})
+	return bdb.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte(metaCountersKey), []byte("1")) })
 }
 
 // buildChunk is how many records one transaction of the first build reads.
@@ -182,17 +179,6 @@ func countEvent(tx *bbolt.Tx, from, to eventCount) error {
 	if from.state == to.state && from.statusID == to.statusID && from.orderID == to.orderID && from.receivedAt.Equal(to.receivedAt) {
 		return nil
 	}
-	if was, is := from.state != "", to.state != ""; was != is { // stored, or deleted
-		id := to.id
-		if !is {
-			id = from.id
-		}
-		if key, err := idKey(id); err == nil {
-			if err := indexTail(tx, bucketEventTails, key, is); err != nil {
-				return err
-			}
-		}
-	}
 	if fk, tk := from.orderKey(), to.orderKey(); !bytes.Equal(fk, tk) {
 		idx := tx.Bucket(bucketOrderEvents)
 		if fk != nil {
@@ -248,11 +234,6 @@ func countDelivery(tx *bbolt.Tx, target string, key []byte, from, to bridge.Deli
 	}
 	if to != "" {
 		if err := addCounter(b, deliveryKey(target, to), 1); err != nil {
-			return err
-		}
-	}
-	if from == "" || to == "" {
-		if err := indexTail(tx, bucketDeliveryTails, key, to != ""); err != nil {
 			return err
 		}
 	}

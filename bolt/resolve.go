@@ -52,11 +52,6 @@ func (db *DB) resolve(bucket []byte, kind, ref string) (string, error) {
 	}
 	var found []string
 	err := db.view(func(tx *bbolt.Tx) error {
-		if tails := tailsBucket(tx, bucket); tails != nil {
-			var err error
-			found, err = resolveFromTails(tails, want, 10)
-			return err
-		}
 		var buf [32]byte
 		return tx.Bucket(bucket).ForEach(func(k, _ []byte) error {
 			if len(k) != 16 {
@@ -104,16 +99,7 @@ func (db *DB) shortIDs(bucket []byte, ids []string) (map[string]string, error) {
 		tail := [4]byte(k[12:])
 		byTail[tail] = append(byTail[tail], s)
 	}
-	var fromTails map[string]string
 	err := db.view(func(tx *bbolt.Tx) error {
-		if tails := tailsBucket(tx, bucket); tails != nil {
-			keys := make(map[string][]byte, len(all))
-			for id, s := range all {
-				keys[id] = s.key
-			}
-			fromTails = shortFromTails(tails, keys)
-			return nil
-		}
 		return tx.Bucket(bucket).ForEach(func(k, _ []byte) error {
 			if len(k) != 16 {
 				return nil
@@ -128,9 +114,6 @@ func (db *DB) shortIDs(bucket []byte, ids []string) (map[string]string, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: short ids: %w", err)
-	}
-	if fromTails != nil {
-		return fromTails, nil
 	}
 	out := make(map[string]string, len(all))
 	for id, s := range all {
