@@ -200,6 +200,7 @@ func TestEveryPageRenders(t *testing.T) {
 		{"/ui/order?id=12345", []string{"What each target was told", "nothing yet", "dead", "Timeline", "attempt 1"}},
 		{"/ui/order", []string{"Order id"}},
 		{"/ui/deliveries", []string{"Retry all that match", "12345"}},
+		{"/ui/deliveries?state=dead&include_resolved=1", []string{`name="include_resolved" value="1" checked`, "12345"}},
 		{"/ui/deliveries/retry-all", []string{"<strong>1</strong> match", "Retry 1 deliveries"}},
 		{"/ui/jobs/" + j.ID, []string{"Progress", "queued"}},
 		{"/ui/jobs/" + j.ID + "/live", []string{"<progress"}},

@@ -306,13 +306,14 @@ func (c *Console) order(w http.ResponseWriter, r *http.Request, rq *request) {
 // Deliveries.
 
 type deliveriesData struct {
-	State   string
-	Target  string
-	States  []bridge.DeliveryState
-	Targets []string
-	Rows    []bridge.Delivery
-	Next    string
-	Problem string
+	State    string
+	Target   string
+	Resolved bool // dead ones a done successor resolved are listed too
+	States   []bridge.DeliveryState
+	Targets  []string
+	Rows     []bridge.Delivery
+	Next     string
+	Problem  string
 }
 
 func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -327,7 +328,9 @@ func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, rq *request
 		return
 	}
 	d.Targets = targets
-	rows, next, err := c.svc.Deliveries(r.Context(), bridge.DeliveryFilter{State: d.State, Target: d.Target, Cursor: q.Get("cursor"), Limit: 50})
+	d.Resolved = q.Get("include_resolved") == "1"
+	rows, next, err := c.svc.Deliveries(r.Context(), bridge.DeliveryFilter{State: d.State, Target: d.Target, IncludeResolved: d.Resolved,
+		Cursor: q.Get("cursor"), Limit: 50})
 	if d.Problem, err = refused(err); err != nil {
 		c.failErr(w, r, rq, err)
 		return
