@@ -290,7 +290,8 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		return out, err
 	})
 	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
-	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
+	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log,
+		OnCommit: func(c bolt.CommitStats) { met.Commit(c.Writes, c.Pages, c.Duration) }})
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,10 @@ type Result struct {
 	CommitP50ms     float64 `json:"commit_p50_ms,omitempty"`
 	CommitP99ms     float64 `json:"commit_p99_ms,omitempty"`
 	WritesPerCommit float64 `json:"writes_per_commit,omitempty"`
-	CPUPerReqUs     float64 `json:"server_cpu_us_per_stored_webhook,omitempty"`
+	// PagesPerCommit is the pages (4 KB) each group commit wrote
+	// (statusbridge_store_commit_pages).
+	PagesPerCommit float64 `json:"pages_per_commit,omitempty"`
+	CPUPerReqUs    float64 `json:"server_cpu_us_per_stored_webhook,omitempty"`
 	// GenCPUPerReqUs is the generator's CPU per request: wrk's own, or this
 	// program's (the Go generators, and in delivery phases the no-op
 	// ExpertSender), which share the machine's cores with the server.
@@ -76,7 +79,7 @@ func printReport(out io.Writer, r *Report) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "statusbridge benchmark, %s, %s, store %s\n", r.When.Format(time.RFC3339), r.Machine, r.Store)
 	fmt.Fprintf(w, "generators: saturation %s; fixed rate %s\n\n", r.Generator.Saturation, r.Generator.FixedRate)
-	fmt.Fprintln(w, "PHASE\tGEN\tSENT/S\tOK/S\tP50 MS\tP99 MS\tNON-2XX\t503s\tE2E P99 MS\tSERVER P99 MS\tCOMMIT P50/P99 MS\tWRITES/COMMIT\tCPU µs/REQ\tGEN CPU µs/REQ\tDISK B/ACK\tQUIET")
+	fmt.Fprintln(w, "PHASE\tGEN\tSENT/S\tOK/S\tP50 MS\tP99 MS\tNON-2XX\t503s\tE2E P99 MS\tSERVER P99 MS\tCOMMIT P50/P99 MS\tWRITES/COMMIT\tPAGES/COMMIT\tCPU µs/REQ\tGEN CPU µs/REQ\tDISK B/ACK\tQUIET")
 	dash := func(v float64) string {
 		if v <= 0 {
 			return "-"
@@ -102,8 +105,8 @@ func printReport(out io.Writer, r *Report) error {
 		if !p.Quiet.Quiet {
 			quiet += " NOT QUIET"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Generator, p.Rate, p.Throughput, dash(p.P50ms), dash(p.P99ms),
-			p.NonOK, refused, dash(p.E2EP99ms), dash(p.ServerP99ms), commit, dash(p.WritesPerCommit), whole(p.CPUPerReqUs), whole(p.GenCPUPerReqUs),
+		fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Generator, p.Rate, p.Throughput, dash(p.P50ms), dash(p.P99ms),
+			p.NonOK, refused, dash(p.E2EP99ms), dash(p.ServerP99ms), commit, dash(p.WritesPerCommit), dash(p.PagesPerCommit), whole(p.CPUPerReqUs), whole(p.GenCPUPerReqUs),
 			whole(p.DiskBytesPerAck), quiet)
 	}
 	if err := w.Flush(); err != nil {

@@ -291,6 +291,9 @@ func (b *bench) phase(srv *process, o phaseOpts, load func() (Result, error)) (R
 		if n := after["statusbridge_store_commit_writes_count"] - before["statusbridge_store_commit_writes_count"]; n > 0 {
 			r.WritesPerCommit = (after["statusbridge_store_commit_writes_sum"] - before["statusbridge_store_commit_writes_sum"]) / n
 		}
+		if n := after["statusbridge_store_commit_pages_count"] - before["statusbridge_store_commit_pages_count"]; n > 0 {
+			r.PagesPerCommit = (after["statusbridge_store_commit_pages_sum"] - before["statusbridge_store_commit_pages_sum"]) / n
+		}
 	}
 	if o.drain && !srv.waitDrained(2*time.Minute) {
 		r.DiskNote = "outbox not drained in 2 minutes: some deliveries' writes are not counted"
@@ -314,8 +317,8 @@ func (b *bench) phase(srv *process, o phaseOpts, load func() (Result, error)) (R
 			quiet = "quiet wait failed (" + qerr.Error() + "): ran anyway"
 		}
 	}
-	fmt.Fprintf(os.Stderr, "  %-40s %8.0f/s  p99 %7.2f ms  ok %5.1f%%  server p99 %.2f ms  commit p50/p99 %.2f/%.2f ms × %.1f writes  disk %.0f B/ack  [%s]\n",
-		r.Name, r.Throughput, r.P99ms, 100*r.Success, r.ServerP99ms, r.CommitP50ms, r.CommitP99ms, r.WritesPerCommit, r.DiskBytesPerAck, quiet)
+	fmt.Fprintf(os.Stderr, "  %-40s %8.0f/s  p99 %7.2f ms  ok %5.1f%%  server p99 %.2f ms  commit p50/p99 %.2f/%.2f ms × %.1f writes, %.1f pages  disk %.0f B/ack  [%s]\n",
+		r.Name, r.Throughput, r.P99ms, 100*r.Success, r.ServerP99ms, r.CommitP50ms, r.CommitP99ms, r.WritesPerCommit, r.PagesPerCommit, r.DiskBytesPerAck, quiet)
 	b.rep.Phases = append(b.rep.Phases, r)
 	return r, nil
 }

@@ -46,8 +46,9 @@ type Options struct {
 	// records) may wait for a synchronous write to share it (default 2ms;
 	// negative: never wait). Acknowledgements never wait on a timer.
 	AsyncDelay time.Duration
-	// OnCommit, when set, is told each group commit's size and duration.
-	OnCommit func(writes int, d time.Duration)
+	// OnCommit, when set, is told each group commit's size, pages and
+	// duration (from the committer goroutine: it must not block).
+	OnCommit func(CommitStats)
 	Logger   *slog.Logger
 }
 
@@ -69,6 +70,19 @@ type DB struct {
 	// legacyDedup: the store began as statusbridge/1, so its dedup index may
 	// hold full 32-byte keys as well as 16-byte ones.
 	legacyDedup bool
+}
+
+// CommitStats describe one group commit.
+type CommitStats struct {
+	// Writes is how many writes (ingests, delivery records, …) it held.
+	Writes int
+	// Pages is how many pages it wrote: the B-tree pages it dirtied
+	// (bbolt's TxStats.PageCount) and the meta page; 0 when it failed.
+	// Each is a page of the file (4 KB), so this is what the commit cost
+	// the disk.
+	Pages int
+	// Duration is the whole commit: the transaction and its fdatasyncs.
+	Duration time.Duration
 }
 
 type op struct {
@@ -329,6 +343,10 @@ func (db *DB) commitLoop() {
 	}
 }
 
+// beforeCommit, when set (by tests), sees each group commit's transaction
+// after its writes, before bbolt commits it.
+var beforeCommit func(tx *bbolt.Tx)
+
 // drain adds to batch whatever is already waiting, without blocking.
 func (db *DB) drain(batch *[]*op, ingest, writes *chan *op) {
 	for len(*batch) < db.opts.MaxBatch {
@@ -362,12 +380,24 @@ func onlyAsync(batch []*op) bool {
 }
 
 func (db *DB) commit(batch []*op) {
+	var btx *bbolt.Tx
 	if db.opts.OnCommit != nil {
 		t0 := time.Now()
-		defer func() { db.opts.OnCommit(len(batch), time.Since(t0)) }()
+		defer func() {
+			st := CommitStats{Writes: len(batch), Duration: time.Since(t0)}
+			if btx != nil {
+				// Read after the commit: a closed tx keeps its stats.
+				if ts := btx.Stats(); ts.GetPageCount() > 0 {
+					n := ts.GetPageCount()
+					st.Pages = int(n) + 1 // + the meta page
+				}
+			}
+			db.opts.OnCommit(st)
+		}()
 	}
 	var failed *op
 	err := db.bolt.Update(func(tx *bbolt.Tx) error {
+		btx = tx
 		setFill(tx)
 		for _, o := range batch {
 			if err := o.fn(tx); err != nil {
@@ -375,12 +405,16 @@ func (db *DB) commit(batch []*op) {
 				return err
 			}
 		}
+		if beforeCommit != nil {
+			beforeCommit(tx)
+		}
 		return nil
 	})
 	if err == nil {
 		db.finish(batch, nil)
 		return
 	}
+	btx = nil // rolled back: it wrote nothing
 	if failed == nil || len(batch) == 1 {
 		// The commit itself failed (disk full, I/O error): nothing was written.
 		db.log.Error("store commit failed", "writes", len(batch), "err", err)

@@ -392,7 +392,7 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 	commits := make(chan int, 16)
 	path := filepath.Join(t.TempDir(), "sb.db")
-	db, err := Open(path, Options{AsyncDelay: time.Hour, OnCommit: func(writes int, _ time.Duration) { commits <- writes }})
+	db, err := Open(path, Options{AsyncDelay: time.Hour, OnCommit: func(c CommitStats) { commits <- c.Writes }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,7 +215,7 @@ func registered(t *testing.T) map[string]string {
 	})
 	m.Webhook("accepted")
 	m.Stored(time.Millisecond)
-	m.Commit(1, time.Millisecond)
+	m.Commit(1, 3, time.Millisecond)
 	m.Event("dispatched")
 	m.Attempt("expertsender", "done", time.Millisecond)
 	m.Reload(true)

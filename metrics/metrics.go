@@ -25,6 +25,7 @@ type Metrics struct {
 	ack        prometheus.Histogram
 	commit     prometheus.Histogram
 	commitOps  prometheus.Histogram
+	commitPgs  prometheus.Histogram
 	circuit    *prometheus.GaugeVec
 	outbox     *outboxCollector // nil: no outbox gauges
 
@@ -59,13 +60,15 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 		Help: "Duration of each group commit (the transaction and its fsyncs).", Buckets: fine})
 	m.commitOps = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_writes",
 		Help: "Writes (ingests and delivery records) per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
+	m.commitPgs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_pages",
+		Help: "Pages (4 KB each) written per group commit: the B-tree pages it dirtied and the meta page.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
 	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
 		Help: "1 on the replica that sends deliveries (the elected sender), else 0."})
 	m.circuit = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_circuit_open",
 		Help: "1 while the target's circuit breaker is open or half-open in this replica (its sends are paused), else 0."}, []string{"target"})
 	m.mappingInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_mapping_info",
 		Help: "Always 1; the version label is the mapping in force."}, []string{"version"})
-	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.circuit,
+	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.commitPgs, m.circuit,
 		m.sender, m.mappingInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
@@ -110,10 +113,14 @@ func (m *Metrics) Webhook(outcome string) { m.webhooks.WithLabelValues(outcome).
 // Stored records how long a stored webhook took to be answered.
 func (m *Metrics) Stored(d time.Duration) { m.ack.Observe(d.Seconds()) }
 
-// Commit records one group commit: how many writes it held and how long it took.
-func (m *Metrics) Commit(writes int, d time.Duration) {
+// Commit records one group commit: how many writes it held, how many pages
+// it wrote (0: not known, not observed) and how long it took.
+func (m *Metrics) Commit(writes, pages int, d time.Duration) {
 	m.commit.Observe(d.Seconds())
 	m.commitOps.Observe(float64(writes))
+	if pages > 0 {
+		m.commitPgs.Observe(float64(pages))
+	}
 }
 
 // Event counts a stored event's state.
