@@ -18,9 +18,11 @@ import (
 
 // benchBody returns the ~1.5 KB webhook of benchmark op i: Digishare's
 // documented shape (fake.Update) with a fresh ticket id, order id and
-// campaign order id, plus 500 characters of text that compresses like prose,
-// not like a run of x. The JSON is made once; each op only splices its id
-// in, so the benchmarks measure the store, not the making of their input.
+// campaign order id, the time of the call in changes (as Digishare sends
+// it: the time of the change), plus 500 characters of text that compresses
+// like prose, not like a run of x. The JSON is made once; each op only
+// splices its id and time in, so the benchmarks measure the store, not the
+// making of their input.
 var benchBody = func() func(i int64) []byte {
 	words := strings.Fields("commande livraison adresse casablanca rabat client confirme paiement produit retour " +
 		"colis suivi numero rue boulevard quartier appartement etage code postal telephone")
@@ -29,18 +31,37 @@ var benchBody = func() func(i int64) []byte {
 		pb.WriteString(words[(i*7+i/3)%len(words)])
 		pb.WriteByte(' ')
 	}
-	const slot = "@@ID@@"
-	tmpl := fake.Update{TicketID: "t" + slot, OrderID: slot, StatusID: confirmed,
-		DateStatus: "2026-01-13 16:29:51", Campaign: map[string]any{"pad": pb.String(), "order_id": slot}}.Payload()
-	parts := strings.Split(string(tmpl), slot)
+	const idSlot, timeSlot = "@@ID@@", "@@TIME@@"
+	tmpl := fake.Update{TicketID: "t" + idSlot, OrderID: idSlot, StatusID: confirmed,
+		DateStatus: timeSlot, Campaign: map[string]any{"pad": pb.String(), "order_id": idSlot}}.Payload()
+	var parts []string // text, slot, text, slot, …
+	for rest := string(tmpl); ; {
+		i, j := strings.Index(rest, idSlot), strings.Index(rest, timeSlot)
+		if i < 0 && j < 0 {
+			parts = append(parts, rest)
+			break
+		}
+		if i < 0 || (j >= 0 && j < i) {
+			parts = append(parts, rest[:j], timeSlot)
+			rest = rest[j+len(timeSlot):]
+		} else {
+			parts = append(parts, rest[:i], idSlot)
+			rest = rest[i+len(idSlot):]
+		}
+	}
 	return func(i int64) []byte {
 		id := strconv.FormatInt(i, 10)
-		out := make([]byte, 0, len(tmpl)+len(parts)*len(id))
-		for j, p := range parts {
-			if j > 0 {
+		now := time.Now().UTC().Format(time.DateTime)
+		out := make([]byte, 0, len(tmpl)+3*len(id))
+		for k, p := range parts {
+			switch {
+			case k%2 == 0:
+				out = append(out, p...)
+			case p == idSlot:
 				out = append(out, id...)
+			default:
+				out = append(out, now...)
 			}
-			out = append(out, p...)
 		}
 		return out
 	}

@@ -1,7 +1,10 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/statusbridge/statusbridge/bridge"
@@ -13,7 +16,7 @@ var (
 	bucketMeta       = []byte("meta")       // "schema" → schemaVersion; "legacy_dedup" when set
 	bucketEvents     = []byte("events")     // event id (16-byte UUIDv7) → event record with its stored payload (codec.go)
 	bucketPayloads   = []byte("payloads")   // event id → stored payload, for events written before payloads were inline
-	bucketDedup      = []byte("dedup")      // first 16 bytes of the sha256 dedup key → event id
+	bucketDedup      = []byte("dedup")      // dedup key (dedupIndexKey: the update's time, then its hash) → event id
 	bucketOrders     = []byte("orders")     // order id → mapping.OrderState record
 	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery record
 	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
@@ -30,19 +33,55 @@ var (
 // records stay readable and its old dedup keys are still consulted.
 // statusbridge/3 adds to deliveries the request each attempt sent and their
 // retry links (deliveryV2 records) and the changes feed (feed.go); a /2
-// store is upgraded in place the same way. Binaries refuse a store of a
-// version they do not know instead of misreading it (a /2 build refuses /3).
+// store is upgraded in place the same way. statusbridge/4 leads dedup keys
+// with the update's own time (dedupIndexKey), so new keys append to the
+// index instead of each dirtying a random page of it; a /1–/3 store is
+// upgraded in place: its keys (hash only) stay, and are still consulted for
+// updates from before the upgrade (metaHashDedupKey). Binaries refuse a store
+// of a version they do not know instead of misreading it (a /2 build
+// refuses /3, a /3 build /4).
 const (
 	metaSchemaKey      = "schema"
 	metaLegacyDedupKey = "legacy_dedup" // set: the dedup index may hold 32-byte keys
-	schemaVersion      = "statusbridge/3"
-	schemaVersion2     = "statusbridge/2"
-	schemaVersion1     = "statusbridge/1"
+	// metaHashDedupKey, set when a store from before statusbridge/4 is
+	// upgraded: 8 bytes, big-endian Unix seconds. An update whose time is
+	// earlier (or that has none) may repeat an event stored under a hash-only
+	// key (16 bytes, or 32 with legacy_dedup), so those are consulted too.
+	metaHashDedupKey = "hash_dedup_before"
+	schemaVersion    = "statusbridge/4"
+	schemaVersion3   = "statusbridge/3"
+	schemaVersion2   = "statusbridge/2"
+	schemaVersion1   = "statusbridge/1"
 )
 
-// dedupKeyLen is how much of the sha256 dedup key the index keeps: 128 bits
-// make an accidental collision as unlikely as a UUID's, at half the size.
+// dedupKeyLen is how much of the sha256 dedup key a hash-only key (before
+// statusbridge/4) keeps: 128 bits make an accidental collision as unlikely
+// as a UUID's, at half the size.
 const dedupKeyLen = 16
+
+// hashDedupSlack is how long after an upgrade to statusbridge/4 an update's
+// time may lie and still be looked up under the old hash-only keys too: a
+// repeat of an event stored before the upgrade carries a time from before it,
+// give or take Digishare's clock.
+const hashDedupSlack = 7 * 24 * time.Hour
+
+// dedupIndexKey is k's key in the dedup index (16 bytes): the update's time
+// as big-endian Unix seconds (4 bytes; 0 without one, clamped to 1970–2106),
+// then the first 12 bytes of its hash. Updates arrive roughly in the order
+// of their time, so a group commit's new keys sort together at the end of
+// the index: one or two leaf pages written instead of one per ingest. 96 bits
+// of hash among the updates of one second make an accidental collision
+// vanishingly unlikely.
+func dedupIndexKey(k bridge.DedupKey) []byte {
+	var sec uint32
+	if s := k.At.Unix(); !k.At.IsZero() && s > 0 {
+		sec = uint32(min(s, math.MaxUint32))
+	}
+	out := make([]byte, 16)
+	binary.BigEndian.PutUint32(out, sec)
+	copy(out[4:], k.Hash[:12])
+	return out
+}
 
 // newID returns a time-ordered id: UUIDv7 is monotonic within the process, so
 // new keys append to the end of their bucket.

@@ -8,9 +8,11 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -67,9 +69,8 @@ type DB struct {
 	// claims holds the deliveries this process is sending (in_flight).
 	claimMu sync.Mutex
 	claims  map[string]bool
-	// legacyDedup: the store began as statusbridge/1, so its dedup index may
-	// hold full 32-byte keys as well as 16-byte ones.
-	legacyDedup bool
+	// dedup: the old forms of key the dedup index may hold.
+	dedup dedupForm
 }
 
 // CommitStats describe one group commit.
@@ -137,7 +138,7 @@ func Open(path string, opts Options) (*DB, error) {
 	// bbolt extends a large file 16 MB at a time; 4 MB keeps the unused tail
 	// small (an extension costs one extra fsync, every few thousand events).
 	bdb.AllocSize = 4 << 20
-	legacyDedup, err := checkSchema(bdb, opts.ReadOnly)
+	dedup, err := checkSchema(bdb, opts.ReadOnly)
 	if err == nil && !opts.ReadOnly {
 		err = initConsole(bdb, opts.Logger)
 	}
@@ -146,15 +147,15 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	db := &DB{
-		bolt:        bdb,
-		log:         opts.Logger,
-		ingest:      make(chan *op, opts.QueueSize),
-		writes:      make(chan *op, 256),
-		wake:        make(chan struct{}, 1),
-		done:        make(chan struct{}),
-		opts:        opts,
-		legacyDedup: legacyDedup,
-		claims:      map[string]bool{},
+		bolt:   bdb,
+		log:    opts.Logger,
+		ingest: make(chan *op, opts.QueueSize),
+		writes: make(chan *op, 256),
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		opts:   opts,
+		dedup:  dedup,
+		claims: map[string]bool{},
 	}
 	if opts.ReadOnly {
 		close(db.done)
@@ -165,35 +166,58 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
+// dedupForm says which forms of dedup key an index may hold besides the
+// current one (dedupIndexKey).
+type dedupForm struct {
+	// legacy32: the store began as statusbridge/1, so its index may hold
+	// full 32-byte keys.
+	legacy32 bool
+	// hashBefore (Unix seconds, 0: none): the store was upgraded to
+	// statusbridge/4, so updates from before this time may repeat events
+	// stored under hash-only keys.
+	hashBefore int64
+}
+
 // checkSchema initialises an empty file and refuses one written by anything
-// else. It reports whether the store began as statusbridge/1 (its dedup index
-// may hold 32-byte keys).
-func checkSchema(bdb *bbolt.DB, readOnly bool) (legacyDedup bool, err error) {
-	var empty, ours, v1 bool
+// else; a store of an earlier version is upgraded in place (meta only: the
+// records stay as they are). It reports which old dedup keys the index may
+// hold.
+func checkSchema(bdb *bbolt.DB, readOnly bool) (form dedupForm, err error) {
+	var empty, ours, v1, current bool
 	err = bdb.View(func(tx *bbolt.Tx) error {
 		empty = true
 		_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
 		if m := tx.Bucket(bucketMeta); m != nil {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
-			ours = v1 || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion))
-			legacyDedup = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
+			current = bytes.Equal(schema, []byte(schemaVersion))
+			ours = v1 || current || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion3))
+			form.legacy32 = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
+			if v := m.Get([]byte(metaHashDedupKey)); len(v) == 8 {
+				form.hashBefore = int64(binary.BigEndian.Uint64(v))
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("store: read schema: %w", err)
+		return dedupForm{}, fmt.Errorf("store: read schema: %w", err)
 	}
 	if !empty && !ours {
-		return false, fmt.Errorf("%w (it holds other buckets; refusing to touch it)", ErrForeign)
+		return dedupForm{}, fmt.Errorf("%w (it holds other buckets; refusing to touch it)", ErrForeign)
 	}
 	if readOnly {
 		if empty {
-			return false, fmt.Errorf("%w (the file is empty)", bridge.ErrNotFound)
+			return dedupForm{}, fmt.Errorf("%w (the file is empty)", bridge.ErrNotFound)
 		}
-		return legacyDedup, nil
+		if !current && form.hashBefore == 0 {
+			form.hashBefore = math.MaxInt64 // not upgraded yet: every key is hash-only
+		}
+		return form, nil
 	}
-	return legacyDedup, bdb.Update(func(tx *bbolt.Tx) error {
+	if !empty && !current && form.hashBefore == 0 {
+		form.hashBefore = time.Now().Add(hashDedupSlack).Unix()
+	}
+	return form, bdb.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", b, err)
@@ -202,6 +226,11 @@ func checkSchema(bdb *bbolt.DB, readOnly bool) (legacyDedup bool, err error) {
 		meta := tx.Bucket(bucketMeta)
 		if v1 {
 			if err := meta.Put([]byte(metaLegacyDedupKey), []byte("32")); err != nil {
+				return fmt.Errorf("store: upgrade schema: %w", err)
+			}
+		}
+		if form.hashBefore != 0 {
+			if err := meta.Put([]byte(metaHashDedupKey), binary.BigEndian.AppendUint64(nil, uint64(form.hashBefore))); err != nil {
 				return fmt.Errorf("store: upgrade schema: %w", err)
 			}
 		}

@@ -40,12 +40,15 @@ func (db *DB) View(ctx context.Context, fn func(bridge.Tx) error) error {
 // StoredPayload compresses a body for PutEvent (outside the committer).
 func (db *DB) StoredPayload(raw []byte) []byte { return compress(raw) }
 
-func (t *tx) ClaimDedup(key [32]byte, eventID string) ([]byte, string, error) {
+func (t *tx) ClaimDedup(key bridge.DedupKey, eventID string) ([]byte, string, error) {
 	dedup := t.tx.Bucket(bucketDedup)
-	dkey := append([]byte(nil), key[:dedupKeyLen]...)
+	dkey := dedupIndexKey(key)
 	first := dedup.Get(dkey)
-	if first == nil && t.db.legacyDedup {
-		first = dedup.Get(key[:])
+	if first == nil && t.db.dedup.hashBefore != 0 && (key.At.IsZero() || key.At.Unix() < t.db.dedup.hashBefore) {
+		// Maybe a repeat of an event stored before statusbridge/4.
+		if first = dedup.Get(key.Hash[:dedupKeyLen]); first == nil && t.db.dedup.legacy32 {
+			first = dedup.Get(key.Hash[:])
+		}
 	}
 	if first != nil {
 		return dkey, idString(first), nil

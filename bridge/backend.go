@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/statusbridge/statusbridge/digishare"
 )
 
 // Backend is a store: the storage primitives the rules run on, inside the
@@ -103,7 +104,7 @@ type Tx interface {
 	// returns the key as stored and, for a repeat, the first event's id.
 	// It must be safe against concurrent claims of the same key (a unique
 	// key, not a check-then-insert, where several processes write).
-	ClaimDedup(key [32]byte, eventID string) (stored []byte, firstID string, err error)
+	ClaimDedup(key DedupKey, eventID string) (stored []byte, firstID string, err error)
 	// Event reads an event (ErrNotFound).
 	Event(id string) (*Event, error)
 	// Payload reads an event's raw payload.
@@ -130,6 +131,23 @@ type Tx interface {
 	// PutDelivery inserts or rewrites a delivery; an unfinished one is in
 	// the outbox, a finished one leaves it.
 	PutDelivery(d *Delivery) error
+}
+
+// DedupKey identifies an update's repeats: Hash is digishare's dedup key
+// (the sha256 of the event name, data.id and the canonical changes), At the
+// update's own time (Update.UpdatedAt; zero without one). Repeats carry the
+// same changes, so both are the same for every repeat. A backend may lead
+// its index keys with At, so new keys append to the index instead of
+// landing anywhere in it.
+type DedupKey struct {
+	Hash [32]byte
+	At   time.Time
+}
+
+// DedupKeyOf returns u's dedup key.
+func DedupKeyOf(u *digishare.Update) DedupKey {
+	at, _ := u.UpdatedAt()
+	return DedupKey{Hash: u.DedupKey, At: at}
 }
 
 // ErrClaimRefused: a delivery cannot be claimed now (see Outbox.Claim).

@@ -19,13 +19,14 @@ import (
 func Ingest(ctx context.Context, b Backend, in Incoming, dec Decider) (IngestResult, error) {
 	var res IngestResult
 	stored := b.StoredPayload(in.Raw) // outside the transaction
+	key := DedupKeyOf(in.Update)
 	id, err := NewID()
 	if err != nil {
 		return res, err
 	}
 	err = b.Update(ctx, UpdateOptions{Refusable: true, Wake: true}, func(tx Tx) error {
 		res = IngestResult{}
-		return ingestTx(tx, id, in, stored, dec, &res)
+		return ingestTx(tx, id, key, in, stored, dec, &res)
 	})
 	if err != nil {
 		return IngestResult{}, err
@@ -33,8 +34,8 @@ func Ingest(ctx context.Context, b Backend, in Incoming, dec Decider) (IngestRes
 	return res, nil
 }
 
-func ingestTx(tx Tx, id string, in Incoming, stored []byte, dec Decider, res *IngestResult) error {
-	dkey, first, err := tx.ClaimDedup(in.Update.DedupKey, id)
+func ingestTx(tx Tx, id string, key DedupKey, in Incoming, stored []byte, dec Decider, res *IngestResult) error {
+	dkey, first, err := tx.ClaimDedup(key, id)
 	if err != nil {
 		return fmt.Errorf("store: claim dedup key for %s: %w", id, err)
 	}

@@ -88,6 +88,22 @@ func (e *Update) ChangedAt() (t time.Time, text string, ok bool) {
 	return time.Time{}, "", false
 }
 
+// UpdatedAt returns the Digishare time of the change itself:
+// changes.updated_at, else changes.date_status (zero and false when neither
+// is present and readable). Repeats of an update carry the same changes, so
+// the same time: a store may lead its dedup keys with it, so that the keys
+// of new updates sort last (see bridge.DedupKey).
+func (e *Update) UpdatedAt() (time.Time, bool) {
+	for _, k := range []string{"updated_at", "date_status"} {
+		if s, present := e.ChangeString(k); present && s != "" {
+			if t, err := ParseTime(s); err == nil {
+				return t, true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
 // ParseTime reads a Digishare timestamp: "YYYY-MM-DD HH:MM:SS" (optionally with
 // fractional seconds) as UTC, or RFC 3339.
 func ParseTime(s string) (time.Time, error) {
