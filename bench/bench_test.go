@@ -5,6 +5,9 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/statusbridge/statusbridge/bench/internal/wrk"
 )
 
 func TestPayload(t *testing.T) {
@@ -39,8 +42,25 @@ func TestPayload(t *testing.T) {
 		d.Changes["ticket_status_id"] != "yqdwrbka7kz69v8e" {
 		t.Errorf("decoded %+v", p)
 	}
-	if len(body.Parts) != 6 {
-		t.Errorf("the body has %d places for the id, want 5", len(body.Parts)-1)
+	ids, times := 0, 0
+	for _, h := range body.Holes {
+		switch h {
+		case wrk.HoleID:
+			ids++
+		case wrk.HoleTime:
+			times++
+		}
+	}
+	if ids != 5 || times != 2 || len(body.Parts) != 8 {
+		t.Errorf("the body has %d places for the id, want 5, and %d for the time, want 2", ids, times)
+	}
+	// The changes carry the time of the call, as Digishare's carry the time
+	// of the change.
+	for _, k := range []string{"date_status", "updated_at"} {
+		at, err := time.Parse(time.DateTime, d.Changes[k])
+		if err != nil || time.Since(at) > time.Minute || time.Until(at) > time.Minute {
+			t.Errorf("changes.%s = %q, want the time of the call", k, d.Changes[k])
+		}
 	}
 }
 

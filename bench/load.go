@@ -36,12 +36,16 @@ var maxInFlight = 512
 // (internal/fake/payload.go makes the same shape for tests), cut where the id
 // goes: the ticket id (data.id and data.data.id), the order id
 // (external_id), the ticket number and campaign_data.order_id. A new id
-// makes a new dedup key and a new order, so no request is a duplicate. Both
+// makes a new dedup key and a new order, so no request is a duplicate. The
+// changes carry the time of the call, as Digishare's carry the time of the
+// change (so each second's updates have keys of that second in statusbridge's
+// dedup index, as they do in production). Both
 // generators send it: payload for the Go one, the Lua script for wrk.
-var body = wrk.Body{Parts: strings.Split(`{"event":"ticket.updated","data":{"id":"bench-{{ID}}","data":{"id":"bench-{{ID}}","external_id":"ORDER-{{ID}}","subject":"Order Confirmation","ticket_number":"{{ID}}","type_ticket_id":"npvrxamq9l94y8dz","third_id":"hashed_third_id","ticket_status_id":"yqdwrbka7kz69v8e","priority_id":2,"channel_id":"wa","tags":["bench"],"lang":"fr","created_at":"2025-05-07T10:00:05.000000Z","updated_at":"2026-01-13T16:29:51.000000Z","information":{"third":{"name":"Ahmed Alami","email":"ahmed.alami@example.com","wa_id":"212600000000","ext_ref":"CUSTOMER-67890"},"campaign_data":{"order_id":"{{ID}}","invoice_document":{"provider":"digishare","id":"PRE_UPLOADED_HASHED_ID"},"items_count":"5","order_total":"500.00","delivery_address":"Casablanca, Bd Zerktouni, residence les jardins, immeuble 4, appartement 12","note":"Livraison entre 9h et 18h, appeler avant de passer, laisser au gardien si absent. Merci de verifier le colis avant paiement.","products":"[{\"product_name\":\"Roasted Makhanas\",\"product_quantity\":2,\"product_price\":\"150.00\"},{\"product_name\":\"Olive oil 1L\",\"product_quantity\":1,\"product_price\":\"200.00\"}]"}}},"wasRecentlyCreated":false,"changes":{"date_demand":"2026-01-13 17:27:00","date_status":"2026-01-13 16:29:51","ticket_status_id":"yqdwrbka7kz69v8e","updated_at":"2026-01-13 16:29:51"}}}`, "{{ID}}")}
+var body = wrk.NewBody(`{"event":"ticket.updated","data":{"id":"bench-{{ID}}","data":{"id":"bench-{{ID}}","external_id":"ORDER-{{ID}}","subject":"Order Confirmation","ticket_number":"{{ID}}","type_ticket_id":"npvrxamq9l94y8dz","third_id":"hashed_third_id","ticket_status_id":"yqdwrbka7kz69v8e","priority_id":2,"channel_id":"wa","tags":["bench"],"lang":"fr","created_at":"2025-05-07T10:00:05.000000Z","updated_at":"2026-01-13T16:29:51.000000Z","information":{"third":{"name":"Ahmed Alami","email":"ahmed.alami@example.com","wa_id":"212600000000","ext_ref":"CUSTOMER-67890"},"campaign_data":{"order_id":"{{ID}}","invoice_document":{"provider":"digishare","id":"PRE_UPLOADED_HASHED_ID"},"items_count":"5","order_total":"500.00","delivery_address":"Casablanca, Bd Zerktouni, residence les jardins, immeuble 4, appartement 12","note":"Livraison entre 9h et 18h, appeler avant de passer, laisser au gardien si absent. Merci de verifier le colis avant paiement.","products":"[{\"product_name\":\"Roasted Makhanas\",\"product_quantity\":2,\"product_price\":\"150.00\"},{\"product_name\":\"Olive oil 1L\",\"product_quantity\":1,\"product_price\":\"200.00\"}]"}}},"wasRecentlyCreated":false,"changes":{"date_demand":"2026-01-13 17:27:00","date_status":"{{TIME}}","ticket_status_id":"yqdwrbka7kz69v8e","updated_at":"{{TIME}}"}}}`)
 
-// payload is the body with id in every place.
-func payload(id int64) []byte { return []byte(body.Render(id)) }
+// payload is the body with id in every place and the time of the call in
+// changes.date_status and changes.updated_at.
+func payload(id int64) []byte { return []byte(body.Render(id, time.Now())) }
 
 const webhookPath = "/webhooks/digishare"
 

@@ -112,21 +112,78 @@ func Parse(out []byte) (Summary, error) {
 	return s, nil
 }
 
-// Body is a request body cut around its id: Parts[0] id Parts[1] id … Parts[n].
+// Body is a request body cut around its holes: Parts[0] hole Parts[1] hole
+// … Parts[n]. Holes[i] (between Parts[i] and Parts[i+1]) says what fills
+// each: HoleID (also when Holes is nil) or HoleTime.
 type Body struct {
 	Parts []string
+	Holes []string
 }
 
-// Render is the body with id in every place (what the script sends).
-func (b Body) Render(id int64) string {
-	return strings.Join(b.Parts, strconv.FormatInt(id, 10))
+// The holes of a Body, written in a template (NewBody) as themselves.
+const (
+	// HoleID is the request's id.
+	HoleID = "{{ID}}"
+	// HoleTime is the time the request is made, UTC, as Digishare writes
+	// the timestamps of changes ("2006-01-02 15:04:05"): a real update
+	// carries the time of its change.
+	HoleTime = "{{TIME}}"
+)
+
+// NewBody cuts template at every HoleID and HoleTime.
+func NewBody(template string) Body {
+	var b Body
+	for rest := template; ; {
+		i, j := strings.Index(rest, HoleID), strings.Index(rest, HoleTime)
+		if i < 0 && j < 0 {
+			b.Parts = append(b.Parts, rest)
+			return b
+		}
+		hole, at := HoleID, i
+		if i < 0 || (j >= 0 && j < i) {
+			hole, at = HoleTime, j
+		}
+		b.Parts = append(b.Parts, rest[:at])
+		b.Holes = append(b.Holes, hole)
+		rest = rest[at+len(hole):]
+	}
+}
+
+// hole is what fills the hole after Parts[i].
+func (b Body) hole(i int) string {
+	if i < len(b.Holes) {
+		return b.Holes[i]
+	}
+	return HoleID
+}
+
+// Render is the body with id and now in their places (what the script sends).
+func (b Body) Render(id int64, now time.Time) string {
+	var s strings.Builder
+	ids, stamp := strconv.FormatInt(id, 10), now.UTC().Format("2006-01-02 15:04:05")
+	for i, p := range b.Parts {
+		s.WriteString(p)
+		if i == len(b.Parts)-1 {
+			break
+		}
+		if b.hole(i) == HoleTime {
+			s.WriteString(stamp)
+		} else {
+			s.WriteString(ids)
+		}
+	}
+	return s.String()
 }
 
 // Script returns the Lua script that posts b to path (Content-Type JSON)
 // with ids first, first+1, … (each of wrk's threads takes every threads-th
 // one), and whose done() prints the Summary line.
 func Script(b Body, path string, first int64, threads int) (string, error) {
-	if len(b.Parts) < 2 {
+	hasID := false
+	for i := range len(b.Parts) - 1 {
+		hasID = hasID || b.hole(i) == HoleID
+	}
+	if !hasID {
 		return "", errors.New("wrk script: the body has no place for the id")
 	}
 	if threads < 1 || first < 0 {
@@ -142,12 +199,23 @@ func Script(b Body, path string, first int64, threads int) (string, error) {
 		}
 		lua.WriteString("  " + q + ",\n")
 	}
+	lua.WriteString("}\nlocal holes = {")
+	for i := range len(b.Parts) - 1 {
+		if i > 0 {
+			lua.WriteString(", ")
+		}
+		if b.hole(i) == HoleTime {
+			lua.WriteString(`"time"`)
+		} else {
+			lua.WriteString(`"id"`)
+		}
+	}
+	lua.WriteString("}\n")
 	path, err := longString(path)
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&lua, `}
-local path = %s
+	fmt.Fprintf(&lua, `local path = %s
 local first, nthreads = %d, %d
 local headers = { ["Content-Type"] = "application/json" }
 local threads, started = {}, 0
@@ -163,13 +231,22 @@ function init(args)
   generated = 0
 end
 
+-- the time of the request, as Digishare writes the timestamps of changes
+-- (UTC), made once a second
+local stamp, stampAt = nil, -1
 function request()
   local id = string.format("%%d", first + generated * nthreads + tid)
   generated = generated + 1
+  local now = os.time()
+  if now ~= stampAt then
+    stamp, stampAt = os.date("!%%Y-%%m-%%d %%H:%%M:%%S", now), now
+  end
   local body = {}
   for i = 1, #parts do
     body[#body + 1] = parts[i]
-    if i < #parts then body[#body + 1] = id end
+    if i < #parts then
+      if holes[i] == "time" then body[#body + 1] = stamp else body[#body + 1] = id end
+    end
   end
   return wrk.format("POST", path, headers, table.concat(body))
 end

@@ -65,8 +65,18 @@ func TestParse(t *testing.T) {
 
 func TestScript(t *testing.T) {
 	b := Body{Parts: []string{`{"id":"bench-`, `","x":"]]\"quoted\" \\ back","n":"`, `"}`}}
-	if got, want := b.Render(42), `{"id":"bench-42","x":"]]\"quoted\" \\ back","n":"42"}`; got != want {
+	if got, want := b.Render(42, time.Now()), `{"id":"bench-42","x":"]]\"quoted\" \\ back","n":"42"}`; got != want {
 		t.Errorf("render: %s, want %s", got, want)
+	}
+	tb := NewBody(`{"id":"{{ID}}","at":"{{TIME}}","n":"{{ID}}"}`)
+	if got, want := tb.Render(7, time.Date(2026, 12, 1, 22, 5, 9, 0, time.FixedZone("x", 3600))), `{"id":"7","at":"2026-12-01 21:05:09","n":"7"}`; got != want {
+		t.Errorf("render with a time: %s, want %s", got, want)
+	}
+	if lua, err := Script(tb, "/", 1, 2); err != nil || !strings.Contains(lua, `local holes = {"id", "time", "id"}`) {
+		t.Errorf("script with a time: %v\n%s", err, lua)
+	}
+	if _, err := Script(NewBody(`{"at":"{{TIME}}"}`), "/", 1, 2); err == nil {
+		t.Error("a body with a time but no id: no error")
 	}
 	lua, err := Script(b, "/webhooks/digishare", 1001, 2)
 	if err != nil {
@@ -116,7 +126,8 @@ func TestRunRealWrk(t *testing.T) {
 	if err != nil {
 		t.Skip("wrk not installed")
 	}
-	idRE := regexp.MustCompile(`"id":"bench-(\d+)"`)
+	idRE := regexp.MustCompile(`"id":"bench-(\d+)","at":"([^"]*)"`)
+	started := time.Now().UTC().Add(-time.Second)
 	var mu sync.Mutex
 	seen := map[int64]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,6 +138,10 @@ func TestRunRealWrk(t *testing.T) {
 			return
 		}
 		id, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		if at, err := time.Parse("2006-01-02 15:04:05", string(m[2])); err != nil || at.Before(started.Truncate(time.Second)) || at.After(time.Now().Add(time.Second)) {
+			http.Error(w, "bad time "+string(m[2]), http.StatusBadRequest)
+			return
+		}
 		mu.Lock()
 		seen[id]++
 		n := seen[id]
@@ -140,7 +155,7 @@ func TestRunRealWrk(t *testing.T) {
 	defer srv.Close()
 	script := filepath.Join(t.TempDir(), "bench.lua")
 	const first = 5000
-	lua, err := Script(Body{Parts: []string{`{"id":"bench-`, `","order":"`, `"}`}}, "/hook", first, 2)
+	lua, err := Script(NewBody(`{"id":"bench-{{ID}}","at":"{{TIME}}","order":"{{ID}}"}`), "/hook", first, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
