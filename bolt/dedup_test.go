@@ -16,10 +16,15 @@ import (
 
 // TestDedupKeysAppend: the dedup index is keyed by the update's own time
 // first, so updates stored in the order of their times have keys in that
-// order (each commit's keys land at the end of the index), and a repeat,
+// order (each merge's keys land at the end of the index), and a repeat,
 // which carries the same changes, finds its first event.
 func TestDedupKeysAppend(t *testing.T) {
-	db, _ := openTemp(t)
+	path := filepath.Join(t.TempDir(), "sb.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
 	tb := testTable(t, "k")
 	base := time.Date(2026, 12, 1, 22, 0, 0, 0, time.UTC)
 	var ids []string
@@ -33,6 +38,16 @@ func TestDedupKeysAppend(t *testing.T) {
 		}
 		ids = append(ids, res.EventID)
 		raws = append(raws, raw)
+	}
+	// Closing writes the keys held in memory to the bucket.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.recent.size(); n != 0 {
+		t.Errorf("%d keys held in memory after a clean close and open, want 0", n)
 	}
 	var inIndex []string
 	_ = db.view(func(tx *bbolt.Tx) error {
@@ -173,4 +188,150 @@ func TestOpenUpgradesSchema3DedupKeys(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// crash stops db as a kill would leave it: the committer stopped, the file
+// closed, and nothing done at close (the dedup keys held in memory are
+// not written).
+func crash(t *testing.T, db *DB) {
+	t.Helper()
+	db.mu.Lock()
+	db.closed = true
+	close(db.ingest)
+	close(db.writes)
+	db.mu.Unlock()
+	<-db.done
+	if err := db.bolt.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecentDedupKeysSurviveACrash: the newest dedup keys live in memory
+// until a merge writes them to the bucket; a crash loses none (they are
+// reloaded from the events after the merged mark), a merge keeps every
+// repeat recognised, an update that waited across a merge has its key put
+// in the bucket at once, and retention forgets keys wherever they are.
+func TestRecentDedupKeysSurviveACrash(t *testing.T) {
+	defer func(n int) { mergeDedupAt = n }(mergeDedupAt)
+	mergeDedupAt = 16
+	path := filepath.Join(t.TempDir(), "sb.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := testTable(t, "") // deliveries skipped: retention may delete the events
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	raw := func(i int) []byte {
+		return fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
+			DateStatus: base.Add(time.Duration(i) * time.Second).Format(time.DateTime)}.Payload()
+	}
+	ids := map[int]string{}
+	ingest := func(i int) {
+		t.Helper()
+		res, err := bridge.Ingest(context.Background(), db, incoming(t, raw(i)), tb)
+		if err != nil || res.Duplicate {
+			t.Fatalf("ingest %d: %+v %v", i, res, err)
+		}
+		ids[i] = res.EventID
+	}
+	repeats := func(when string) {
+		t.Helper()
+		for i, id := range ids {
+			if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw(i)), tb); err != nil || !res.Duplicate || res.EventID != id {
+				t.Fatalf("%s: repeat of %d: %+v %v, want a duplicate of %s", when, i, res, err, id)
+			}
+		}
+	}
+	for i := range 40 {
+		ingest(i)
+	}
+	if n := db.recent.size(); n == 0 || n >= 16 {
+		t.Errorf("%d keys in memory after 40 ingests with merges at 16", n)
+	}
+	repeats("before the crash")
+
+	// An ingest whose id was made before the last merge (it waited in the
+	// queue meanwhile) has its key put in the bucket at once.
+	early, _ := bridge.NewID()
+	for i := 40; db.recent.size() != 0; i++ {
+		ingest(i)
+	}
+	in := incoming(t, raw(1000))
+	err = db.Update(context.Background(), bridge.UpdateOptions{Refusable: true}, func(tx bridge.Tx) error {
+		_, first, err := tx.ClaimDedup(bridge.DedupKeyOf(in.Update), early)
+		if first != "" {
+			t.Errorf("a new key found as a repeat of %s", first)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := db.recent.size(); n != 0 {
+		t.Errorf("an id from before the merge went to memory (%d keys held)", n)
+	}
+	_ = db.view(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketDedup).Get(dedupIndexKey(bridge.DedupKeyOf(in.Update))); idString(v) != early {
+			t.Errorf("bucket has %x for the early id %s", v, early)
+		}
+		return nil
+	})
+	for i := 60; i < 70; i++ {
+		ingest(i)
+	}
+	held := db.recent.size()
+	crash(t, db)
+
+	if db, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { db.Close() }()
+	if n := db.recent.size(); n != held {
+		t.Errorf("%d keys reloaded after the crash, want the %d held", n, held)
+	}
+	repeats("after the crash")
+	// Retention deletes keys in memory and in the bucket alike.
+	if n, err := bridge.Sweep(context.Background(), db, time.Now().Add(time.Hour)); err != nil || n != len(ids) {
+		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
+	}
+	if n := db.recent.size(); n != 0 {
+		t.Errorf("%d keys held after every event was swept", n)
+	}
+	for i := range ids {
+		if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw(i)), tb); err != nil || res.Duplicate {
+			t.Fatalf("after its event is swept, a repeat of %d is new again: %+v %v", i, res, err)
+		}
+	}
+}
+
+// TestRecentDedupRollsBackWithItsCommit: a group commit that fails (one bad
+// write in it) keeps none of the dedup keys it staged; the writes committed
+// one by one after it keep theirs, once.
+func TestRecentDedupRollsBackWithItsCommit(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "sb.db"), Options{AsyncDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tb := testTable(t, "k")
+	missing, _ := bridge.NewID()
+	recorded := make(chan error, 1)
+	// Waits (AsyncDelay) for the ingest, then fails the commit they share.
+	if err := db.RecordAsync(context.Background(), missing, bridge.AttemptResult{State: bridge.Done}, time.Now(), func(err error) { recorded <- err }); err != nil {
+		t.Fatal(err)
+	}
+	raw := fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed, DateStatus: "2026-12-01 22:00:00"}.Payload()
+	first, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-recorded; err == nil {
+		t.Fatal("the record of a missing delivery succeeded")
+	}
+	if n := db.recent.size(); n != 1 {
+		t.Errorf("%d dedup keys held, want the ingest's one", n)
+	}
+	if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb); err != nil || !res.Duplicate || res.EventID != first.EventID {
+		t.Fatalf("repeat: %+v %v, want a duplicate of %s", res, err, first.EventID)
+	}
 }

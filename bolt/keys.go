@@ -118,6 +118,9 @@ var fillPercent = []struct {
 }{
 	// Written once (replays append a decision, rarely).
 	{bucketEvents, 1.0},
+	// Time-led keys, merged in sorted runs of thousands (dedupmem.go):
+	// appended in full pages.
+	{bucketDedup, 1.0},
 	{bucketPayloads, 1.0},
 	// A delivery is written pending (~75 bytes with its key) and rewritten
 	// when done with its attempt (~95): pages left 80% full take that growth

@@ -71,6 +71,9 @@ type DB struct {
 	claims  map[string]bool
 	// dedup: the old forms of key the dedup index may hold.
 	dedup dedupForm
+	// recent: the dedup keys not yet in the dedup bucket (dedupmem.go);
+	// the committer's alone. nil when read-only.
+	recent *recentDedup
 }
 
 // CommitStats describe one group commit.
@@ -142,6 +145,12 @@ func Open(path string, opts Options) (*DB, error) {
 	if err == nil && !opts.ReadOnly {
 		err = initConsole(bdb, opts.Logger)
 	}
+	var recent *recentDedup
+	if err == nil && !opts.ReadOnly {
+		if recent, err = loadRecentDedup(bdb); err == nil && recent.size() >= mergeDedupAt {
+			err = mergeRecentDedup(bdb, recent)
+		}
+	}
 	if err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -155,6 +164,7 @@ func Open(path string, opts Options) (*DB, error) {
 		done:   make(chan struct{}),
 		opts:   opts,
 		dedup:  dedup,
+		recent: recent,
 		claims: map[string]bool{},
 	}
 	if opts.ReadOnly {
@@ -229,9 +239,15 @@ func checkSchema(bdb *bbolt.DB, readOnly bool) (form dedupForm, err error) {
 				return fmt.Errorf("store: upgrade schema: %w", err)
 			}
 		}
-		if form.hashBefore != 0 {
+		if form.hashBefore != 0 && meta.Get([]byte(metaHashDedupKey)) == nil {
 			if err := meta.Put([]byte(metaHashDedupKey), binary.BigEndian.AppendUint64(nil, uint64(form.hashBefore))); err != nil {
 				return fmt.Errorf("store: upgrade schema: %w", err)
+			}
+			// Every key of an earlier version is in the bucket.
+			if last, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(last) == 16 {
+				if err := meta.Put([]byte(metaDedupMergedKey), last); err != nil {
+					return fmt.Errorf("store: upgrade schema: %w", err)
+				}
 			}
 		}
 		return meta.Put([]byte(metaSchemaKey), []byte(schemaVersion))
@@ -260,6 +276,13 @@ func (db *DB) Close() error {
 	}
 	db.mu.Unlock()
 	<-db.done
+	if db.recent != nil && db.recent.size() > 0 {
+		// Leave the dedup bucket complete (nothing to reload at the next
+		// open). A failure loses nothing: the next open reloads.
+		if err := mergeRecentDedup(db.bolt, db.recent); err != nil {
+			db.log.Warn("store: dedup keys left for the next open to reload", "err", err)
+		}
+	}
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -425,6 +448,7 @@ func (db *DB) commit(batch []*op) {
 		}()
 	}
 	var failed *op
+	db.recent.begin()
 	err := db.bolt.Update(func(tx *bbolt.Tx) error {
 		btx = tx
 		setFill(tx)
@@ -434,16 +458,23 @@ func (db *DB) commit(batch []*op) {
 				return err
 			}
 		}
+		if db.recent.size() >= mergeDedupAt {
+			if err := db.recent.merge(tx); err != nil {
+				return err
+			}
+		}
 		if beforeCommit != nil {
 			beforeCommit(tx)
 		}
 		return nil
 	})
 	if err == nil {
+		db.recent.keep()
 		db.finish(batch, nil)
 		return
 	}
-	btx = nil // rolled back: it wrote nothing
+	db.recent.begin() // rolled back: what it staged is dropped
+	btx = nil         // and it wrote nothing
 	if failed == nil || len(batch) == 1 {
 		// The commit itself failed (disk full, I/O error): nothing was written.
 		db.log.Error("store commit failed", "writes", len(batch), "err", err)

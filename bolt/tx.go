@@ -43,6 +43,9 @@ func (db *DB) StoredPayload(raw []byte) []byte { return compress(raw) }
 func (t *tx) ClaimDedup(key bridge.DedupKey, eventID string) ([]byte, string, error) {
 	dedup := t.tx.Bucket(bucketDedup)
 	dkey := dedupIndexKey(key)
+	if id, ok := t.db.recent.get(idBytes(dkey)); ok {
+		return dkey, idString(id[:]), nil
+	}
 	first := dedup.Get(dkey)
 	if first == nil && t.db.dedup.hashBefore != 0 && (key.At.IsZero() || key.At.Unix() < t.db.dedup.hashBefore) {
 		// Maybe a repeat of an event stored before statusbridge/4.
@@ -57,7 +60,7 @@ func (t *tx) ClaimDedup(key bridge.DedupKey, eventID string) ([]byte, string, er
 	if err != nil {
 		return nil, "", err
 	}
-	if err := dedup.Put(dkey, k); err != nil {
+	if err := t.db.recent.claim(dedup, idBytes(dkey), idBytes(k)); err != nil {
 		return nil, "", fmt.Errorf("store: put dedup key for %s: %w", eventID, err)
 	}
 	return dkey, "", nil
@@ -150,6 +153,9 @@ func (t *tx) DeleteEvent(ev *bridge.Event) error {
 		}
 	}
 	if len(ev.DedupKey) > 0 {
+		if t.db != nil && t.db.recent != nil {
+			t.db.recent.forget(ev.DedupKey)
+		}
 		if err := t.tx.Bucket(bucketDedup).Delete(ev.DedupKey); err != nil {
 			return err
 		}
