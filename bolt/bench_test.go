@@ -194,3 +194,28 @@ func benchDone(orderID string) bridge.AttemptResult {
 			Headers: map[string]string{"Content-Type": "application/json", "X-Api-Key": redacted, "User-Agent": "statusbridge"},
 			Body:    `{"orderId":"` + orderID + `","orderStatus":"paid","websiteId":0}`}}}
 }
+
+// BenchmarkCompress measures a webhook's stored payload: the time to make
+// it (StoredPayload, in the handler), its size, and the time to read it
+// back (decompress).
+func BenchmarkCompress(b *testing.B) {
+	raw := benchBody(1234567)
+	b.Run("compress", func(b *testing.B) {
+		b.ReportAllocs()
+		var out []byte
+		for b.Loop() {
+			out = compress(raw)
+		}
+		b.ReportMetric(float64(len(out)), "stored-B")
+		b.ReportMetric(float64(len(raw)), "raw-B")
+	})
+	b.Run("decompress", func(b *testing.B) {
+		stored := compress(raw)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decompress(stored); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

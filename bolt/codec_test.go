@@ -258,14 +258,43 @@ func TestPayloadCompressionRoundTrip(t *testing.T) {
 	for i := range big {
 		big[i] = byte('a' + (i*7+i/1000)%26)
 	}
-	for _, raw := range [][]byte{[]byte(`{}`), fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload(), big} {
+	noise := make([]byte, 5000)
+	for i := range noise {
+		noise[i] = byte(uint32(i) * 2654435761 >> 24)
+	}
+	sample := fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()
+	inputs := [][]byte{[]byte(`{}`), sample, big, noise, big[:maxSmall], big[:maxSmall+1], big[:minCompress], big[:minCompress-1],
+		append([]byte{0}, sample...), append(append([]byte(nil), zstdMagic...), sample...), {0}, nil}
+	for _, raw := range inputs {
 		stored := compress(raw)
 		back, err := decompress(stored)
 		if err != nil || string(back) != string(raw) {
 			t.Fatalf("%d bytes: round trip failed (%v)", len(raw), err)
 		}
-		if len(raw) > 1000 && len(stored) >= len(raw) {
+		if len(raw) > 1000 && len(stored) >= len(raw) && &raw[0] != &noise[0] {
 			t.Errorf("%d bytes stored as %d: not compressed", len(raw), len(stored))
+		}
+		if len(raw) >= minCompress && len(raw) <= maxSmall && raw[0] == '{' && stored[0] != smallMarker {
+			t.Errorf("%d bytes: not in the small form", len(raw))
+		}
+	}
+	// Payloads stored by earlier builds still read: zstd with the
+	// dictionary, zstd without, raw.
+	withDict := zenc.EncodeAll(sample, nil)
+	plain, _ := zstd.NewWriter(nil)
+	for _, stored := range [][]byte{withDict, plain.EncodeAll(sample, nil), sample} {
+		if back, err := decompress(stored); err != nil || string(back) != string(sample) {
+			t.Errorf("old stored form %x…: %v", stored[:4], err)
+		}
+	}
+	// A damaged small form is an error, never a panic.
+	stored := compress(sample)
+	for cut := 2; cut < len(stored); cut += 7 {
+		_, _ = decompress(stored[:cut])
+	}
+	for _, bad := range [][]byte{{smallMarker, 0x7f, 1, 2}, {smallMarker, smallS2Huff, 0xff, 0xff, 0xff, 0xff, 0x0f}, {smallMarker, smallS2, 0x80}} {
+		if _, err := decompress(bad); err == nil {
+			t.Errorf("%x: decoded", bad)
 		}
 	}
 }
@@ -321,4 +350,19 @@ func TestEventInlinePayload(t *testing.T) {
 	if want, _ := decompress(stored); string(payload) != string(want) {
 		t.Fatalf("payload lost or changed by the rewrite: %d bytes, want %d", len(payload), len(want))
 	}
+}
+
+// FuzzPayload: every body comes back byte for byte from its stored form,
+// and any stored bytes either decode or are an error, never a panic.
+func FuzzPayload(f *testing.F) {
+	sample := fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()
+	f.Add(sample)
+	f.Add(compress(sample))
+	f.Add([]byte{smallMarker, smallS2, 0x05, 0x10, 'h', 'e', 'l', 'l', 'o'})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if back, err := decompress(compress(raw)); err != nil || string(back) != string(raw) {
+			t.Fatalf("%d bytes: round trip failed (%v)", len(raw), err)
+		}
+		_, _ = decompress(raw)
+	})
 }

@@ -2,17 +2,24 @@ package bolt
 
 import (
 	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
+	"github.com/klauspost/compress/huff0"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
-// Payloads are stored zstd-compressed. A stored payload that does not start
-// with the zstd magic is raw (written before compression, or too small to
-// gain), so both read back the same.
+// Payloads are stored compressed: in the small form below (statusbridge/4)
+// or as zstd frames. A stored payload that starts with neither is raw
+// (written before compression, or too small to gain), so all read back the
+// same.
 //
-// Compression uses a raw dictionary: the shape of a Digishare webhook as its
+// Both forms use a raw dictionary: the shape of a Digishare webhook as its
 // fact sheet documents it (field names, fixed values, timestamp formats),
 // with no customer's values. One webhook alone is too short for zstd to
 // learn its own field names; with them given, a 1.3 KB update shrinks to
@@ -53,20 +60,130 @@ const payloadDict = `{"event":"ticket.created"}{"event":"third.updated"}` +
 // minCompress: smaller payloads are stored raw.
 const minCompress = 256
 
+// Payloads of up to maxSmall bytes (every webhook Digishare documents is a
+// few KB) are stored in the small form (statusbridge/4): a zero byte (no
+// stored JSON starts with one: bodies with NUL bytes are refused), a codec
+// byte, then
+//
+//	smallS2Huff: the uvarint length of an S2 block, then that block
+//	             Huffman-coded with huffTable (huff0, one stream);
+//	smallS2:     the S2 block itself (when Huffman coding does not help).
+//
+// The S2 block is LZ-coded against s2Dict, the same documented shape as
+// the zstd dictionary, and huffTable is a fixed Huffman table for such
+// blocks (built from made-up webhooks of that shape, every byte value given
+// a code: TestHuffTable), so no payload carries a table of its own. zstd
+// with a dictionary reset a 256 KB match table for every payload (half of
+// its ~25 µs per webhook); S2 reads its dictionary's table and clears a
+// 64 KB one of its own, and the fixed table saves zstd's per-payload
+// tables. Larger payloads still go to zstd, whose per-call cost is small
+// beside them.
+//
+// Never change s2Dict, huffTable or the codec bytes' meaning: stored
+// payloads need them as they are. A better scheme gets a new codec byte.
+const (
+	maxSmall    = 16 << 10
+	smallMarker = 0x00
+	smallS2Huff = 0x01
+	smallS2     = 0x02
+)
+
+// s2Dict is payloadDict as an S2 dictionary, its repeat offset fixed at 0
+// (MakeDict would choose one, and could choose differently some day).
+var s2Dict = s2.NewDict(append([]byte{0}, payloadDict...))
+
+// huffTable is the Huffman table of smallS2Huff, as zstd writes one (RFC
+// 8878 §4.2.1).
+const huffTable = "4c1080456305fcd4ffffff7f3e2230fdffa95f4d9072734ab42e105340013370852aa408d2c0dac48aa2fa743f0ea740a6d8796ecd20833c5c21a524a9e51af3cb4af630896524c068a852d50e"
+
+var (
+	// huffCoder holds huffTable for encoding (copied into each call's
+	// scratch) and huffDecoder decodes with it (safe for concurrent use).
+	huffCoder, huffDecoder = func() (*huff0.Scratch, *huff0.Decoder) {
+		tbl, err := hex.DecodeString(huffTable)
+		if err != nil {
+			panic(err)
+		}
+		s, rest, err := huff0.ReadTable(tbl, nil)
+		if err != nil || len(rest) != 0 {
+			panic(fmt.Sprintf("huffTable: %v (%d bytes left)", err, len(rest)))
+		}
+		return s, s.Decoder()
+	}()
+	// huffScratch holds huff0's per-call state (not safe for concurrent use).
+	huffScratch = sync.Pool{New: func() any {
+		s := new(huff0.Scratch)
+		s.TransferCTable(huffCoder)
+		s.Reuse = huff0.ReusePolicyMust
+		return s
+	}}
+)
+
+// blockBufs holds buffers for S2 blocks of up to maxSmall bytes.
+var blockBufs = sync.Pool{New: func() any { b := make([]byte, s2.MaxEncodedLen(maxSmall)); return &b }}
+
 func compress(raw []byte) []byte {
-	if len(raw) < minCompress || bytes.HasPrefix(raw, zstdMagic) {
+	switch {
+	case len(raw) > 0 && (raw[0] == smallMarker || bytes.HasPrefix(raw, zstdMagic)):
+		// Stored raw, it would read as a stored form (no JSON starts so).
+		return zenc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
+	case len(raw) < minCompress:
 		return raw
+	case len(raw) > maxSmall:
+		return zenc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
 	}
-	return zenc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
+	bp := blockBufs.Get().(*[]byte)
+	defer blockBufs.Put(bp)
+	block := s2Dict.Encode(*bp, raw)
+	s := huffScratch.Get().(*huff0.Scratch)
+	defer huffScratch.Put(s)
+	if coded, reused, err := huff0.Compress1X(block, s); err == nil && reused && len(coded)+binary.MaxVarintLen32 < len(block) {
+		out := make([]byte, 0, 2+binary.MaxVarintLen32+len(coded))
+		out = append(out, smallMarker, smallS2Huff)
+		out = binary.AppendUvarint(out, uint64(len(block)))
+		return append(out, coded...)
+	}
+	out := make([]byte, 0, 2+len(block))
+	return append(append(out, smallMarker, smallS2), block...)
 }
 
 func decompress(stored []byte) ([]byte, error) {
-	if !bytes.HasPrefix(stored, zstdMagic) {
-		return append([]byte(nil), stored...), nil
+	switch {
+	case bytes.HasPrefix(stored, zstdMagic):
+		out, err := zdec.DecodeAll(stored, nil)
+		if err != nil {
+			return nil, fmt.Errorf("store: decompress payload: %w", err)
+		}
+		return out, nil
+	case len(stored) >= 2 && stored[0] == smallMarker:
+		out, err := decodeSmall(stored[1], stored[2:])
+		if err != nil {
+			return nil, fmt.Errorf("store: decompress payload: %w", err)
+		}
+		return out, nil
 	}
-	out, err := zdec.DecodeAll(stored, nil)
-	if err != nil {
-		return nil, fmt.Errorf("store: decompress payload: %w", err)
+	return append([]byte(nil), stored...), nil
+}
+
+func decodeSmall(codec byte, in []byte) ([]byte, error) {
+	switch codec {
+	case smallS2:
+		return s2Dict.Decode(nil, in)
+	case smallS2Huff:
+		n, k := binary.Uvarint(in)
+		if k <= 0 || n > uint64(s2.MaxEncodedLen(maxSmall)) {
+			return nil, errors.New("bad block length")
+		}
+		bp := blockBufs.Get().(*[]byte)
+		defer blockBufs.Put(bp)
+		block, err := huffDecoder.Decompress1X((*bp)[:0:n], in[k:])
+		if err != nil {
+			return nil, err
+		}
+		if len(block) != int(n) {
+			return nil, errors.New("bad block length")
+		}
+		return s2Dict.Decode(nil, block) // copies out of the pooled buffer
 	}
-	return out, nil
+	return nil, fmt.Errorf("unknown codec %#x", codec)
 }

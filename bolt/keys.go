@@ -35,7 +35,9 @@ var (
 // retry links (deliveryV2 records) and the changes feed (feed.go); a /2
 // store is upgraded in place the same way. statusbridge/4 leads dedup keys
 // with the update's own time (dedupIndexKey), so new keys append to the
-// index instead of each dirtying a random page of it; a /1–/3 store is
+// index instead of each dirtying a random page of it, and stores payloads
+// in a small form (S2 and a fixed Huffman table, compress.go) that a /3
+// build would take for raw bytes; a /1–/3 store is
 // upgraded in place: its keys (hash only) stay, and are still consulted for
 // updates from before the upgrade (metaHashDedupKey). Binaries refuse a store
 // of a version they do not know instead of misreading it (a /2 build
