@@ -20,7 +20,8 @@ import (
 
 // TestPagesByBucket (STATUSBRIDGE_PAGES=1) prints, for the ingest + delivery
 // load of BenchmarkIngestDeliver on a store already holding
-// STATUSBRIDGE_PAGES_FILL events (default 20,000), how many B-tree nodes each
+// STATUSBRIDGE_PAGES_FILL events (default 20,000), with
+// STATUSBRIDGE_PAGES_CLIENTS concurrent ingests (default 64), how many B-tree nodes each
 // bucket dirtied per group commit: the leaves written and the branch pages
 // above them, before bbolt splits them into pages. It is how the layout's
 // cost was found, bucket by bucket; it reads bbolt's unexported node maps by
@@ -29,9 +30,12 @@ func TestPagesByBucket(t *testing.T) {
 	if os.Getenv("STATUSBRIDGE_PAGES") == "" {
 		t.Skip("set STATUSBRIDGE_PAGES=1 to print the pages each bucket dirties per commit")
 	}
-	fill := 20000
+	fill, clients := 20000, 64
 	if v := os.Getenv("STATUSBRIDGE_PAGES_FILL"); v != "" {
 		fmt.Sscan(v, &fill)
+	}
+	if v := os.Getenv("STATUSBRIDGE_PAGES_CLIENTS"); v != "" {
+		fmt.Sscan(v, &clients)
 	}
 	var mu sync.Mutex
 	measuring := false
@@ -68,7 +72,7 @@ func TestPagesByBucket(t *testing.T) {
 	var n atomic.Int64
 	load := func(events int) {
 		var wg, recorded sync.WaitGroup
-		for range 64 {
+		for range clients {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -512,3 +512,72 @@ func TestEachWalksEveryPage(t *testing.T) {
 		}
 	}
 }
+
+// TestLingerGathersUnderLoadOnly: a commit that already holds LingerFrom
+// ingests waits (at most Linger) for more, up to LingerTo; one with fewer
+// commits at once.
+func TestLingerGathersUnderLoadOnly(t *testing.T) {
+	commits := make(chan int, 64)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	beforeCommit = func(*bbolt.Tx) { once.Do(func() { close(entered); <-release }) } // holds the first commit
+	defer func() { beforeCommit = nil }()
+	db, err := Open(filepath.Join(t.TempDir(), "sb.db"), Options{Linger: time.Hour, LingerFrom: 3, LingerTo: 8,
+		OnCommit: func(c CommitStats) { commits <- c.Writes }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tb := testTable(t, "k")
+	var wg sync.WaitGroup
+	ingest := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()
+			if _, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// A lone ingest commits at once, without lingering.
+	ingest(0)
+	<-entered
+	waitQueued := func(n int) {
+		for deadline := time.Now().Add(10 * time.Second); len(db.ingest) < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d ingests queued, want %d", len(db.ingest), n)
+			}
+		}
+	}
+	// While that commit is held, three more queue: the next commit holds
+	// LingerFrom and waits for more, up to LingerTo.
+	for i := 1; i <= 3; i++ {
+		ingest(i)
+	}
+	waitQueued(3)
+	close(release)
+	if n := <-commits; n != 1 {
+		t.Fatalf("first commit: %d writes, want the lone ingest", n)
+	}
+	for i := 4; i <= 8; i++ {
+		ingest(i)
+	}
+	select {
+	case n := <-commits:
+		if n != 8 {
+			t.Errorf("lingering commit: %d writes, want LingerTo (8)", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lingering commit never came")
+	}
+	wg.Wait()
+	// Below LingerFrom nothing waits (Linger is an hour here).
+	done := make(chan struct{})
+	go func() { ingest(9); wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone ingest waited for company")
+	}
+}
