@@ -225,24 +225,19 @@ func (db *DB) Stats(ctx context.Context) (bridge.Stats, error) {
 }
 
 // PendingByTarget counts unfinished deliveries per target and the creation
-// time of the oldest (for the outbox gauges).
+// time of the oldest (for the outbox gauges, read at every scrape): from
+// the console's counters and the pending-by-target index, a read of a few
+// keys per target, however long the backlog.
 func (db *DB) PendingByTarget(ctx context.Context) (map[string]bridge.PendingStat, error) {
+	c, err := db.Counters(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]bridge.PendingStat{}
-	err := db.view(func(tx *bbolt.Tx) error {
-		deliveries := tx.Bucket(bucketDeliveries)
-		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			var d bridge.Delivery
-			if found, err := getRecord(deliveries, k, &d); err != nil || !found {
-				return err
-			}
-			s := out[d.Target]
-			s.Pending++
-			if s.Oldest.IsZero() || d.CreatedAt.Before(s.Oldest) {
-				s.Oldest = d.CreatedAt
-			}
-			out[d.Target] = s
-			return nil
-		})
-	})
-	return out, err
+	for target, tc := range c.Targets {
+		if n := tc.States[bridge.Pending]; n > 0 {
+			out[target] = bridge.PendingStat{Pending: n, Oldest: tc.OldestPending}
+		}
+	}
+	return out, nil
 }
