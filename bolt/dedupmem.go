@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -41,12 +42,16 @@ type idBytes = [16]byte
 
 // recentDedup is the dedup keys not yet in the dedup bucket.
 type recentDedup struct {
-	merged idBytes             // metaDedupMergedKey
-	keys   map[idBytes]idBytes // dedup key → event id
+	mark idBytes             // metaDedupMergedKey
+	keys map[idBytes]idBytes // dedup key → event id
 	// Staged by the transaction in progress.
 	add       map[idBytes]idBytes
 	del       map[idBytes]bool
-	newMerged *idBytes // a merge: the mark it sets (its keys leave keys)
+	newMerged *idBytes  // a merge: the mark it sets
+	merged    []idBytes // and the keys it wrote, which leave keys
+	// held is how many keys the last merge left in memory (the newest
+	// second's): the next merge waits for mergeDedupAt more.
+	held, newHeld int
 }
 
 func newRecentDedup() *recentDedup {
@@ -57,14 +62,16 @@ func newRecentDedup() *recentDedup {
 func (r *recentDedup) begin() {
 	clear(r.add)
 	clear(r.del)
-	r.newMerged = nil
+	r.newMerged, r.merged = nil, r.merged[:0]
 }
 
 // keep applies what the committed transaction staged.
 func (r *recentDedup) keep() {
 	if m := r.newMerged; m != nil {
-		clear(r.keys) // merged: every key held is in the bucket now
-		r.merged = *m
+		for _, k := range r.merged {
+			delete(r.keys, k)
+		}
+		r.mark, r.held = *m, r.newHeld
 	}
 	for k := range r.del {
 		delete(r.keys, k)
@@ -80,8 +87,8 @@ func (r *recentDedup) get(key idBytes) (idBytes, bool) {
 	if v, ok := r.add[key]; ok {
 		return v, true
 	}
-	if r.del[key] || r.newMerged != nil {
-		return idBytes{}, false // merged keys are read from the bucket
+	if r.del[key] {
+		return idBytes{}, false
 	}
 	v, ok := r.keys[key]
 	return v, ok
@@ -89,10 +96,13 @@ func (r *recentDedup) get(key idBytes) (idBytes, bool) {
 
 func (r *recentDedup) size() int { return len(r.keys) + len(r.add) }
 
+// due reports whether the commit in progress should merge.
+func (r *recentDedup) due() bool { return r.size() >= r.held+mergeDedupAt }
+
 // claim records key for event id: in memory when id is after the merged
 // mark, else in the bucket at once.
 func (r *recentDedup) claim(b *bbolt.Bucket, key, id idBytes) error {
-	if r.newMerged != nil || bytes.Compare(id[:], r.merged[:]) <= 0 {
+	if bytes.Compare(id[:], r.mark[:]) <= 0 {
 		return b.Put(key[:], id[:])
 	}
 	delete(r.del, key)
@@ -112,39 +122,83 @@ func (r *recentDedup) forget(key []byte) {
 	}
 }
 
-// merge writes every key held to the bucket, in key order, and moves the
-// merged mark to the newest of their events.
-func (r *recentDedup) merge(tx *bbolt.Tx) error {
+// merge writes the keys held to the bucket, in key order, but (unless all)
+// those of the newest second (its keys are still coming, and written
+// together later they append whole pages instead of splitting the ones
+// written now), and
+// moves the merged mark as far as it may: to the newest event merged, or
+// short of the oldest event still held.
+func (r *recentDedup) merge(tx *bbolt.Tx, all bool) error {
 	type entry struct{ key, id idBytes }
-	all := make([]entry, 0, r.size())
-	mark := r.merged
+	entries := make([]entry, 0, r.size())
+	var newest uint32
 	for k, v := range r.keys {
 		if !r.del[k] {
 			if _, ok := r.add[k]; !ok {
-				all = append(all, entry{k, v})
+				entries = append(entries, entry{k, v})
 			}
 		}
 	}
 	for k, v := range r.add {
-		all = append(all, entry{k, v})
+		entries = append(entries, entry{k, v})
 	}
-	slices.SortFunc(all, func(a, b entry) int { return bytes.Compare(a.key[:], b.key[:]) })
+	for _, e := range entries {
+		newest = max(newest, binary.BigEndian.Uint32(e.key[:4]))
+	}
+	keepNewest := !all && len(entries) < 4*mergeDedupAt // a flood within one second: merge everything
+	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key[:], b.key[:]) })
 	b := tx.Bucket(bucketDedup)
-	for _, e := range all {
+	var mergedTo idBytes
+	held := false
+	var oldestHeld idBytes
+	r.newHeld = 0
+	for _, e := range entries {
+		if keepNewest && binary.BigEndian.Uint32(e.key[:4]) == newest {
+			r.newHeld++
+			if !held || bytes.Compare(e.id[:], oldestHeld[:]) < 0 {
+				oldestHeld = e.id
+			}
+			held = true
+			continue
+		}
 		if err := b.Put(e.key[:], e.id[:]); err != nil {
 			return fmt.Errorf("store: merge dedup keys: %w", err)
 		}
-		if bytes.Compare(e.id[:], mark[:]) > 0 {
-			mark = e.id
+		if bytes.Compare(e.id[:], mergedTo[:]) > 0 {
+			mergedTo = e.id
 		}
+		if _, ok := r.add[e.key]; ok {
+			delete(r.add, e.key) // staged and merged at once: never held
+		} else {
+			r.merged = append(r.merged, e.key)
+		}
+	}
+	mark := r.mark
+	if bytes.Compare(mergedTo[:], mark[:]) > 0 {
+		mark = mergedTo
+	}
+	if held && bytes.Compare(oldestHeld[:], mark[:]) <= 0 {
+		mark = before(oldestHeld)
+	}
+	if bytes.Compare(mark[:], r.mark[:]) < 0 {
+		mark = r.mark // cannot happen (held ids are after the mark); kept safe
 	}
 	if err := tx.Bucket(bucketMeta).Put([]byte(metaDedupMergedKey), mark[:]); err != nil {
 		return fmt.Errorf("store: merge dedup keys: %w", err)
 	}
-	clear(r.add)
-	clear(r.del)
 	r.newMerged = &mark
 	return nil
+}
+
+// before is the id just before id (ids compare as big-endian numbers).
+func before(id idBytes) idBytes {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]--
+		if id[i] != 0xff {
+			break
+		}
+	}
+	return id
 }
 
 // loadRecentDedup reads the merged mark and puts the dedup keys of the
@@ -153,12 +207,12 @@ func (r *recentDedup) merge(tx *bbolt.Tx) error {
 func loadRecentDedup(bdb *bbolt.DB) (*recentDedup, error) {
 	r := newRecentDedup()
 	err := bdb.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get([]byte(metaDedupMergedKey)); len(v) == len(r.merged) {
-			r.merged = idBytes(v)
+		if v := tx.Bucket(bucketMeta).Get([]byte(metaDedupMergedKey)); len(v) == len(r.mark) {
+			r.mark = idBytes(v)
 		}
 		c := tx.Bucket(bucketEvents).Cursor()
-		k, v := c.Seek(r.merged[:])
-		if k != nil && bytes.Equal(k, r.merged[:]) {
+		k, v := c.Seek(r.mark[:])
+		if k != nil && bytes.Equal(k, r.mark[:]) {
 			k, v = c.Next()
 		}
 		for ; k != nil; k, v = c.Next() {
@@ -181,7 +235,7 @@ func mergeRecentDedup(bdb *bbolt.DB, r *recentDedup) error {
 	r.begin()
 	err := bdb.Update(func(tx *bbolt.Tx) error {
 		setFill(tx)
-		return r.merge(tx)
+		return r.merge(tx, true)
 	})
 	if err != nil {
 		r.begin()

@@ -519,8 +519,8 @@ func (db *DB) commit(batch []*op) {
 				return err
 			}
 		}
-		if db.recent.size() >= mergeDedupAt {
-			if err := db.recent.merge(tx); err != nil {
+		if db.recent.due() {
+			if err := db.recent.merge(tx, false); err != nil {
 				return err
 			}
 		}
