@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -291,11 +292,13 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		return out, err
 	})
 	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
+	var commits atomic.Int64
 	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log,
-		OnCommit: func(c bolt.CommitStats) { met.Commit(c.Writes, c.Pages, c.Duration) }})
+		OnCommit: func(c bolt.CommitStats) { commits.Add(1); met.Commit(c.Writes, c.Pages, c.Duration) }})
 	if err != nil {
 		return err
 	}
+	go releaseWhenIdle(ctx, commits.Load, time.Second, debug.FreeOSMemory)
 	st = bridge.Store{Backend: db}
 	defer func() {
 		if err := st.Close(); err != nil {
@@ -428,6 +431,32 @@ func gcDefaults(getenv func(string) (string, bool)) {
 	}
 	if _, set := getenv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(memoryLimit)
+	}
+}
+
+// releaseWhenIdle gives the heap's garbage back to the system once a busy
+// spell is over: when the store has committed nothing for a whole period
+// after committing something. With GOGC at 200 the heap of a burst (three
+// times its live size) would otherwise stay until the next collection,
+// which an idle process does not make for minutes; one collection at the
+// end of each burst costs a few milliseconds.
+func releaseWhenIdle(ctx context.Context, commits func() int64, period time.Duration, release func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	last, released := commits(), true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		switch n := commits(); {
+		case n != last:
+			last, released = n, false
+		case !released:
+			release()
+			released = true
+		}
 	}
 }
 

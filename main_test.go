@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,5 +206,36 @@ func TestServeInProcess(t *testing.T) {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("logs contain %q", secret)
 		}
+	}
+}
+
+// TestReleaseWhenIdle: memory is given back once per busy spell, a period
+// after its last commit, and never while commits go on.
+func TestReleaseWhenIdle(t *testing.T) {
+	var commits atomic.Int64
+	released := make(chan struct{}, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go releaseWhenIdle(ctx, commits.Load, 5*time.Millisecond, func() { released <- struct{}{} })
+	time.Sleep(30 * time.Millisecond)
+	if len(released) != 0 {
+		t.Fatal("released before any commit")
+	}
+	for range 20 { // busy: a commit every 2 ms
+		commits.Add(1)
+		time.Sleep(2 * time.Millisecond)
+	}
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not released after the busy spell")
+	}
+	time.Sleep(50 * time.Millisecond)
+	for len(released) > 0 { // a slow machine may have seen a pause in the spell
+		<-released
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(released); n != 0 {
+		t.Errorf("released %d more times while idle, want once per spell", n)
 	}
 }
