@@ -424,6 +424,28 @@ func decodeDelivery(key, raw []byte, x *bridge.Delivery) error {
 	return d.end()
 }
 
+// deliveryState reads only a stored delivery's state: what deciding an
+// order's next status needs of its last deliveries, without decoding their
+// attempts and requests.
+func deliveryState(key, raw []byte) (bridge.DeliveryState, error) {
+	if len(raw) == 0 || (raw[0] != recordV1 && raw[0] != deliveryV2) {
+		var d bridge.Delivery // JSON, from an old store
+		if err := decodeRecord(key, raw, &d); err != nil {
+			return "", err
+		}
+		return d.State, nil
+	}
+	d := decoder{b: raw[1:]}
+	d.id()   // EventID
+	d.str()  // OrderID
+	d.str()  // Target
+	d.str()  // Status
+	d.str()  // StatusID
+	d.time() // CreatedAt
+	st := bridge.DeliveryState(d.str())
+	return st, d.err
+}
+
 func encodeOrder(st *bridge.OrderState) []byte {
 	e := encoder{b: make([]byte, 0, 48)}
 	e.b = append(e.b, recordV1)

@@ -366,3 +366,22 @@ func FuzzPayload(f *testing.F) {
 		_, _ = decompress(raw)
 	})
 }
+
+// deliveryState reads the same state as a whole decode, from every form a
+// delivery is stored in.
+func TestDeliveryStateAlone(t *testing.T) {
+	_, _, del, _ := sampleRecords(t)
+	key, _ := idKey(del.ID)
+	for _, state := range []bridge.DeliveryState{bridge.Pending, bridge.Done, bridge.Dead, bridge.Skipped, bridge.Superseded} {
+		del.State = state
+		j, _ := json.Marshal(&del)
+		for name, raw := range map[string][]byte{"v2": encodeDelivery(&del), "v1": encodeDeliveryV1(&del), "json": j} {
+			if got, err := deliveryState(key, raw); err != nil || got != state {
+				t.Errorf("%s %s: %q %v", name, state, got, err)
+			}
+		}
+	}
+	if _, err := deliveryState(key, []byte{deliveryV2, 0x03}); err == nil {
+		t.Error("a cut record: no error")
+	}
+}

@@ -177,11 +177,12 @@ func (t *tx) OrderState(orderID string) (bridge.OrderState, error) {
 	for target, ts := range st.Targets {
 		ts.Live = true
 		if key, err := idKey(ts.DeliveryID); err == nil {
-			var d bridge.Delivery
-			if found, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &d); err != nil {
-				return st, err
-			} else if found {
-				ts.Live = d.Live()
+			if raw := t.tx.Bucket(bucketDeliveries).Get(key); raw != nil {
+				state, err := deliveryState(key, raw)
+				if err != nil {
+					return st, fmt.Errorf("store: decode delivery %s: %w", ts.DeliveryID, err)
+				}
+				ts.Live = (&bridge.Delivery{State: state}).Live()
 			}
 		}
 		st.Targets[target] = ts
