@@ -35,7 +35,7 @@ func sampleRecords(t testing.TB) (key []byte, ev bridge.Event, del bridge.Delive
 		DedupKey:    []byte("0123456789abcdef"),
 	}
 	del = bridge.Delivery{
-		ID: did.String(), EventID: id.String(), OrderID: "12345", Target: "http.crm", Status: "Paid 💸", StatusID: "yqdwrbka7kz69v8e",
+		ID: did.String(), EventID: id.String(), OrderID: "12345", Target: "http.crm", Kind: bridge.KindStatus, Status: "Paid 💸", StatusID: "yqdwrbka7kz69v8e",
 		CreatedAt: at, State: bridge.Dead, Reason: "400 Bad Request", Result: "", Force: true,
 		NextAttemptAt: at.Add(time.Hour), UpdatedAt: at.Add(time.Second),
 		Attempts: []bridge.Attempt{

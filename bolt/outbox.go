@@ -25,6 +25,7 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 	err := db.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketPending).Cursor()
 		deliveries := tx.Bucket(bucketDeliveries)
+		claims := tx.Bucket(bucketClaims)
 		var k []byte
 		if start == nil {
 			k, _ = c.First()
@@ -38,6 +39,9 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 				return err
 			}
 			if found {
+				// A durable claim this process does not hold was left by a
+				// process that is gone: the request may have gone out.
+				d.Claimed = claims != nil && claims.Get(k) != nil && !db.holds(d.ID)
 				out = append(out, d)
 			}
 		}
@@ -89,6 +93,13 @@ func (db *DB) Release(ctx context.Context, id string) error {
 		return err
 	}
 	return db.submit(func(tx *bbolt.Tx) error { return tx.Bucket(bucketClaims).Delete(key) }, false, false)
+}
+
+// holds reports whether this process claims the delivery.
+func (db *DB) holds(id string) bool {
+	db.claimMu.Lock()
+	defer db.claimMu.Unlock()
+	return db.claims[id]
 }
 
 func (db *DB) dropClaim(id string) {
@@ -149,7 +160,12 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 	if err != nil {
 		return nil, err
 	}
-	return func(btx *bbolt.Tx) error {
+	return func(btx *bbolt.Tx) error { return recordTx(btx, key, id, o, now) }, nil
+}
+
+// recordTx records an attempt result in btx (see Record).
+func recordTx(btx *bbolt.Tx, key []byte, id string, o bridge.AttemptResult, now time.Time) error {
+	{
 		b := btx.Bucket(bucketDeliveries)
 		var d bridge.Delivery
 		found, err := getRecord(b, key, &d)
@@ -192,7 +208,7 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 			return err
 		}
 		return putRecord(b, key, &d)
-	}, nil
+	}
 }
 
 // Triggered reports whether a no-repeat key was recorded by a done delivery.
@@ -216,6 +232,9 @@ func (db *DB) Stats(ctx context.Context) (bridge.Stats, error) {
 		s.Deliveries = tx.Bucket(bucketDeliveries).Stats().KeyN
 		s.Pending = tx.Bucket(bucketPending).Stats().KeyN
 		s.Orders = tx.Bucket(bucketOrders).Stats().KeyN
+		if b := tx.Bucket(bucketIntakes); b != nil {
+			s.Intakes = b.Stats().KeyN
+		}
 		return nil
 	})
 	return s, err

@@ -159,7 +159,8 @@ func checkSchema(bdb *bbolt.DB, readOnly bool) (legacyDedup bool, err error) {
 		if m := tx.Bucket(bucketMeta); m != nil {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
-			ours = v1 || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion))
+			ours = v1 || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion3)) ||
+				bytes.Equal(schema, []byte(schemaVersion))
 			legacyDedup = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
 		}
 		return nil
