@@ -42,6 +42,10 @@ const (
 // flight when the process stopped): bulk retries leave it out unless asked.
 const ResultOutcomeUnknown = "outcome_unknown"
 
+// ResultAlreadyCreated is the result of a ticket step for an order whose
+// ticket exists: nothing is sent.
+const ResultAlreadyCreated = "already_created"
+
 // IntakeState says what an intake was.
 type IntakeState string
 

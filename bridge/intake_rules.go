@@ -105,7 +105,20 @@ func TakeIntakeTx(tx Tx, id string, in IncomingOrder, stored []byte, plan Intake
 		if rec.LatestIntakeID != "" {
 			it.State = IntakeUpdated
 		}
-		if plan.Ticket.On {
+		if plan.Ticket.On && rec.Ticket != nil {
+			// The ticket exists: this intake's ticket step does nothing,
+			// visibly (done, already_created), and sends nothing.
+			d, err := newDelivery(TargetDigishare, KindTicket, Step{})
+			if err != nil {
+				return IntakeResult{}, err
+			}
+			d.State, d.Result = Done, ResultAlreadyCreated
+			d.Reason = "the order's " + describeTicket(rec.Ticket) + " was created already; no second ticket is made"
+			if err := tx.PutDelivery(d); err != nil {
+				return IntakeResult{}, err
+			}
+			res.Deliveries[len(res.Deliveries)-1] = *d
+		} else if plan.Ticket.On {
 			need, err := needsTicket(tx, rec)
 			if err != nil {
 				return IntakeResult{}, err
