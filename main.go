@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -286,7 +287,8 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 		return out, err
 	})
-	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
+	plan := outbound.Plan(cfg)                                       // which deliveries an order intake causes
+	met.Targets(withIntakeTargets(mapping.New(cfg).Targets(), plan)) // every configured target's gauges read 0 from the start
 	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
@@ -321,10 +323,12 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		Ready:           func() error { return st.Ping(context.Background()) },
 		AdminToken:      cfg.Admin.Token,
 		Admin:           st,
-		Feed:            db,
-		Observer:        met,
-		Metrics:         met.Handler(),
-		Reload:          func() (any, error) { return maps.Reload() },
+		Intake: receiver.IntakeOptions{Path: cfg.Intake.Path, Token: cfg.Intake.Token, MaxBody: int64(cfg.Intake.MaxBody),
+			Plan: plan},
+		Feed:     db,
+		Observer: met,
+		Metrics:  met.Handler(),
+		Reload:   func() (any, error) { return maps.Reload() },
 		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
 			return st.Replay(context.Background(), sel, maps.Current(), opt, time.Now())
 		},
@@ -392,6 +396,18 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	}
 	log.Info("shut down", attrs...)
 	return runErr
+}
+
+// withIntakeTargets adds the targets of the order intake's steps (digishare)
+// to the mapping's.
+func withIntakeTargets(targets []string, plan bridge.IntakePlan) []string {
+	for _, t := range plan.Targets() {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	sort.Strings(targets)
+	return targets
 }
 
 // retentionInterval sweeps often enough for the retention, at most hourly.

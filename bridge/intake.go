@@ -140,7 +140,8 @@ type IntakePlan struct {
 	Fetch  Step `json:"fetch"`  // target order_system
 }
 
-// Targets lists the targets of the plan's steps that are on.
+// Targets lists the targets of the plan's steps that are on (the fetch's
+// only when it can send: its target is not configured otherwise).
 func (p IntakePlan) Targets() []string {
 	var out []string
 	if p.Ticket.On {
@@ -149,7 +150,7 @@ func (p IntakePlan) Targets() []string {
 	if p.Upsert.On {
 		out = append(out, TargetExpertSender)
 	}
-	if p.Fetch.On {
+	if p.Fetch.On && p.Fetch.Skip == "" {
 		out = append(out, TargetOrderSystem)
 	}
 	return out

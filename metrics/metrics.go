@@ -18,6 +18,7 @@ import (
 type Metrics struct {
 	reg        *prometheus.Registry
 	webhooks   *prometheus.CounterVec
+	intakes    *prometheus.CounterVec // statusbridge_intake_total (intake.go)
 	events     *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
@@ -68,6 +69,7 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.circuit,
 		m.sender, m.mappingInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerIntake()
 	if outbox != nil {
 		m.outbox = &outboxCollector{read: outbox}
 		m.reg.MustRegister(m.outbox)

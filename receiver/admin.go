@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ type AdminStore interface {
 	ResolveEventID(ctx context.Context, ref string) (string, error)
 	ResolveDeliveryID(ctx context.Context, ref string) (string, error)
 	FillShortDeliveryIDs(ctx context.Context, ds []bridge.Delivery) error
+	// Orders and Order are the order intake's views.
+	Orders(ctx context.Context, f bridge.IntakeFilter) ([]bridge.OrderSummary, string, error)
+	Order(ctx context.Context, orderID string) (*bridge.OrderDetail, error)
 }
 
 var _ AdminStore = bridge.Store{}
@@ -69,6 +73,9 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.POST("/mapping/reload", s.adminReload)
 	g.POST("/replay", s.adminReplay)
 	g.POST("/deliveries/:id/retry", s.adminRetry)
+	g.POST("/intake", s.adminIntake)
+	g.GET("/orders", s.adminOrders)
+	g.GET("/orders/:id", s.adminOrder)
 	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openapiDoc) })
 	g.Any("/*", func(echo.Context) error { return &apiError{code: http.StatusNotFound, msg: "no such admin route"} })
 }
@@ -283,6 +290,9 @@ type ReplayRequest struct {
 	Targets  []string `json:"targets"`
 	DryRun   bool     `json:"dry_run"`
 	Force    bool     `json:"force"`
+	// IncludeUnknown: with dead, retry tickets whose outcome is unknown too
+	// (they may exist in Digishare); left out and counted by default.
+	IncludeUnknown bool `json:"include_unknown"`
 }
 
 func (s *Server) adminReplay(c echo.Context) error {
@@ -320,13 +330,21 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if req.Dead && (len(req.EventIDs) > 0 || req.OrderID != "" || req.Since != "" || req.Until != "" || req.State != "") {
 		return badRequest("dead selects deliveries: use it alone (with targets)")
 	}
+	if req.IncludeUnknown && !req.Dead {
+		return badRequest("include_unknown goes with dead: it lets a dead replay retry tickets whose outcome is unknown")
+	}
 	known := s.opt.Mapping().Targets()
+	for _, t := range s.opt.Intake.Plan.Targets() {
+		if !slices.Contains(known, t) {
+			known = append(known, t)
+		}
+	}
 	for _, t := range req.Targets {
 		if !slices.Contains(known, t) {
 			return badRequest(fmt.Sprintf("targets: %q is not a configured target (%s)", t, strings.Join(known, ", ")))
 		}
 	}
-	sum, err := s.opt.Replay(sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
+	sum, err := s.opt.Replay(sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force, IncludeUnknown: req.IncludeUnknown})
 	if errors.Is(err, bridge.ErrNoSelector) {
 		return badRequest("select events with event_ids, order_id, since/until or state, or deliveries with dead")
 	}
@@ -334,7 +352,8 @@ func (s *Server) adminReplay(c echo.Context) error {
 		return err
 	}
 	s.log.Info("replay", "matched", sum.Matched, "dispatched", sum.Dispatched, "superseded", sum.Superseded,
-		"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "dry_run", sum.DryRun, "force", req.Force)
+		"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "retried", sum.Retried,
+		"left_out_unknown", sum.LeftOutUnknown, "dry_run", sum.DryRun, "force", req.Force)
 	return c.JSON(http.StatusOK, sum)
 }
 
@@ -375,4 +394,45 @@ func (s *Server) adminReload(c echo.Context) error {
 		return &apiError{code: http.StatusConflict, msg: err.Error()}
 	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// adminOrders lists orders by their newest intake, newest first.
+func (s *Server) adminOrders(c echo.Context) error {
+	q := c.QueryParams()
+	f := bridge.IntakeFilter{OrderID: q.Get("order_id"), Cursor: q.Get("cursor")}
+	var err error
+	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
+		return err
+	}
+	if f.Until, err = parseTime("until", q.Get("until")); err != nil {
+		return err
+	}
+	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
+		return err
+	}
+	rows, next, err := s.opt.Admin.Orders(c.Request().Context(), f)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return badRequest("cursor: not a cursor from a previous page")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"orders": rows, "next_cursor": next})
+}
+
+// adminOrder answers one order: its intakes, its ticket, the last status per
+// target and its timeline across targets.
+func (s *Server) adminOrder(c echo.Context) error {
+	id := c.Param("id")
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	d, err := s.opt.Admin.Order(c.Request().Context(), id)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such order (nothing of it is stored)"}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
 }
