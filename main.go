@@ -43,6 +43,7 @@ Usage:
   statusbridge config check [--config FILE]  validate a config file
   statusbridge events list|show|tail ...     stored events, their decisions and deliveries; tail: live
   statusbridge deliveries list|retry|tail .. deliveries (dead ones that need a person), retry, live tail
+  statusbridge orders push|import|list|show  take orders in (through the running server), list them, show one
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
   statusbridge store compact                 shrink the store file (service stopped)
@@ -99,6 +100,8 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return cli.Deliveries(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "replay":
 		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "orders":
+		return cli.Orders(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "mapping":
 		return cli.MappingDiff(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "store":
@@ -220,8 +223,9 @@ func orNone(s []string) string {
 
 const serveUsage = `Usage: statusbridge serve [--config FILE]
 
-Runs the service: the Digishare webhook (POST webhook.path), /healthz,
-/readyz, and the delivery worker. SIGINT/SIGTERM shut it down gracefully.
+Runs the service: the Digishare webhook (POST webhook.path), the order
+intake (POST intake.path), /healthz, /readyz, the admin API, and the
+delivery worker. SIGINT/SIGTERM shut it down gracefully.
 A config error exits 2 before listening; a start-up failure exits 1.
 
 `
@@ -367,7 +371,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
+	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "intake", cfg.Intake.Path,
 		"store", cfg.Store.Path, "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
 		"version", buildVersion())
 

@@ -402,7 +402,7 @@ func printAttempts(w io.Writer, attempts []bridge.Attempt) {
 	}
 }
 
-const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead)
+const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead [--include-unknown])
                           [--target NAME]... [--dry-run] [--force]
 
 Re-decides the selected events under the current mapping and creates the
@@ -411,7 +411,10 @@ unless --force. --dry-run prints, per event, what it would send and sends
 nothing. Ends with a summary of the events (matched; dispatched,
 superseded, unchanged, with no delivery to make, failed) and, separately, of
 the deliveries (to send; skipped because their target is disabled); a bulk
-replay on the store file shows progress.
+replay on the store file shows progress. --dead also queues again the dead
+deliveries of order intakes (tickets, ExpertSender orders, fetches), except
+tickets whose outcome is unknown (they may exist in Digishare): those are
+left out and counted unless --include-unknown.
 
 `
 
@@ -425,9 +428,10 @@ func Replay(args []string, env Env) int {
 	since := fs.String("since", "", "replay events received at or after this time")
 	until := fs.String("until", "", "with --since: received before this time")
 	dead := fs.Bool("dead", false, "replay the events of every dead delivery")
-	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>")
+	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>, digishare")
 	dry := fs.Bool("dry-run", false, "print what would be sent; send nothing")
 	force := fs.Bool("force", false, "send even when superseded or unchanged (and repeat Everlytic workflows)")
+	includeUnknown := fs.Bool("include-unknown", false, "with --dead: retry dead tickets whose outcome is unknown too (they may exist in Digishare)")
 	if code, done := parse(fs, args); done {
 		return code
 	}
@@ -442,6 +446,10 @@ func Replay(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "replay needs exactly one of --event, --order, --since (with optional --until) or --dead\n")
 		return exitUsage
 	}
+	if *includeUnknown && !*dead {
+		fmt.Fprint(env.Stderr, "--include-unknown goes with --dead\n")
+		return exitUsage
+	}
 	cfg, err := loadConfig(*cfgPath, env, true)
 	if err != nil {
 		return fail(env, err)
@@ -453,7 +461,7 @@ func Replay(args []string, env Env) int {
 	}
 	defer b.Close()
 	req := receiver.ReplayRequest{EventIDs: events, OrderID: *order, Since: *since, Until: *until, Dead: *dead,
-		Targets: targets, DryRun: *dry, Force: *force}
+		Targets: targets, DryRun: *dry, Force: *force, IncludeUnknown: *includeUnknown}
 	start := time.Now()
 	progress := func(done, total int) {
 		if total > replayProgressMin {
@@ -480,6 +488,9 @@ func Replay(args []string, env Env) int {
 		tw.Flush()
 	}
 	fmt.Fprintln(env.Stdout, summaryLine(sum, *dry, time.Since(start)))
+	if *dead {
+		fmt.Fprintln(env.Stdout, deadIntakeLine(sum, *dry))
+	}
 	for _, e := range sum.Errors {
 		fmt.Fprintln(env.Stderr, "  ", e)
 	}
@@ -508,6 +519,22 @@ func summaryLine(sum bridge.ReplaySummary, dry bool, took time.Duration) string 
 		"deliveries: %d %s, %d skipped (target disabled) (%v)",
 		verb, sum.Matched, sum.Dispatched, sum.Superseded, sum.Unchanged, sum.Skipped, sum.Failed,
 		len(sum.Requests)-skipped, send, skipped, took.Round(time.Millisecond))
+}
+
+// deadIntakeLine counts what a dead replay did with the dead deliveries of
+// order intakes (tickets, ExpertSender orders, fetches), which have no event
+// to re-decide: retried, and the tickets of unknown outcome left out.
+func deadIntakeLine(sum bridge.ReplaySummary, dry bool) string {
+	verb := "queued again"
+	if dry {
+		verb = "would be queued again"
+	}
+	line := fmt.Sprintf("intake deliveries (ticket, order, fetch): %d %s", sum.Retried, verb)
+	if sum.LeftOutUnknown > 0 {
+		line += fmt.Sprintf("; %d ticket(s) of unknown outcome left out (they may exist in Digishare: check, then retry each with "+
+			"deliveries retry, or all with --include-unknown)", sum.LeftOutUnknown)
+	}
+	return line
 }
 
 // replayProgressMin: smaller replays print only their summary.
