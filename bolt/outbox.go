@@ -57,10 +57,13 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 // the file, so a claim lives in memory (no commit per attempt) unless
 // durable is set (a request that must not be repeated blindly): then it is
 // committed before Claim returns, and a crash leaves it on disk. It refuses a
-// delivery that is claimed already or no longer pending.
+// delivery that is claimed already or no longer pending; a durable claim of
+// a delivery this process claims already makes that claim durable (a sender
+// that does some work before the request that must not be repeated).
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
 	db.claimMu.Lock()
-	if db.claims[d.ID] {
+	upgrade := db.claims[d.ID]
+	if upgrade && !durable {
 		db.claimMu.Unlock()
 		return fmt.Errorf("%w: delivery %s is being sent", bridge.ErrClaimRefused, d.ID)
 	}
@@ -79,7 +82,9 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 		}, false, false)
 	}
 	if err != nil {
-		db.dropClaim(d.ID)
+		if !upgrade {
+			db.dropClaim(d.ID)
+		}
 		return fmt.Errorf("store: claim delivery %s: %w", d.ID, err)
 	}
 	return nil

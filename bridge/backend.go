@@ -84,7 +84,9 @@ type Outbox interface {
 	// lane: the lane's oldest unfinished order delivery goes before its
 	// status deliveries (one already claimed finishes first), and each kind
 	// goes in commit order. A durable claim is committed before Claim
-	// returns, so a crash leaves a record that the request may have gone out.
+	// returns, so a crash leaves a record that the request may have gone out;
+	// a durable claim of a delivery this process claims already makes that
+	// claim durable.
 	Claim(ctx context.Context, d *Delivery, durable bool) error
 	// Release drops a claim without recording an attempt (shutdown).
 	Release(ctx context.Context, id string) error

@@ -76,6 +76,10 @@ func NewTicketSender(cfg config.Digishare, phoneRegion string, conns int) *Ticke
 	return &TicketSender{api: NewDigishareAPI(cfg, phoneRegion, conns), cfg: cfg, region: phoneRegion}
 }
 
+// The upload may be repeated: the claim is made durable right before the
+// ticket request.
+func (t *TicketSender) claimsLate() {}
+
 // OutcomeUnknownWhenCut: a ticket cut off after it was sent may exist.
 func (t *TicketSender) OutcomeUnknownWhenCut() bool { return !t.cfg.ResendUnknown }
 
@@ -118,6 +122,11 @@ func (t *TicketSender) Send(ctx context.Context, m *Message) (Response, error) {
 			if err := m.RecordMedia(ctx, media); err != nil {
 				return resp, &Error{Msg: "invoice uploaded (media id " + media + ") but not recorded: " + err.Error()}
 			}
+		}
+	}
+	if m.Sending != nil {
+		if err := m.Sending(ctx); err != nil {
+			return Response{}, err
 		}
 	}
 	ref, resp, err := t.api.SendTicket(ctx, m.Order, media)

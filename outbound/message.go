@@ -30,6 +30,11 @@ type Message struct {
 	// RecordMedia records the order's uploaded invoice at once (set by the
 	// worker for ticket deliveries).
 	RecordMedia func(ctx context.Context, mediaID string) error
+	// Sending, set by the worker for a sender that claims late (see
+	// lateClaimer), commits the delivery's durable claim: called right
+	// before the request that must not be repeated goes out. An error means
+	// nothing was sent.
+	Sending func(ctx context.Context) error
 }
 
 // Lookup returns a placeholder's value (see package placeholder).

@@ -48,6 +48,14 @@ type UnknownWhenCut interface {
 	OutcomeUnknownWhenCut() bool
 }
 
+// lateClaimer is implemented by UnknownWhenCut senders that do work that
+// may be repeated (an invoice upload) before the request that may not: the
+// worker claims their deliveries in memory, and they call Message.Sending,
+// which makes the claim durable, right before that request. A crash before
+// then leaves no durable claim: the delivery is simply sent at the next
+// start.
+type lateClaimer interface{ claimsLate() }
+
 // outcomeReporter is implemented by UnknownWhenCut senders that tell which
 // failures mean the request went out, and what a person should check.
 type outcomeReporter interface {
@@ -875,9 +883,11 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		unknownCut = u.OutcomeUnknownWhenCut()
 	}
 	// A request that cannot be repeated safely is claimed durably: the
-	// claim is on disk before the request goes out.
+	// claim is on disk before the request goes out (for a late claimer,
+	// right before, through Message.Sending).
 	_, durable := sender.(UnknownWhenCut)
-	if err := w.outbox.Claim(ctx, &d, durable); err != nil {
+	_, late := sender.(lateClaimer)
+	if err := w.outbox.Claim(ctx, &d, durable && !late); err != nil {
 		if !errors.Is(err, bridge.ErrClaimRefused) {
 			log.Error("claim delivery; will try again", "err", err)
 		}
@@ -902,6 +912,15 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	if msg.Order != nil {
 		phone, email := maskedContact(msg.Order)
 		log.ids = append(log.ids, "phone", phone, "email", email)
+	}
+	if late {
+		claimed := d
+		msg.Sending = func(ctx context.Context) error {
+			if err := w.outbox.Claim(ctx, &claimed, true); err != nil {
+				return &Error{Msg: "claim before sending: " + err.Error()}
+			}
+			return nil
+		}
 	}
 	rep, _ := sender.(outcomeReporter)
 	if d.Claimed && unknownCut {

@@ -37,6 +37,9 @@ type Digishare struct {
 	// RejectTokens, when > 0, answers that many authorised requests 401
 	// (the token expired) before accepting again.
 	RejectTokens int
+	// AnswerDelay is how long a created ticket's answer waits after the
+	// ticket exists (a process killed meanwhile never learns of it).
+	AnswerDelay time.Duration
 }
 
 // NewDigishare starts a fake Digishare (closed when the test ends).
@@ -133,7 +136,16 @@ func (d *Digishare) handle(w http.ResponseWriter, r *http.Request) {
 		d.created++
 		d.tickets[tk.ExternalID]++
 		id := d.created
+		delay := d.AnswerDelay
 		d.mu.Unlock()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+		}
 		write(Answer{Code: 201, Body: fmt.Sprintf(`{"data":{"id":"tk-%d","ticket_number":%d,"external_id":%q}}`, id, 340000+id, tk.ExternalID)})
 	default:
 		write(Answer{Code: 404, Body: `{"message":"not found"}`})
