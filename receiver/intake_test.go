@@ -2,8 +2,8 @@ package receiver
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"os"
