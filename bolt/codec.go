@@ -441,7 +441,9 @@ func decodeDelivery(key, raw []byte, x *bridge.Delivery) error {
 	}
 	x.Kind = bridge.KindStatus
 	if raw[0] == deliveryV3 {
-		x.Kind = bridge.DeliveryKind(d.str())
+		if k := d.str(); k != "" {
+			x.Kind = bridge.DeliveryKind(k)
+		}
 		x.IntakeID = d.id()
 	}
 	return d.end()

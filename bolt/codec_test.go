@@ -114,6 +114,11 @@ func FuzzDecodeRecord(f *testing.F) {
 	if raw, err := encodeRecord(eventPayload{&ev, []byte("stored payload")}); err == nil {
 		f.Add(raw)
 	}
+	ticket := del
+	ticket.EventID, ticket.Kind, ticket.IntakeID, ticket.Status = "", bridge.KindTicket, del.ID, ""
+	if raw, err := encodeRecord(&ticket); err == nil {
+		f.Add(raw) // deliveryV3 (statusbridge/4)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, fresh := range []func() any{
 			func() any { return &bridge.Event{} }, func() any { return &bridge.Delivery{} }, func() any { return &bridge.OrderState{} },
