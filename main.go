@@ -171,6 +171,9 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	if name == "" {
 		name = "built-in defaults"
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", name, w)
+	}
 	targets := mapping.New(cfg).Targets()
 	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids; targets: %s)\n", name, len(cfg.Mapping.Statuses), orNone(targets))
 	return exitOK
@@ -213,7 +216,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := []string{cfg.Webhook.Token, cfg.Admin.Token}
+	s := append([]string{cfg.Webhook.Token, cfg.Admin.Token}, cfg.Store.Secrets()...)
 	if t.ExpertSender != nil {
 		s = append(s, t.ExpertSender.APIKey)
 	}

@@ -24,6 +24,7 @@ import (
 // files depend on: rename nothing.
 type Config struct {
 	Listen   string   `yaml:"listen"`
+	Server   Server   `yaml:"server"`
 	Log      Log      `yaml:"log"`
 	Store    Store    `yaml:"store"`
 	Webhook  Webhook  `yaml:"webhook"`
@@ -35,8 +36,19 @@ type Config struct {
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`
+	// Warnings are things that are valid but probably not what was meant
+	// (e.g. a store.postgres section under store.driver: bbolt). config
+	// check prints them; serve should log them.
+	Warnings []Problem `yaml:"-"`
 
 	lines map[string]int // key path → line, for later messages (CheckMapping)
+}
+
+// Server configures the HTTP server beyond its address (listen).
+type Server struct {
+	// TrustedProxies are the networks whose X-Forwarded-For is believed;
+	// empty = none (the peer address is the client).
+	TrustedProxies []CIDR `yaml:"trusted_proxies"`
 }
 
 // Log selects the log level and format.
@@ -50,12 +62,48 @@ type Admin struct {
 	Token string `yaml:"token"` // empty = admin API disabled (its routes answer 404)
 }
 
-// Store locates the bbolt file.
+// Store drivers.
+const (
+	DriverBbolt    = "bbolt"
+	DriverPostgres = "postgres"
+)
+
+// Store selects the store: a local bbolt file (one process) or PostgreSQL
+// (several replicas).
 type Store struct {
-	Path string `yaml:"path"`
+	Driver string `yaml:"driver"` // bbolt (default) | postgres
+	Path   string `yaml:"path"`   // bbolt only
 	// Retention is how long events (and their finished deliveries and dedup
 	// keys) are kept; 0 keeps them for ever.
 	Retention Duration `yaml:"retention"`
+	// Postgres is the PostgreSQL store; nil when the section is absent.
+	// Validation guarantees it is set, with a DSN, when Driver is postgres.
+	Postgres *Postgres `yaml:"postgres"`
+}
+
+// Secrets returns what the logger must mask: the DSN's password, as
+// written and decoded. Nil when there is none.
+func (s Store) Secrets() []string {
+	if s.Postgres == nil {
+		return nil
+	}
+	return DSNSecrets(s.Postgres.DSN)
+}
+
+// Postgres configures the PostgreSQL store.
+type Postgres struct {
+	// DSN is a postgres:// URL or libpq key=value pairs. It holds a
+	// password: print it only through RedactDSN.
+	DSN string `yaml:"dsn"`
+	// Schema holds statusbridge's tables (a plain SQL identifier).
+	Schema string `yaml:"schema"`
+	// MaxConns bounds the connection pool of each replica.
+	MaxConns int `yaml:"max_conns"`
+}
+
+func (p *Postgres) setDefaults() {
+	p.Schema = "statusbridge"
+	p.MaxConns = 16
 }
 
 // Webhook configures the Digishare endpoint.
@@ -177,6 +225,9 @@ type Delivery struct {
 	MaxAttempts int     `yaml:"max_attempts"`
 	Backoff     Backoff `yaml:"backoff"`
 	Concurrency int     `yaml:"concurrency"`
+	// Failover is how soon another replica takes over sending when the
+	// replica that sends stops renewing its lease (PostgreSQL store).
+	Failover Duration `yaml:"failover"`
 }
 
 // Backoff bounds the exponential retry delay.
@@ -212,13 +263,14 @@ func Default() *Config {
 	return &Config{
 		Listen:  "127.0.0.1:8080",
 		Log:     Log{Level: "info", Format: "text"},
-		Store:   Store{Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
+		Store:   Store{Driver: DriverBbolt, Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
 		Webhook: Webhook{Path: "/webhooks/digishare", MaxBody: 1 << 20},
 		OrderID: OrderID{From: "external_id"},
 		Delivery: Delivery{
 			MaxAttempts: 12,
 			Backoff:     Backoff{Initial: Duration(time.Second), Max: Duration(10 * time.Minute)},
 			Concurrency: 16,
+			Failover:    Duration(15 * time.Second),
 		},
 		Mapping: Mapping{Statuses: map[string]Status{}},
 	}
@@ -311,6 +363,8 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		sort.SliceStable(d.problems, func(i, j int) bool { return d.problems[i].Line < d.problems[j].Line })
 		return nil, &Error{Problems: d.problems}
 	}
+	sort.SliceStable(d.warnings, func(i, j int) bool { return d.warnings[i].Line < d.warnings[j].Line })
+	cfg.Warnings = d.warnings
 	cfg.lines = d.lines
 	return cfg, nil
 }
@@ -344,9 +398,7 @@ func (d *decoder) validate(c *Config) {
 	if !oneOf(c.Log.Format, "text", "json") {
 		d.fail("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
 	}
-	if strings.TrimSpace(c.Store.Path) == "" {
-		d.fail("store.path", "must not be empty")
-	}
+	d.validateStore(&c.Store)
 	if !strings.HasPrefix(c.Webhook.Path, "/") {
 		d.fail("webhook.path", "must start with /")
 	}
@@ -372,6 +424,9 @@ func (d *decoder) validate(c *Config) {
 	if c.Delivery.Concurrency < 1 || c.Delivery.Concurrency > 1024 {
 		d.fail("delivery.concurrency", "must be between 1 and 1024")
 	}
+	if c.Delivery.Failover < Duration(time.Second) {
+		d.fail("delivery.failover", "must be at least 1s")
+	}
 	for i, t := range c.Mapping.TicketTypes {
 		if strings.TrimSpace(t) == "" {
 			d.fail(fmt.Sprintf("mapping.ticket_types[%d]", i), "must not be empty")
@@ -379,6 +434,52 @@ func (d *decoder) validate(c *Config) {
 	}
 	for id, st := range c.Mapping.Statuses {
 		d.validateEntry("mapping.statuses."+id, id, st, &c.Targets)
+	}
+}
+
+// sqlIdentifier is a plain (unquoted) SQL identifier.
+var sqlIdentifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (d *decoder) validateStore(s *Store) {
+	switch s.Driver {
+	case DriverBbolt:
+		if strings.TrimSpace(s.Path) == "" {
+			d.fail("store.path", "must not be empty")
+		}
+		if s.Postgres != nil {
+			d.warn("store.postgres", "is ignored: store.driver is bbolt (the default); set store.driver: postgres to use PostgreSQL")
+		}
+		return
+	case DriverPostgres:
+	default:
+		d.fail("store.driver", fmt.Sprintf("%q is not one of bbolt, postgres", s.Driver))
+		return
+	}
+	if _, set := d.lines["store.path"]; set {
+		d.warn("store.path", "is ignored: store.driver is postgres (store.path is the bbolt file)")
+	}
+	if s.Postgres == nil {
+		s.Postgres = &Postgres{}
+		s.Postgres.setDefaults()
+	}
+	p := s.Postgres
+	if strings.TrimSpace(p.DSN) == "" {
+		line := d.lines["store.postgres.dsn"]
+		if line == 0 {
+			line = d.lines["store.driver"]
+		}
+		d.add("store.postgres.dsn", line, "must be set when store.driver is postgres, e.g. dsn: ${STATUSBRIDGE_POSTGRES_DSN} with postgres://user:password@host:5432/dbname in that variable")
+	} else if err := checkDSN(p.DSN); err != nil {
+		d.fail("store.postgres.dsn", err.Error())
+	}
+	switch {
+	case !sqlIdentifier.MatchString(p.Schema):
+		d.fail("store.postgres.schema", fmt.Sprintf("%q is not a plain SQL identifier (letters, digits and _, not starting with a digit)", p.Schema))
+	case len(p.Schema) > 63:
+		d.fail("store.postgres.schema", fmt.Sprintf("%q is longer than PostgreSQL's 63 bytes", p.Schema))
+	}
+	if p.MaxConns < 1 || p.MaxConns > 1000 {
+		d.fail("store.postgres.max_conns", "must be between 1 and 1000")
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"sort"
@@ -18,6 +19,7 @@ type decoder struct {
 	getenv   func(string) (string, bool)
 	lines    map[string]int // key path → line, for messages about valid-looking values
 	problems []Problem
+	warnings []Problem
 	// active holds the alias targets being expanded (a cycle is an error);
 	// expanded counts nodes walked, bounding alias "billion laughs" blow-ups.
 	active   map[*yaml.Node]bool
@@ -33,6 +35,11 @@ func (d *decoder) add(path string, line int, msg string) {
 
 // fail reports a problem at a key path, with the line it was read from.
 func (d *decoder) fail(path, msg string) { d.add(path, d.lines[path], msg) }
+
+// warn records something valid but probably unintended at a key path.
+func (d *decoder) warn(path, msg string) {
+	d.warnings = append(d.warnings, Problem{Path: path, Line: d.lines[path], Message: msg})
+}
 
 // scalarDecoder is implemented by value types parsed from one YAML scalar.
 type scalarDecoder interface{ decodeScalar(string) error }
@@ -444,5 +451,30 @@ func (r *Rate) decodeScalar(s string) error {
 	}
 	per := map[string]time.Duration{"s": time.Second, "sec": time.Second, "m": time.Minute, "min": time.Minute, "h": time.Hour, "hour": time.Hour}[m[2]]
 	*r = Rate{N: n, Per: per}
+	return nil
+}
+
+// CIDR is a network written as address/bits (10.0.0.0/8, fd00::/8); a bare
+// address is the network of that one address.
+type CIDR struct{ netip.Prefix }
+
+func (c *CIDR) decodeScalar(s string) error {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8, 192.168.1.10/32, fd00::/8) or an IP address", s)
+		}
+		c.Prefix = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		return nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8, 192.168.1.10/32, fd00::/8)", s)
+	}
+	if m := p.Masked(); m != p {
+		return fmt.Errorf("%q has bits set past its /%d prefix: write %s for the network, or %s/%d for the one address", s, p.Bits(), m, p.Addr(), p.Addr().BitLen())
+	}
+	c.Prefix = p
 	return nil
 }

@@ -167,7 +167,8 @@ func restartNeeded(running, cand *config.Config) []string {
 }
 
 // Watch reloads when the config file changes, until ctx ends. It watches the
-// file's directory, so editors that replace the file by renaming are seen.
+// file's directory, so editors that replace the file by renaming are seen,
+// and so are Kubernetes ConfigMap updates (the ..data symlink swapped).
 func (m *Mapping) Watch(ctx context.Context) error {
 	file := m.cur.Load().cfg.File
 	if file == "" {
@@ -195,7 +196,11 @@ func (m *Mapping) Watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if p, _ := filepath.Abs(ev.Name); p == abs && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			// A Kubernetes ConfigMap volume updates config.yaml (a symlink
+			// into ..data/) by swapping the ..data symlink: no event names
+			// the file itself.
+			p, _ := filepath.Abs(ev.Name)
+			if (p == abs || p == filepath.Join(filepath.Dir(abs), "..data")) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				debounce = time.After(200 * time.Millisecond)
 			}
 		case err, ok := <-w.Errors:

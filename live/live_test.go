@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -139,6 +140,59 @@ func TestWatchReloadsOnFileChange(t *testing.T) {
 		case <-time.After(time.Second):
 		case <-deadline:
 			t.Fatal("the watched change was never applied")
+		}
+	}
+}
+
+// TestWatchReloadsOnConfigMapUpdate updates the config the way the kubelet
+// updates a ConfigMap volume: config.yaml -> ..data/config.yaml, and ..data
+// a symlink to a timestamped directory, swapped atomically by renaming.
+func TestWatchReloadsOnConfigMapUpdate(t *testing.T) {
+	dir := t.TempDir()
+	version := func(n int, body string) {
+		d := filepath.Join(dir, fmt.Sprintf("..2026_01_01_00_00_%02d.0000", n))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(d, "config.yaml"), body)
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(filepath.Base(d), tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version(0, base)
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Resolve(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := make(reloads, 10)
+	m := New(cfg, nil, slog.New(slog.DiscardHandler), obs)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Watch(ctx) }()
+	defer func() { cancel(); <-done }()
+	// As above: update again until the watcher, once registered, sees it.
+	deadline := time.After(10 * time.Second)
+	for n := 1; ; n++ {
+		version(n, base+"    added0000000000: { name: Added, expertsender: paid }\n")
+		select {
+		case ok := <-obs:
+			if !ok {
+				t.Fatal("watch reload failed")
+			}
+			if _, has := m.Current().Entries()["added0000000000"]; has {
+				return
+			}
+		case <-time.After(time.Second):
+		case <-deadline:
+			t.Fatal("the ConfigMap update was never applied")
 		}
 	}
 }

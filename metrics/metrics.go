@@ -24,6 +24,10 @@ type Metrics struct {
 	ack        prometheus.Histogram
 	commit     prometheus.Histogram
 	commitOps  prometheus.Histogram
+
+	sender      prometheus.Gauge
+	circuitOpen *prometheus.GaugeVec
+	mappingInfo *prometheus.GaugeVec
 }
 
 // OutboxStat is the backlog of one target.
@@ -53,7 +57,14 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 		Help: "Duration of each group commit (the transaction and its fsyncs).", Buckets: fine})
 	m.commitOps = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_writes",
 		Help: "Writes (ingests and delivery records) per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
+	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
+		Help: "1 on the replica that sends deliveries (holds the sender lease), else 0."})
+	m.circuitOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_circuit_open",
+		Help: "1 while a target's circuit breaker is open (its deliveries wait), else 0."}, []string{"target"})
+	m.mappingInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_mapping_info",
+		Help: "Always 1; the version label is the mapping in force."}, []string{"version"})
 	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps,
+		m.sender, m.circuitOpen, m.mappingInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if outbox != nil {
 		m.reg.MustRegister(&outboxCollector{read: outbox})
@@ -96,6 +107,28 @@ func (m *Metrics) Reload(ok bool) {
 	} else {
 		m.reloads.WithLabelValues("failed").Inc()
 	}
+}
+
+// SetSender records whether this replica is the one that sends.
+func (m *Metrics) SetSender(sending bool) { m.sender.Set(boolValue(sending)) }
+
+// SetCircuitOpen records whether a target's circuit breaker is open.
+func (m *Metrics) SetCircuitOpen(target string, open bool) {
+	m.circuitOpen.WithLabelValues(target).Set(boolValue(open))
+}
+
+// SetMappingVersion records the mapping version in force (the only series
+// of statusbridge_mapping_info).
+func (m *Metrics) SetMappingVersion(v string) {
+	m.mappingInfo.Reset()
+	m.mappingInfo.WithLabelValues(v).Set(1)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 type outboxCollector struct {
