@@ -187,7 +187,7 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 	case string(bridge.Done):
 		w.add("state = 'done'")
 	default:
-		w.add("state = ? AND state <> 'done'", text(f.State)) // the literal lets the partial index serve
+		w.add("state = ? AND state NOT IN ('pending', 'done')", text(f.State)) // the literal lets the partial index serve
 	}
 	if f.Target != "" {
 		w.add("target = ?", text(f.Target))
