@@ -22,7 +22,6 @@ import (
 
 var _ bridge.Tx = (*tx)(nil)
 
-
 // maxTxAttempts bounds how often Update runs its function when its
 // transaction loses a race (serialization failure, deadlock) or its
 // connection breaks before COMMIT was sent.
