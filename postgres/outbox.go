@@ -84,7 +84,14 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 	if err != nil {
 		return nil, db.fail(ctx, "read pending deliveries", err)
 	}
-	db.reads.remember(out, seqs, xip)
+	// Every row visible now with a seq up to a returned row's has been
+	// returned (now or before); so has every one up to after's, once no row
+	// of the second part (seq <= after's) was cut off by the limit.
+	floor := int64(0)
+	if known && (len(out) < limit || (len(seqs) > 0 && seqs[len(seqs)-1] > pos.seq)) {
+		floor = pos.seq
+	}
+	db.reads.remember(out, seqs, floor, xip)
 	return out, nil
 }
 
@@ -103,8 +110,9 @@ func (db *DB) readTx(ctx context.Context, queue func(b *pgx.Batch)) error {
 	return pc.Conn().SendBatch(ctx, b).Close()
 }
 
-// readPos is where a read left a reader: the seq of a delivery it returned
-// and the transactions its snapshot saw in progress.
+// readPos is where a read left a reader: every pending delivery its
+// snapshot saw with a seq up to seq has been returned, and inProgress are
+// the transactions that snapshot saw running.
 type readPos struct {
 	seq        int64
 	inProgress []int64
@@ -136,7 +144,7 @@ func (r *pendingReads) lookup(id string) (readPos, bool) {
 	return p, ok
 }
 
-func (r *pendingReads) remember(ds []bridge.Delivery, seqs, xip []int64) {
+func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64, xip []int64) {
 	if xip == nil {
 		xip = []int64{}
 	}
@@ -144,7 +152,7 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs, xip []int64) {
 	defer r.mu.Unlock()
 	r.gen++
 	for i := range ds {
-		r.byID[ds[i].ID] = readPos{seq: seqs[i], inProgress: xip, gen: r.gen}
+		r.byID[ds[i].ID] = readPos{seq: max(seqs[i], floor), inProgress: xip, gen: r.gen}
 		r.order = append(r.order, idGen{ds[i].ID, r.gen})
 	}
 	for len(r.order) > maxPositions {

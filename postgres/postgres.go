@@ -302,7 +302,14 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	defer release()
 	var standby bool
-	if err := db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+	err = db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby)
+	if err != nil && unavailable(err) && ctx.Err() == nil {
+		// A connection left from before a restart: the pool is reset; ask
+		// once more, on a new one.
+		db.resetPool(err)
+		err = db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby)
+	}
+	if err != nil {
 		return db.fail(ctx, "ping", err)
 	}
 	if standby {
@@ -353,9 +360,22 @@ func (db *DB) fail(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("postgres: %s: %w", what, cerr)
 	}
 	if unavailable(err) {
+		db.resetPool(err)
 		return fmt.Errorf("postgres: %s: %w: %s", what, bridge.ErrUnavailable, scrub(err.Error(), db.secrets))
 	}
 	return fmt.Errorf("postgres: %s: %w", what, err)
+}
+
+// resetPool closes the pool's connections after one that was established
+// broke (not a failure to connect): the server restarted or the network
+// was cut, so the idle ones are dead too, and the next calls would each
+// find one. The pool connects afresh.
+func (db *DB) resetPool(err error) {
+	var connErr *pgconn.ConnectError
+	if db.pool == nil || errors.As(err, &connErr) {
+		return
+	}
+	db.pool.Reset()
 }
 
 // unavailable reports whether err says the database cannot take the call

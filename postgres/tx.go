@@ -362,6 +362,7 @@ func (t *tx) setErr(err error) {
 	t.broken = t.conn.IsClosed()
 	t.err = t.db.fail(t.ctx, "transaction", err)
 	if t.broken && !errors.Is(t.err, bridge.ErrUnavailable) && t.ctx.Err() == nil {
+		t.db.resetPool(err)
 		t.err = fmt.Errorf("postgres: transaction: %w: connection lost: %s", bridge.ErrUnavailable, scrub(err.Error(), t.db.secrets))
 	}
 }
