@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/statusbridge/statusbridge/bridge"
 )
@@ -180,7 +181,8 @@ const claimSQL = `UPDATE deliveries AS d SET claimed_by = $2, claimed_until = no
 // the disk (synchronous_commit off for it): lost only if the database
 // crashes, and then the delivery is sent again, which at-least-once allows.
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
-	if _, err := parseID("delivery", d.ID); err != nil {
+	uid, err := parseID("delivery", d.ID)
+	if err != nil {
 		return fmt.Errorf("%w: %w", bridge.ErrClaimRefused, err)
 	}
 	release, err := db.enter()
@@ -194,7 +196,7 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 	if !durable {
 		b.Queue("SET LOCAL synchronous_commit TO off")
 	}
-	b.Queue(claimSQL, d.ID, db.opts.Name, db.opts.ClaimLease).Exec(func(ct pgconn.CommandTag) error {
+	b.Queue(claimSQL, uid, db.opts.Name, db.opts.ClaimLease).Exec(func(ct pgconn.CommandTag) error {
 		claimed = ct.RowsAffected()
 		return nil
 	})
@@ -211,11 +213,11 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 	if claimed == 1 {
 		return nil
 	}
-	return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, d.ID))
+	return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
 }
 
 // refusal says why a claim was refused.
-func (db *DB) refusal(ctx context.Context, id string) string {
+func (db *DB) refusal(ctx context.Context, id pgtype.UUID) string {
 	var state, by string
 	var held, older bool
 	var until *time.Time
@@ -239,7 +241,8 @@ func (db *DB) refusal(ctx context.Context, id string) string {
 
 // Release drops this process's claim without recording an attempt.
 func (db *DB) Release(ctx context.Context, id string) error {
-	if _, err := parseID("delivery", id); err != nil {
+	uid, err := parseID("delivery", id)
+	if err != nil {
 		return err
 	}
 	release, err := db.enter()
@@ -248,7 +251,7 @@ func (db *DB) Release(ctx context.Context, id string) error {
 	}
 	defer release()
 	if _, err := db.pool.Exec(ctx, `UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2`,
-		id, db.opts.Name); err != nil {
+		uid, db.opts.Name); err != nil {
 		return db.fail(ctx, "release delivery "+id, err)
 	}
 	return nil
@@ -277,12 +280,12 @@ type recordReq struct {
 }
 
 func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, error) {
-	if _, err := parseID("delivery", id); err != nil {
+	uid, err := parseID("delivery", id)
+	if err != nil {
 		return nil, err
 	}
 	var attempt []byte
 	if o.Attempt != nil {
-		var err error
 		if attempt, err = jsonb([]bridge.Attempt{*o.Attempt}); err != nil {
 			return nil, err
 		}
@@ -299,7 +302,7 @@ func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, er
 	if state == bridge.Done {
 		onceKey = text(o.OnceKey)
 	}
-	return &recordReq{id: id, args: []any{id, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
+	return &recordReq{id: id, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
 		text(o.Result), now.UTC(), onceKey}}, nil
 }
 

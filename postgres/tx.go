@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/payload"
@@ -474,13 +475,26 @@ func scanDelivery(row pgx.Row, dest ...any) (*bridge.Delivery, error) {
 	return &d, nil
 }
 
-// parseID checks an id (ErrNotFound when it is not one, as no record has it).
-func parseID(kind, id string) (uuid.UUID, error) {
+// parseID reads an id as a query argument (ErrNotFound when it is not one,
+// as no record has it). A pgtype.UUID is sent in binary; a string would
+// make pgx fail the binary encoding before falling back to text, each time.
+func parseID(kind, id string) (pgtype.UUID, error) {
 	u, err := uuid.Parse(id)
 	if err != nil {
-		return uuid.UUID{}, fmt.Errorf("%w: %s %q", bridge.ErrNotFound, kind, id)
+		return pgtype.UUID{}, fmt.Errorf("%w: %s %q", bridge.ErrNotFound, kind, id)
 	}
-	return u, nil
+	return pgtype.UUID{Bytes: u, Valid: true}, nil
+}
+
+// ids reads the valid ids of a list as a query argument.
+func ids(list []string) []pgtype.UUID {
+	out := make([]pgtype.UUID, 0, len(list))
+	for _, id := range list {
+		if u, err := uuid.Parse(id); err == nil {
+			out = append(out, pgtype.UUID{Bytes: u, Valid: true})
+		}
+	}
+	return out
 }
 
 // ClaimDedup claims the key with a primary key: a concurrent claim of the
@@ -500,23 +514,27 @@ func (t *tx) ClaimDedup(key [32]byte, eventID string) ([]byte, string, error) {
 	if t.err != nil {
 		return nil, "", t.err
 	}
+	eid, err := parseID("event", eventID)
+	if err != nil {
+		return nil, "", err
+	}
 	dkey := append([]byte(nil), key[:dedupKeyLen]...)
 	k := string(dkey)
 	if !t.known[k] {
 		t.claimed = append(t.claimed, k)
-		t.deferred = append(t.deferred, item{sql: `INSERT INTO dedup (key, event_id) VALUES ($1, $2)`, args: []any{dkey, eventID},
+		t.deferred = append(t.deferred, item{sql: `INSERT INTO dedup (key, event_id) VALUES ($1, $2)`, args: []any{dkey, eid},
 			what: "claim dedup key for " + eventID, keys: []string{"dedup:" + k}})
 		return dkey, "", nil
 	}
 	// Stored before (unless deleted since by retention): insert unless it
 	// is there, and read it when it is.
 	var inserted int64
-	err := t.read(`INSERT INTO dedup (key, event_id) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
+	err = t.read(`INSERT INTO dedup (key, event_id) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
 		func(br pgx.BatchResults) error {
 			ct, err := br.Exec()
 			inserted = ct.RowsAffected()
 			return err
-		}, dkey, eventID)
+		}, dkey, eid)
 	if err != nil {
 		return nil, "", fmt.Errorf("postgres: claim dedup key for %s: %w", eventID, err)
 	}
@@ -538,18 +556,19 @@ func (t *tx) ClaimDedup(key [32]byte, eventID string) ([]byte, string, error) {
 const dedupKeyLen = 16
 
 func (t *tx) Event(id string) (*bridge.Event, error) {
-	if _, err := parseID("event", id); err != nil {
+	uid, err := parseID("event", id)
+	if err != nil {
 		return nil, err
 	}
 	var ev *bridge.Event
-	err := t.read(`SELECT `+eventColumns+` FROM events WHERE id = $1`, func(br pgx.BatchResults) error {
+	err = t.read(`SELECT `+eventColumns+` FROM events WHERE id = $1`, func(br pgx.BatchResults) error {
 		var err error
 		ev, err = scanEvent(br.QueryRow())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		return err
-	}, id)
+	}, uid)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read event %s: %w", id, err)
 	}
@@ -560,19 +579,20 @@ func (t *tx) Event(id string) (*bridge.Event, error) {
 }
 
 func (t *tx) Payload(id string) ([]byte, error) {
-	if _, err := parseID("event", id); err != nil {
+	uid, err := parseID("event", id)
+	if err != nil {
 		return nil, err
 	}
 	var stored []byte
 	found := true
-	err := t.read(`SELECT payload FROM events WHERE id = $1`, func(br pgx.BatchResults) error {
+	err = t.read(`SELECT payload FROM events WHERE id = $1`, func(br pgx.BatchResults) error {
 		err := br.QueryRow().Scan(&stored)
 		if errors.Is(err, pgx.ErrNoRows) {
 			found = false
 			return nil
 		}
 		return err
-	}, id)
+	}, uid)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read payload of %s: %w", id, err)
 	}
@@ -584,25 +604,23 @@ func (t *tx) Payload(id string) ([]byte, error) {
 
 // PutEvent upserts an event; a nil stored payload keeps the one it has.
 func (t *tx) PutEvent(ev *bridge.Event, stored []byte) error {
-	if _, err := parseID("event", ev.ID); err != nil {
+	uid, err := parseID("event", ev.ID)
+	if err != nil {
 		return err
 	}
 	decisions, err := jsonb(ev.Decisions)
 	if err != nil {
 		return fmt.Errorf("postgres: put event %s: %w", ev.ID, err)
 	}
-	ids := ev.DeliveryIDs
-	if ids == nil {
-		ids = []string{}
-	}
+
 	return t.write("put event "+ev.ID, []string{"events:" + ev.ID}, `INSERT INTO events (id, received_at, event, ticket_id, order_id, state, error, decisions, delivery_ids, dedup_key, payload)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (id) DO UPDATE SET received_at = excluded.received_at, event = excluded.event,
 			ticket_id = excluded.ticket_id, order_id = excluded.order_id, state = excluded.state, error = excluded.error,
 			decisions = excluded.decisions, delivery_ids = excluded.delivery_ids, dedup_key = excluded.dedup_key,
 			payload = coalesce(excluded.payload, events.payload)`,
-		ev.ID, ev.ReceivedAt, text(ev.Name), text(ev.TicketID), text(ev.OrderID), text(string(ev.State)), text(ev.Error),
-		decisions, ids, nilIfEmpty(ev.DedupKey), stored)
+		uid, ev.ReceivedAt, text(ev.Name), text(ev.TicketID), text(ev.OrderID), text(string(ev.State)), text(ev.Error),
+		decisions, ids(ev.DeliveryIDs), nilIfEmpty(ev.DedupKey), stored)
 }
 
 func nilIfEmpty(b []byte) []byte {
@@ -615,10 +633,11 @@ func nilIfEmpty(b []byte) []byte {
 func (t *tx) EventsFrom(after string, limit int) ([]bridge.Event, error) {
 	sql, args := `SELECT `+eventColumns+` FROM events ORDER BY id LIMIT $1`, []any{limit}
 	if after != "" {
-		if _, err := parseID("event", after); err != nil {
+		uid, err := parseID("event", after)
+		if err != nil {
 			return nil, err
 		}
-		sql, args = `SELECT `+eventColumns+` FROM events WHERE id > $2 ORDER BY id LIMIT $1`, []any{limit, after}
+		sql, args = `SELECT `+eventColumns+` FROM events WHERE id > $2 ORDER BY id LIMIT $1`, []any{limit, uid}
 	}
 	var out []bridge.Event
 	err := t.read(sql, rowsFn(func(rows pgx.Rows) error {
@@ -640,21 +659,16 @@ func (t *tx) EventsFrom(after string, limit int) ([]bridge.Event, error) {
 // DeleteEvent queues the deletion of an event, its payload (in its row),
 // its dedup key and its deliveries.
 func (t *tx) DeleteEvent(ev *bridge.Event) error {
-	if _, err := parseID("event", ev.ID); err != nil {
+	uid, err := parseID("event", ev.ID)
+	if err != nil {
 		return err
 	}
-	var ids []string
-	for _, id := range ev.DeliveryIDs {
-		if _, err := uuid.Parse(id); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) > 0 {
-		keys := make([]string, len(ids))
-		for i, id := range ids {
+	if dids := ids(ev.DeliveryIDs); len(dids) > 0 {
+		keys := make([]string, len(ev.DeliveryIDs))
+		for i, id := range ev.DeliveryIDs {
 			keys[i] = "deliveries:" + id
 		}
-		if err := t.write("delete deliveries of event "+ev.ID, keys, `DELETE FROM deliveries WHERE id = ANY($1::uuid[])`, ids); err != nil {
+		if err := t.write("delete deliveries of event "+ev.ID, keys, `DELETE FROM deliveries WHERE id = ANY($1::uuid[])`, dids); err != nil {
 			return err
 		}
 	}
@@ -663,7 +677,7 @@ func (t *tx) DeleteEvent(ev *bridge.Event) error {
 			return err
 		}
 	}
-	return t.write("delete event "+ev.ID, []string{"events:" + ev.ID}, `DELETE FROM events WHERE id = $1`, ev.ID)
+	return t.write("delete event "+ev.ID, []string{"events:" + ev.ID}, `DELETE FROM events WHERE id = $1`, uid)
 }
 
 // orderStateSQL reads an order's state and the state of each target's last
@@ -746,29 +760,28 @@ func (t *tx) PutOrder(orderID string, st bridge.OrderState) error {
 	if err != nil {
 		return fmt.Errorf("postgres: put order %s: %w", orderID, err)
 	}
-	ids := []string{}
+	last := make([]string, 0, len(st.Targets))
 	for _, ts := range st.Targets {
-		if _, err := uuid.Parse(ts.DeliveryID); err == nil {
-			ids = append(ids, ts.DeliveryID)
-		}
+		last = append(last, ts.DeliveryID)
 	}
 	return t.write("put order "+orderID, []string{"orders:" + orderID}, `INSERT INTO orders (order_id, state, delivery_ids) VALUES ($1, $2, $3)
-		ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, delivery_ids = excluded.delivery_ids`, text(orderID), state, ids)
+		ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, delivery_ids = excluded.delivery_ids`, text(orderID), state, ids(last))
 }
 
 func (t *tx) Delivery(id string) (*bridge.Delivery, error) {
-	if _, err := parseID("delivery", id); err != nil {
+	uid, err := parseID("delivery", id)
+	if err != nil {
 		return nil, err
 	}
 	var d *bridge.Delivery
-	err := t.read(`SELECT `+deliveryColumns+` FROM deliveries WHERE id = $1`, func(br pgx.BatchResults) error {
+	err = t.read(`SELECT `+deliveryColumns+` FROM deliveries WHERE id = $1`, func(br pgx.BatchResults) error {
 		var err error
 		d, err = scanDelivery(br.QueryRow())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		return err
-	}, id)
+	}, uid)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read delivery %s: %w", id, err)
 	}
@@ -781,10 +794,12 @@ func (t *tx) Delivery(id string) (*bridge.Delivery, error) {
 // PutDelivery upserts a delivery. A new one gets the next seq and the id of
 // this transaction (queued_xid; see PendingAfter), assigned before the seq.
 func (t *tx) PutDelivery(d *bridge.Delivery) error {
-	if _, err := parseID("delivery", d.ID); err != nil {
+	uid, err := parseID("delivery", d.ID)
+	if err != nil {
 		return err
 	}
-	if _, err := parseID("event", d.EventID); err != nil {
+	eid, err := parseID("event", d.EventID)
+	if err != nil {
 		return fmt.Errorf("postgres: put delivery %s: event id: %w", d.ID, err)
 	}
 	state := d.State
@@ -810,7 +825,7 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 			next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at, attempts = excluded.attempts,
 			queued_xid = CASE WHEN deliveries.state <> 'pending' AND excluded.state = 'pending'
 				THEN excluded.queued_xid ELSE deliveries.queued_xid END`,
-		d.ID, d.EventID, text(d.OrderID), text(d.Target), text(d.Status), text(d.StatusID), d.CreatedAt, string(state),
+		uid, eid, text(d.OrderID), text(d.Target), text(d.Status), text(d.StatusID), d.CreatedAt, string(state),
 		text(d.Reason), text(d.Result), d.Force, nullTime(d.NextAttemptAt), d.UpdatedAt, attempts)
 }
 
