@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // A commit that may queue deliveries wakes this process's worker at once
@@ -62,12 +60,7 @@ func (db *DB) sendNotify() {
 	defer cancel()
 	// The payload names the sender, whose own listener ignores it. A NOTIFY
 	// commits a transaction: it need not wait for the disk.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue("SET LOCAL synchronous_commit TO off")
-	b.Queue("SELECT pg_notify($1, $2)", db.channel, db.opts.Name)
-	b.Queue("COMMIT")
-	if err := db.sendBatch(ctx, b); err != nil {
+	if _, err := db.async.Exec(ctx, "SELECT pg_notify($1, $2)", db.channel, db.opts.Name); err != nil {
 		db.log.Debug("postgres: notify other replicas (they will find the deliveries at their next sweep)",
 			"err", db.fail(ctx, "notify", err))
 	}

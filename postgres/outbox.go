@@ -178,8 +178,8 @@ const claimSQL = `UPDATE deliveries AS d SET claimed_by = $2, claimed_until = no
 // (ErrClaimRefused, with the reason) a delivery that is not pending, that
 // another sender holds, or that an older unfinished delivery of its lane
 // precedes. A claim that is not durable is committed without waiting for
-// the disk (synchronous_commit off for it): lost only if the database
-// crashes, and then the delivery is sent again, which at-least-once allows.
+// the disk (synchronous_commit off): lost only if the database crashes,
+// and then the delivery is sent again, which at-least-once allows.
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
 	uid, err := parseID("delivery", d.ID)
 	if err != nil {
@@ -190,26 +190,15 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 		return err
 	}
 	defer release()
-	var claimed int64
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	if !durable {
-		b.Queue("SET LOCAL synchronous_commit TO off")
+	pool := db.async // a claim lost in a database crash is redone: the delivery is sent again
+	if durable {
+		pool = db.pool
 	}
-	b.Queue(claimSQL, uid, db.opts.Name, db.opts.ClaimLease).Exec(func(ct pgconn.CommandTag) error {
-		claimed = ct.RowsAffected()
-		return nil
-	})
-	b.Queue("COMMIT")
-	pc, err := db.pool.Acquire(ctx)
+	ct, err := pool.Exec(ctx, claimSQL, uid, db.opts.Name, db.opts.ClaimLease)
 	if err != nil {
 		return db.fail(ctx, "claim delivery "+d.ID, err)
 	}
-	err = pc.Conn().SendBatch(ctx, b).Close()
-	pc.Release()
-	if err != nil {
-		return db.fail(ctx, "claim delivery "+d.ID, err)
-	}
+	claimed := ct.RowsAffected()
 	if claimed == 1 {
 		return nil
 	}
@@ -250,7 +239,7 @@ func (db *DB) Release(ctx context.Context, id string) error {
 		return err
 	}
 	defer release()
-	if _, err := db.pool.Exec(ctx, `UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2`,
+	if _, err := db.async.Exec(ctx, `UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2`,
 		uid, db.opts.Name); err != nil {
 		return db.fail(ctx, "release delivery "+id, err)
 	}

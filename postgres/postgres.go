@@ -61,7 +61,9 @@ type Options struct {
 	// Schema holds every table (default "statusbridge"); it is created when
 	// missing.
 	Schema string
-	// MaxConns bounds the connection pool (default 16).
+	// MaxConns bounds the connection pool (default 16). A DB holds up to
+	// MaxConns + 5 connections: 4 more for non-durable commits (claims,
+	// notifications) and one listening.
 	MaxConns int
 	Logger   *slog.Logger
 	// Name identifies this process's claims (default: the host name and a
@@ -102,11 +104,18 @@ const (
 	ingestTimeout = 10 * time.Second
 	// callTimeout bounds the background statements (records, notifications).
 	callTimeout = 30 * time.Second
+	// asyncConns is the size of the pool of non-durable commits.
+	asyncConns = 4
 )
 
 // DB is an open PostgreSQL store.
 type DB struct {
-	pool    *pgxpool.Pool
+	pool *pgxpool.Pool
+	// async is a small pool whose sessions commit without waiting for the
+	// disk (synchronous_commit off): for what may be lost in a database
+	// crash because it is only redone (non-durable claims, releases,
+	// notifications).
+	async   *pgxpool.Pool
 	connCfg *pgx.ConnConfig // for dedicated connections: copy before use
 	log     *slog.Logger
 	opts    Options
@@ -194,8 +203,16 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if db.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, db.fail(ctx, "open the pool", err)
 	}
+	acfg := pcfg.Copy()
+	acfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	acfg.MaxConns = asyncConns
+	if db.async, err = pgxpool.NewWithConfig(ctx, acfg); err != nil {
+		db.pool.Close()
+		return nil, db.fail(ctx, "open the pool", err)
+	}
 	if err := db.checkSettings(ctx); err != nil {
 		db.pool.Close()
+		db.async.Close()
 		return nil, err
 	}
 	for range 2 {
@@ -333,6 +350,7 @@ func (db *DB) Close() error {
 	close(db.stop)
 	db.bg.Wait()
 	db.pool.Close()
+	db.async.Close()
 	return nil
 }
 
@@ -376,6 +394,7 @@ func (db *DB) resetPool(err error) {
 		return
 	}
 	db.pool.Reset()
+	db.async.Reset()
 }
 
 // unavailable reports whether err says the database cannot take the call
