@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
+	"github.com/statusbridge/statusbridge/bridge/backendtest"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	bbolt "go.etcd.io/bbolt"
@@ -31,7 +32,7 @@ func BenchmarkIngest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	tb := testTable(&testing.T{}, "k")
+	tb := backendtest.Table(b, "k")
 	// ~1.5 KB payloads as Digishare sends: the sample's fields plus 500
 	// characters of text that compresses like prose, not like a run of x.
 	words := strings.Fields("commande livraison adresse casablanca rabat client confirme paiement produit retour " +
@@ -55,7 +56,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed,
+			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: backendtest.Confirmed,
 				DateStatus: "2026-01-13 16:29:51", Campaign: map[string]any{"pad": pad}}.Payload()
 			ev, err := digishare.Decode(raw)
 			if err != nil {

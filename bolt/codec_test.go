@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 	"github.com/statusbridge/statusbridge/bridge"
+	"github.com/statusbridge/statusbridge/bridge/backendtest"
 	"github.com/statusbridge/statusbridge/internal/fake"
 	bbolt "go.etcd.io/bbolt"
 )
@@ -159,17 +160,17 @@ func TestDecodeRecordRefusesDamage(t *testing.T) {
 // finish, its orders' states still decide, and retention removes its records.
 func TestOpenUpgradesSchema1Store(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
-	tb := testTable(t, "k")
-	raw := fake.Update{TicketID: "t1", OrderID: "ORDER-7", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51",
+	tb := backendtest.Table(t, "k")
+	raw := fake.Update{TicketID: "t1", OrderID: "ORDER-7", StatusID: backendtest.Confirmed, DateStatus: "2026-01-13 16:29:51",
 		Campaign: map[string]any{"note": string(make([]byte, 300))}}.Payload()
-	in := incoming(t, raw)
+	in := backendtest.Incoming(t, raw)
 	old := time.Date(2026, 1, 13, 16, 30, 0, 0, time.UTC)
 	evID, delID := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
 	d := tb.Decide(in.Update, bridge.OrderState{}, bridge.DecideOptions{})
 	ev := bridge.Event{ID: evID.String(), ReceivedAt: old, Name: in.Update.Name, TicketID: in.Update.TicketID, OrderID: "7",
 		State: d.Outcome, Decisions: []bridge.Decision{d}, DeliveryIDs: []string{delID.String()}, DedupKey: in.Update.DedupKey[:]}
 	del := bridge.Delivery{ID: delID.String(), EventID: ev.ID, OrderID: "7", Target: "expertsender", Status: "paid",
-		StatusID: confirmed, CreatedAt: old, UpdatedAt: old, State: bridge.Pending}
+		StatusID: backendtest.Confirmed, CreatedAt: old, UpdatedAt: old, State: bridge.Pending}
 	st := bridge.Advance(bridge.OrderState{Targets: map[string]bridge.TargetState{
 		"expertsender": {Status: "paid", DeliveryID: del.ID}}}, d)
 	plain, _ := zstd.NewWriter(nil)
@@ -211,7 +212,7 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	if err != nil || got.OrderID != "7" || string(payload) != string(raw) {
 		t.Fatalf("old event: %+v, payload equal %v, err %v", got, string(payload) == string(raw), err)
 	}
-	res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
+	res, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, raw), tb)
 	if err != nil || !res.Duplicate || res.EventID != ev.ID {
 		t.Fatalf("repeat of an old event: %+v %v, want a duplicate of %s", res, err, ev.ID)
 	}
@@ -222,7 +223,7 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 	if db, err = Open(path, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb); err != nil || !res.Duplicate || res.EventID != ev.ID {
+	if res, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, raw), tb); err != nil || !res.Duplicate || res.EventID != ev.ID {
 		t.Fatalf("repeat of an old event after reopening: %+v %v, want a duplicate of %s", res, err, ev.ID)
 	}
 	pending, err := db.PendingAfter(context.Background(), "", 10)
@@ -236,14 +237,14 @@ func TestOpenUpgradesSchema1Store(t *testing.T) {
 		t.Fatalf("old delivery after its attempt: %+v %v", d, err)
 	}
 	// The same status again for the old order: its state says already sent.
-	again := fake.Update{TicketID: "t2", OrderID: "ORDER-7", StatusID: confirmed, DateStatus: "2026-01-13 17:00:00"}.Payload()
-	if res, err := bridge.Ingest(context.Background(), db, incoming(t, again), tb); err != nil || res.State != bridge.EventUnchanged {
+	again := fake.Update{TicketID: "t2", OrderID: "ORDER-7", StatusID: backendtest.Confirmed, DateStatus: "2026-01-13 17:00:00"}.Payload()
+	if res, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, again), tb); err != nil || res.State != bridge.EventUnchanged {
 		t.Fatalf("new event on an old order: %+v %v, want unchanged", res, err)
 	}
 	if n, err := bridge.Sweep(context.Background(), db, old.Add(time.Minute)); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v, want the old event deleted", n, err)
 	}
-	if res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb); err != nil || res.Duplicate {
+	if res, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, raw), tb); err != nil || res.Duplicate {
 		t.Fatalf("after its event is swept, a repeat is new again: %+v %v", res, err)
 	}
 	var schema string
@@ -263,7 +264,7 @@ func TestPayloadCompressionRoundTrip(t *testing.T) {
 	for i := range big {
 		big[i] = byte('a' + (i*7+i/1000)%26)
 	}
-	for _, raw := range [][]byte{[]byte(`{}`), fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload(), big} {
+	for _, raw := range [][]byte{[]byte(`{}`), fake.Update{TicketID: "t", OrderID: "1", StatusID: backendtest.Confirmed}.Payload(), big} {
 		stored := compress(raw)
 		back, err := decompress(stored)
 		if err != nil || string(back) != string(raw) {
@@ -280,7 +281,7 @@ func TestPayloadCompressionRoundTrip(t *testing.T) {
 // appending a decision) without the writer knowing about the payload.
 func TestEventInlinePayload(t *testing.T) {
 	key, ev, _, _ := sampleRecords(t)
-	stored := compress(fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed,
+	stored := compress(fake.Update{TicketID: "t", OrderID: "1", StatusID: backendtest.Confirmed,
 		Campaign: map[string]any{"note": strings.Repeat("livraison rapide ", 30)}}.Payload())
 	raw, err := encodeRecord(eventPayload{&ev, stored})
 	if err != nil {

@@ -545,11 +545,24 @@ func IntakeDurableClaimLeftIsClaimed(t *testing.T, open OpenBackend) {
 	if !found {
 		t.Fatal("the claimed ticket delivery is not pending")
 	}
-	if err := b.Claim(ctx, &tk, false); err != nil {
-		t.Fatalf("claim after the restart: %v", err)
-	}
+	// The new sender records it (its lease may still hold the claim: a
+	// takeover or its lapse frees it; the record needs neither).
 	recordDone(t, b, tk.ID, bridge.AttemptResult{State: bridge.Dead, Result: bridge.ResultOutcomeUnknown, Reason: "outcome unknown"})
 	if d := getDel(t, b, tk.ID); d.State != bridge.Dead || d.Result != bridge.ResultOutcomeUnknown {
 		t.Errorf("after the record: %+v", d)
+	}
+	// A retry of it is a new delivery, not claimed by anyone.
+	r, err := bridge.RetryDelivery(ctx, b, tk.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = b.PendingAfter(ctx, "", 100)
+	if err != nil || !containsID(p, r.ID) {
+		t.Fatalf("the retry is not pending: %v", err)
+	}
+	for _, d := range p {
+		if d.Claimed {
+			t.Errorf("delivery %s is Claimed after the record", d.ID)
+		}
 	}
 }

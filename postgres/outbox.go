@@ -1,0 +1,447 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/statusbridge/statusbridge/bridge"
+)
+
+// PendingAfter returns up to limit unfinished deliveries in seq order: from
+// the start when after is "", else those the worker has not been given since
+// the read that returned the delivery after.
+//
+// seq is commit order within a lane (the order's lock serialises its
+// decisions) but not across lanes: a transaction may take seq 10, another
+// seq 11 and commit first, so a reader that saw 11 and asks for "after 11"
+// would never see 10. So each read remembers, for every id it returns, the
+// transactions its snapshot saw in progress (pg_snapshot_xip), and "after
+// id" means: rows with a larger seq, plus rows queued by one of those
+// transactions (queued_xid), which may have a smaller seq. No other row can
+// have been missed: a transaction that had committed was visible to that
+// read, and one that started later (its id is assigned before its first
+// seq) takes seqs larger than any the read saw. Both parts use small
+// partial indexes of pending rows, so a read costs what it returns, not the
+// backlog; a re-read from the start is one index scan.
+//
+// A delivery may be returned again (the worker skips those it holds). An id
+// this DB did not return recently (or at all: a restart) reads from the
+// start, which is always correct. A delivery another sender holds is
+// returned with NextAttemptAt no earlier than the end of its lease, so a
+// worker waits for the lease instead of spinning on refused claims.
+func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]bridge.Delivery, error) {
+	release, err := db.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var pos readPos
+	known := false
+	if after != "" {
+		pos, known = db.reads.lookup(after)
+	}
+	const cols = `SELECT ` + deliveryColumns + `, seq,
+		CASE WHEN claimed_until > now() AND claimed_by <> $1 THEN greatest(next_attempt_at, claimed_until) END,
+		EXISTS (SELECT 1 FROM durable_claims c WHERE c.delivery_id = deliveries.id AND c.claimed_by <> $1)
+		FROM deliveries WHERE state = 'pending'`
+	sql, args := cols+` ORDER BY seq LIMIT $2`, []any{db.opts.Name, limit}
+	if known {
+		sql = `(` + cols + ` AND seq > $3 ORDER BY seq LIMIT $2) UNION ALL (` + cols + ` AND seq <= $3 AND queued_xid = ANY($4))
+			ORDER BY seq LIMIT $2`
+		args = append(args, pos.seq, pos.inProgress)
+	}
+	var out []bridge.Delivery
+	var seqs []int64
+	var xip []int64
+	err = db.readTx(ctx, func(b *pgx.Batch) {
+		// The first statement takes the transaction's snapshot; the second
+		// reads with the same one.
+		b.Queue(`SELECT ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) x)`).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&xip)
+		})
+		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var seq int64
+				var leased *time.Time
+				var claimed bool
+				d, err := scanDelivery(rows, &seq, &leased, &claimed)
+				if err != nil {
+					return err
+				}
+				d.Claimed = claimed // a durable claim of another sender (gone: one sender sends)
+				if leased != nil {
+					d.NextAttemptAt = leased.UTC()
+				}
+				out = append(out, *d)
+				seqs = append(seqs, seq)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, db.fail(ctx, "read pending deliveries", err)
+	}
+	// Every row visible now with a seq up to a returned row's has been
+	// returned (now or before); so has every one up to after's, once no row
+	// of the second part (seq <= after's) was cut off by the limit.
+	floor := int64(0)
+	if known && (len(out) < limit || (len(seqs) > 0 && seqs[len(seqs)-1] > pos.seq)) {
+		floor = pos.seq
+	}
+	db.reads.remember(out, seqs, floor, xip)
+	return out, nil
+}
+
+// readTx runs the statements b queues in one REPEATABLE READ READ ONLY
+// transaction, in one round trip.
+func (db *DB) readTx(ctx context.Context, queue func(b *pgx.Batch)) error {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	queue(b)
+	b.Queue("COMMIT")
+	pc, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer pc.Release() // left in a transaction (an error): destroyed
+	return pc.Conn().SendBatch(ctx, b).Close()
+}
+
+// readPos is where a read left a reader: every pending delivery its
+// snapshot saw with a seq up to seq has been returned, and inProgress are
+// the transactions that snapshot saw running.
+type readPos struct {
+	seq        int64
+	inProgress []int64
+	gen        uint64
+}
+
+// pendingReads remembers the position of every delivery the recent reads
+// returned (at most maxPositions).
+type pendingReads struct {
+	mu    sync.Mutex
+	byID  map[string]readPos
+	order []idGen // oldest first
+	gen   uint64
+}
+
+type idGen struct {
+	id  string
+	gen uint64
+}
+
+const maxPositions = 50000
+
+func (r *pendingReads) init() { r.byID = map[string]readPos{} }
+
+func (r *pendingReads) lookup(id string) (readPos, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.byID[id]
+	return p, ok
+}
+
+func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64, xip []int64) {
+	if xip == nil {
+		xip = []int64{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	for i := range ds {
+		r.byID[ds[i].ID] = readPos{seq: max(seqs[i], floor), inProgress: xip, gen: r.gen}
+		r.order = append(r.order, idGen{ds[i].ID, r.gen})
+	}
+	for len(r.order) > maxPositions {
+		old := r.order[0]
+		r.order = r.order[1:]
+		if p, ok := r.byID[old.id]; ok && p.gen == old.gen {
+			delete(r.byID, old.id)
+		}
+	}
+}
+
+// claimSQL claims a pending delivery that no live claim of another sender
+// holds and that is the next of its lane (laneAhead): the lane's order
+// upserts go before its other deliveries, each class in seq order, and an
+// upsert waits for a delivery of its lane being sent (one in flight
+// finishes first). A durable claim ($4) is recorded in durable_claims in
+// the same statement (apart from the lease, which a takeover releases).
+const claimSQL = `WITH c AS (UPDATE deliveries AS d SET claimed_by = $2, claimed_until = now() + $3::interval
+	WHERE d.id = $1 AND d.state = 'pending'
+		AND (d.claimed_until IS NULL OR d.claimed_until <= now() OR d.claimed_by = $2)
+		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE ` + laneAhead + `)
+	RETURNING d.id),
+dc AS (INSERT INTO durable_claims (delivery_id, claimed_by) SELECT id, $2 FROM c WHERE $4
+	ON CONFLICT (delivery_id) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = now())
+SELECT count(*) FROM c`
+
+// laneAhead is true for a delivery p that goes before d in d's lane.
+const laneAhead = `p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.id <> d.id AND (
+	(p.kind = 'order' AND d.kind <> 'order')
+	OR ((p.kind = 'order') = (d.kind = 'order') AND p.seq < d.seq)
+	OR (d.kind = 'order' AND p.kind <> 'order' AND p.claimed_until > now()))`
+
+// ClaimsCheckLaneOrder: claims here refuse a delivery that is not the next
+// of its lane (replicas share the outbox).
+func (db *DB) ClaimsCheckLaneOrder() bool { return true }
+
+// Claim marks a delivery as being sent by this process until it is
+// recorded or released, or Options.ClaimLease passes. It refuses
+// (ErrClaimRefused, with the reason) a delivery that is not pending, that
+// another sender holds, or that an older unfinished delivery of its lane
+// precedes. A claim that is not durable is committed without waiting for
+// the disk (synchronous_commit off): lost only if the database crashes,
+// and then the delivery is sent again, which at-least-once allows.
+func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
+	uid, err := parseID("delivery", d.ID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", bridge.ErrClaimRefused, err)
+	}
+	release, err := db.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
+	pool := db.async // a claim lost in a database crash is redone: the delivery is sent again
+	if durable {
+		pool = db.pool
+	}
+	var claimed int64
+	if err := pool.QueryRow(ctx, claimSQL, uid, db.opts.Name, db.opts.ClaimLease, durable).Scan(&claimed); err != nil {
+		return db.fail(ctx, "claim delivery "+d.ID, err)
+	}
+	if claimed == 1 {
+		return nil
+	}
+	return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
+}
+
+// refusal says why a claim was refused.
+func (db *DB) refusal(ctx context.Context, id pgtype.UUID) string {
+	var state, by string
+	var held, older bool
+	var until *time.Time
+	err := db.pool.QueryRow(ctx, `SELECT state, coalesce(claimed_by, ''), claimed_until, coalesce(claimed_until > now(), false),
+		EXISTS (SELECT 1 FROM deliveries p WHERE `+laneAhead+`)
+		FROM deliveries d WHERE id = $1`, id).Scan(&state, &by, &until, &held, &older)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "does not exist"
+	case err != nil:
+		return "(reason unknown: " + db.fail(ctx, "read delivery", err).Error() + ")"
+	case state != string(bridge.Pending):
+		return "is " + state
+	case held && by != db.opts.Name:
+		return fmt.Sprintf("is being sent by %s (lease until %s)", by, until.UTC().Format(time.RFC3339))
+	case older:
+		return "waits for a delivery of its order and target that goes first (an older one, an order upsert, or one being sent)"
+	}
+	return "changed while being claimed"
+}
+
+// Release drops this process's claim without recording an attempt.
+func (db *DB) Release(ctx context.Context, id string) error {
+	uid, err := parseID("delivery", id)
+	if err != nil {
+		return err
+	}
+	release, err := db.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, err := db.async.Exec(ctx, `WITH u AS (UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2)
+		DELETE FROM durable_claims WHERE delivery_id = $1 AND claimed_by = $2`,
+		uid, db.opts.Name); err != nil {
+		return db.fail(ctx, "release delivery "+id, err)
+	}
+	return nil
+}
+
+// recordSQL appends an attempt, moves the delivery to its new state, clears
+// its claim and, for a done delivery with a no-repeat key, records the key,
+// in one statement; it returns how many deliveries it updated (0: unknown).
+const recordSQL = `WITH u AS (
+	UPDATE deliveries SET
+		attempts = CASE WHEN $2::jsonb IS NULL THEN attempts ELSE attempts || $2::jsonb END,
+		state = $3, next_attempt_at = $4,
+		reason = CASE WHEN $5 THEN $6 ELSE reason END,
+		result = CASE WHEN $7 <> '' THEN $7 ELSE result END,
+		updated_at = $8, claimed_by = NULL, claimed_until = NULL
+	WHERE id = $1 RETURNING id),
+o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u WHERE $9 <> ''
+	ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id),
+dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u))
+SELECT count(*) FROM u`
+
+type recordReq struct {
+	id   string
+	args []any
+	done func(error)
+	err  error // set by commitRecords
+}
+
+func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, error) {
+	uid, err := parseID("delivery", id)
+	if err != nil {
+		return nil, err
+	}
+	var attempt []byte
+	if o.Attempt != nil {
+		if attempt, err = jsonb([]bridge.Attempt{*o.Attempt}); err != nil {
+			return nil, err
+		}
+	}
+	state := o.State
+	if state == bridge.InFlight {
+		state = bridge.Pending
+	}
+	var next *time.Time
+	if !state.Terminal() {
+		next = nullTime(o.NextAttemptAt)
+	}
+	onceKey := ""
+	if state == bridge.Done {
+		onceKey = text(o.OnceKey)
+	}
+	return &recordReq{id: id, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
+		text(o.Result), now.UTC(), onceKey}}, nil
+}
+
+// Record appends an attempt, moves the delivery to its new state and
+// releases its claim, and returns once that is committed.
+func (db *DB) Record(ctx context.Context, id string, o bridge.AttemptResult, now time.Time) error {
+	req, err := newRecord(id, o, now)
+	if err != nil {
+		return fmt.Errorf("postgres: record delivery %s: %w", id, err)
+	}
+	release, err := db.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
+	db.commitRecords(ctx, []*recordReq{req})
+	return req.err
+}
+
+// RecordAsync is Record without waiting: the record is committed by a
+// recorder goroutine, together with the others waiting (one transaction for
+// many records), and done is called once that is committed or has failed.
+// It returns an error, and does not call done, when the record cannot even
+// be queued (ErrClosed).
+func (db *DB) RecordAsync(ctx context.Context, id string, o bridge.AttemptResult, now time.Time, done func(error)) error {
+	req, err := newRecord(id, o, now)
+	if err != nil {
+		return fmt.Errorf("postgres: record delivery %s: %w", id, err)
+	}
+	req.done = done
+	release, err := db.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
+	db.recq <- req // recorders drain it until Close, which waits for this call
+	return nil
+}
+
+// maxRecordBatch bounds the records committed in one transaction.
+const maxRecordBatch = 256
+
+// recorder commits queued records, as many as are waiting in one
+// transaction, until the queue is closed and empty.
+func (db *DB) recorder() {
+	defer db.recWG.Done()
+	batch := make([]*recordReq, 0, maxRecordBatch)
+	for req := range db.recq {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < maxRecordBatch {
+			select {
+			case r, ok := <-db.recq:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		db.commitRecords(ctx, batch)
+		cancel()
+		for _, r := range batch {
+			r.done(r.err)
+		}
+	}
+}
+
+// commitRecords commits the records in one transaction (a pipeline of
+// statements is one implicit transaction) and sets each one's err. When the
+// transaction fails on one record's statement, the others are committed
+// again one by one, so one bad record never fails its neighbours; a lost
+// race (deadlock) is retried.
+func (db *DB) commitRecords(ctx context.Context, reqs []*recordReq) {
+	var err error
+	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+		b := &pgx.Batch{}
+		counts := make([]int64, len(reqs))
+		for i, r := range reqs {
+			b.Queue(recordSQL, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
+		}
+		err = db.sendBatch(ctx, b)
+		if err == nil {
+			for i, r := range reqs {
+				r.err = nil
+				if counts[i] == 0 {
+					r.err = fmt.Errorf("postgres: record delivery %s: %w: delivery %s", r.id, bridge.ErrNotFound, r.id)
+				}
+			}
+			return
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40001" && pgErr.Code != "40P01") {
+			break
+		}
+	}
+	if len(reqs) > 1 && !unavailable(err) && ctx.Err() == nil {
+		for _, r := range reqs {
+			db.commitRecords(ctx, []*recordReq{r})
+		}
+		return
+	}
+	for _, r := range reqs {
+		r.err = db.fail(ctx, "record delivery "+r.id, err)
+	}
+}
+
+// sendBatch sends b on a pooled connection.
+func (db *DB) sendBatch(ctx context.Context, b *pgx.Batch) error {
+	pc, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer pc.Release()
+	return pc.Conn().SendBatch(ctx, b).Close()
+}
+
+// Triggered reports whether a no-repeat key was recorded by a done delivery.
+func (db *DB) Triggered(ctx context.Context, key string) (bool, error) {
+	release, err := db.enter()
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	var found bool
+	if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM once WHERE key = $1)`, text(key)).Scan(&found); err != nil {
+		return false, db.fail(ctx, "read no-repeat key", err)
+	}
+	return found, nil
+}
