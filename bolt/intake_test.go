@@ -182,7 +182,10 @@ func TestSchema3StoreIsUpgraded(t *testing.T) {
 	}
 	defer db.Close()
 	var schema string
-	_ = db.view(func(tx *bbolt.Tx) error { schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey))); return nil })
+	_ = db.view(func(tx *bbolt.Tx) error {
+		schema = string(tx.Bucket(bucketMeta).Get([]byte(metaSchemaKey)))
+		return nil
+	})
 	if schema != schemaVersion {
 		t.Errorf("schema after opening %q, want %q", schema, schemaVersion)
 	}
