@@ -211,7 +211,31 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	if len(disabled) > 0 {
 		fmt.Fprintf(stdout, "  targets disabled (their deliveries are recorded as skipped):\n%s\n", strings.Join(disabled, "\n"))
 	}
+	fmt.Fprintf(stdout, "  order intake (POST %s): %s\n", cfg.Intake.Path, intakeSummary(cfg))
 	return exitOK
+}
+
+// intakeSummary says what an order intake causes under cfg.
+func intakeSummary(cfg *config.Config) string {
+	if cfg.Intake.Token == "" {
+		return "refused (intake.token is empty)"
+	}
+	plan := outbound.Plan(cfg)
+	var steps []string
+	for _, s := range []struct {
+		name string
+		step bridge.Step
+	}{{"ticket (digishare)", plan.Ticket}, {"order upsert (expertsender)", plan.Upsert}, {"fetch of an orderId alone (order_system)", plan.Fetch}} {
+		switch {
+		case !s.step.On:
+			continue
+		case s.step.Skip != "":
+			steps = append(steps, s.name+" recorded as skipped: "+s.step.Skip)
+		default:
+			steps = append(steps, s.name)
+		}
+	}
+	return orNone(steps)
 }
 
 func orNone(s []string) string {
