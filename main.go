@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -21,10 +22,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/console"
 	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -342,6 +345,17 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	senders, policy := outbound.Build(cfg)
 	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
+	proxies := admin.ProxiesOf(cfg.Server.TrustedProxies)
+	svc := admin.New(admin.Options{Store: st, Console: db, Mapping: maps, Health: worker.Health, IntakeTargets: plan.Targets(), Log: log})
+	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
+	var ui http.Handler
+	if cfg.Admin.Token != "" {
+		c, err := console.New(svc, console.Options{Token: cfg.Admin.Token, Guard: guard, Proxies: proxies, Log: log})
+		if err != nil {
+			return err
+		}
+		ui = c
+	}
 	srv := receiver.New(st, receiver.Options{
 		WebhookPath:     cfg.Webhook.Path,
 		Token:           cfg.Webhook.Token,
@@ -351,19 +365,16 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		Ready:           func() error { return st.Ping(context.Background()) },
 		AdminToken:      cfg.Admin.Token,
 		Admin:           st,
+		Service:         svc,
+		Guard:           guard,
+		Proxies:         proxies,
+		Console:         ui,
 		Intake: receiver.IntakeOptions{Path: cfg.Intake.Path, Token: cfg.Intake.Token, MaxBody: int64(cfg.Intake.MaxBody),
 			Plan: plan},
 		Feed:     db,
 		Observer: met,
 		Metrics:  met.Handler(),
-		Reload:   func() (any, error) { return maps.Reload() },
-		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
-			return st.Replay(context.Background(), sel, maps.Current(), opt, time.Now())
-		},
-		Retry: func(id string) (*bridge.Delivery, error) {
-			return st.RetryDelivery(context.Background(), id, time.Now())
-		},
-		Log: log,
+		Log:      log,
 	})
 
 	bg, stopBackground := context.WithCancel(context.Background())
@@ -380,6 +391,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	background(func() {
 		st.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
 	})
+	background(func() { svc.RunJobs(bg) }) // bulk jobs run where deliveries are sent
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -476,7 +488,7 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 		log.Warn("targets.expertsender.orders is set but ExpertSender has no api_key: order upserts are recorded as skipped")
 	}
 	if cfg.Admin.Token == "" {
-		log.Warn("admin.token is empty: the admin API (/admin) is disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable it")
+		log.Warn("admin.token is empty: the admin API (/admin) and the console (/ui/) are disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable them")
 	}
 	if len(cfg.Mapping.Statuses) == 0 {
 		log.Warn("mapping.statuses is empty: every status change is held as unmapped")

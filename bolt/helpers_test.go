@@ -5,6 +5,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -43,4 +44,17 @@ func ingestAt(t *testing.T, db *DB, tb *mapping.Table, ticket, order, status, at
 		t.Fatal(err)
 	}
 	return res
+}
+
+func incoming(t *testing.T, raw []byte) bridge.Incoming {
+	t.Helper()
+	ev, err := digishare.Decode(raw)
+	in := bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}
+	var se *digishare.ShapeError
+	if errors.As(err, &se) {
+		in.Invalid = se.Reason
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return in
 }

@@ -94,6 +94,10 @@ var fillPercent = []struct {
 	{bucketDeliveries, 0.8},
 	// Order ids often grow (shop order numbers); random ones still fill ~70%.
 	{bucketOrders, 0.9},
+	// Keyed by order id (then event id) and by target (then delivery id):
+	// they grow like the orders bucket and like an append per target.
+	{bucketOrderEvents, 0.9},
+	{bucketPendingByTarget, 0.9},
 }
 
 // setFill applies fillPercent to a write transaction's buckets.

@@ -170,50 +170,51 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 
 // recordTx records an attempt result in btx (see Record).
 func recordTx(btx *bbolt.Tx, key []byte, id string, o bridge.AttemptResult, now time.Time) error {
-	{
-		b := btx.Bucket(bucketDeliveries)
-		var d bridge.Delivery
-		found, err := getRecord(b, key, &d)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
-		}
-		if o.Attempt != nil {
-			d.Attempts = append(d.Attempts, *o.Attempt)
-		}
-		d.State, d.NextAttemptAt, d.UpdatedAt = o.State, o.NextAttemptAt, now.UTC()
-		if o.Reason != "" || o.State.Terminal() {
-			d.Reason = o.Reason
-		}
-		if o.Result != "" {
-			d.Result = o.Result
-		}
-		if o.State == bridge.Done && d.RetryOf != "" {
-			if err := bridge.ResolveRetried(&tx{tx: btx}, &d); err != nil {
-				return err
-			}
-		}
-		if o.State == bridge.Done && o.OnceKey != "" {
-			if err := btx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
-				return err
-			}
-		}
-		if o.State.Terminal() {
-			d.NextAttemptAt = time.Time{}
-			if err := btx.Bucket(bucketPending).Delete(key); err != nil {
-				return err
-			}
-		}
-		if err := btx.Bucket(bucketClaims).Delete(key); err != nil {
-			return err
-		}
-		if err := noteChangeTx(btx, key, now); err != nil {
-			return err
-		}
-		return putRecord(b, key, &d)
+	b := btx.Bucket(bucketDeliveries)
+	var d bridge.Delivery
+	found, err := getRecord(b, key, &d)
+	if err != nil {
+		return err
 	}
+	if !found {
+		return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
+	}
+	if err := countDelivery(btx, d.Target, key, d.State, o.State); err != nil {
+		return err
+	}
+	if o.Attempt != nil {
+		d.Attempts = append(d.Attempts, *o.Attempt)
+	}
+	d.State, d.NextAttemptAt, d.UpdatedAt = o.State, o.NextAttemptAt, now.UTC()
+	if o.Reason != "" || o.State.Terminal() {
+		d.Reason = o.Reason
+	}
+	if o.Result != "" {
+		d.Result = o.Result
+	}
+	if o.State == bridge.Done && d.RetryOf != "" {
+		if err := bridge.ResolveRetried(&tx{tx: btx}, &d); err != nil {
+			return err
+		}
+	}
+	if o.State == bridge.Done && o.OnceKey != "" {
+		if err := btx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
+			return err
+		}
+	}
+	if o.State.Terminal() {
+		d.NextAttemptAt = time.Time{}
+		if err := btx.Bucket(bucketPending).Delete(key); err != nil {
+			return err
+		}
+	}
+	if err := btx.Bucket(bucketClaims).Delete(key); err != nil {
+		return err
+	}
+	if err := noteChangeTx(btx, key, now); err != nil {
+		return err
+	}
+	return putRecord(b, key, &d)
 }
 
 // Triggered reports whether a no-repeat key was recorded by a done delivery.

@@ -155,6 +155,9 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 	if err != nil {
 		return nil, "", err
 	}
+	if f.OrderID != "" && db.hasOrderIndex() {
+		return db.listOrderEvents(f, limit, start)
+	}
 	f.Limit = limit
 	out := []bridge.Event{} // an empty page is [], not null
 	var next string
@@ -174,7 +177,8 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 			if (!f.Until.IsZero() && !ev.ReceivedAt.Before(f.Until)) ||
 				(f.State != "" && string(ev.State) != f.State) ||
 				(f.OrderID != "" && ev.OrderID != f.OrderID) ||
-				(f.TicketID != "" && ev.TicketID != f.TicketID) {
+				(f.TicketID != "" && ev.TicketID != f.TicketID) ||
+				(f.StatusID != "" && lastStatusID(&ev) != f.StatusID) {
 				return false, false, nil
 			}
 			if f.DeliveryState != "" {

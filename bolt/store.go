@@ -124,6 +124,9 @@ func Open(path string, opts Options) (*DB, error) {
 	// small (an extension costs one extra fsync, every few thousand events).
 	bdb.AllocSize = 4 << 20
 	legacyDedup, err := checkSchema(bdb, opts.ReadOnly)
+	if err == nil && !opts.ReadOnly {
+		err = initConsole(bdb, opts.Logger)
+	}
 	if err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -115,6 +115,13 @@ func (t *tx) PutEvent(ev *bridge.Event, stored []byte) error {
 	if err != nil {
 		return err
 	}
+	var was bridge.Event // the counters move from the record it replaces (none: zero)
+	if _, err := getRecord(t.tx.Bucket(bucketEvents), key, &was); err != nil {
+		return err
+	}
+	if err := countEvent(t.tx, eventCountOf(&was), eventCountOf(ev)); err != nil {
+		return err
+	}
 	var v any = ev
 	if stored != nil {
 		v = eventPayload{ev, stored}
@@ -150,6 +157,9 @@ func (t *tx) EventsFrom(after string, limit int) ([]bridge.Event, error) {
 func (t *tx) DeleteEvent(ev *bridge.Event) error {
 	key, err := idKey(ev.ID)
 	if err != nil {
+		return err
+	}
+	if err := uncountEventTx(t.tx, ev); err != nil {
 		return err
 	}
 	for _, id := range ev.DeliveryIDs {
@@ -235,6 +245,13 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 	stored := *d
 	if stored.State == bridge.InFlight {
 		stored.State = bridge.Pending // a claim is not a state on disk
+	}
+	var was bridge.Delivery // the counters move from the record it replaces (none: "")
+	if _, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &was); err != nil {
+		return err
+	}
+	if err := countDelivery(t.tx, stored.Target, key, was.State, stored.State); err != nil {
+		return err
 	}
 	return putRecord(t.tx.Bucket(bucketDeliveries), key, &stored)
 }

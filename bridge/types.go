@@ -260,6 +260,7 @@ type EventFilter struct {
 	State    string
 	OrderID  string
 	TicketID string
+	StatusID string    // the status id of the event's last decision
 	Since    time.Time // received at or after
 	Until    time.Time // received before
 	Limit    int       // at most this many (default 50, at most 1000)

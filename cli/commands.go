@@ -594,52 +594,16 @@ func MappingDiff(args []string, env Env) int {
 		if err != nil {
 			return fail(env, err)
 		}
-		ev, err := digishare.Decode(d.Payload)
-		if err != nil {
-			continue
-		}
-		nd := table.Decide(ev, bridge.OrderState{}, bridge.DecideOptions{Force: true})
-		var old bridge.Decision
-		if n := len(d.Event.Decisions); n > 0 {
-			old = d.Event.Decisions[n-1]
-		}
-		oldSends := sends(old, d.Deliveries)
-		newSends := sends(nd, nil)
-		if class(old.Outcome) == class(nd.Outcome) && (oldSends == newSends || class(nd.Outcome) != bridge.EventDispatched || oldSends == "") {
+		old, nd, diff, ok := table.Compare(d)
+		if !ok || !diff {
 			continue
 		}
 		changed++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t→\t%s %s\n", r.ID, dash(r.OrderID), dash(nd.StatusID), old.Outcome, oldSends, nd.Outcome, newSends)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t→\t%s %s\n", r.ID, dash(r.OrderID), dash(nd.StatusID), old.Outcome, mapping.Sends(old, d.Deliveries), nd.Outcome, mapping.Sends(nd, nil))
 	}
 	tw.Flush()
 	fmt.Fprintf(env.Stdout, "%d of %d events would change under %s (mapping version %s)\n", changed, len(rows), cand.File, table.Version())
 	return exitOK
-}
-
-// class folds the outcomes that depend on order history into dispatched.
-func class(o bridge.EventState) bridge.EventState {
-	if o == bridge.EventSuperseded || o == bridge.EventUnchanged {
-		return bridge.EventDispatched
-	}
-	return o
-}
-
-// sends describes what a decision sends: "(expertsender=paid, http.crm=x)".
-func sends(d bridge.Decision, ds []bridge.Delivery) string {
-	var parts []string
-	for _, p := range d.Deliveries {
-		parts = append(parts, p.Target+"="+p.Status)
-	}
-	if len(parts) == 0 {
-		for _, del := range ds {
-			parts = append(parts, del.Target+"="+del.Status)
-		}
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	sort.Strings(parts)
-	return "(" + strings.Join(parts, ", ") + ")"
 }
 
 const compactUsage = `Usage: statusbridge store compact [--config FILE]

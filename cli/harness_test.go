@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -11,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/receiver"
 )
@@ -134,22 +137,24 @@ func (s *site) ingestRaw(raw []byte) bridge.IngestResult {
 func (s *site) serve() string {
 	s.t.Helper()
 	db := s.open()
-	srv := receiver.New(bridge.Store{Backend: db}, receiver.Options{
-		WebhookPath: "/webhooks/digishare", MaxBody: 1 << 20, AdminToken: adminTok, Admin: bridge.Store{Backend: db},
-		Mapping: func() *mapping.Table { return s.table },
-		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
-			return bridge.Replay(context.Background(), db, sel, s.table, opt, time.Now())
-		},
-		Retry: func(id string) (*bridge.Delivery, error) {
-			return bridge.RetryDelivery(context.Background(), db, id, time.Now())
-		},
-		Feed: db, StreamPoll: 20 * time.Millisecond,
-	})
+	srv := receiver.New(bridge.Store{Backend: db}, s.adminOptions(db))
 	s.srv = srv
 	hs := httptest.NewServer(srv.Handler())
 	s.t.Cleanup(hs.Close)
 	s.server = hs.URL
 	return hs.URL
+}
+
+// adminOptions are the receiver's options of a server with the admin API
+// over db and the site's mapping.
+func (s *site) adminOptions(db *bolt.DB) receiver.Options {
+	maps := live.New(s.conf, nil, slog.New(slog.DiscardHandler), noReloads{})
+	return receiver.Options{
+		WebhookPath: "/webhooks/digishare", MaxBody: 1 << 20, AdminToken: adminTok, Admin: bridge.Store{Backend: db},
+		Mapping: maps.Current,
+		Service: admin.New(admin.Options{Store: bridge.Store{Backend: db}, Console: db, Mapping: maps}),
+		Feed:    db, StreamPoll: 20 * time.Millisecond,
+	}
 }
 
 // run runs a command with the site's config, as the CLI would.
@@ -159,3 +164,7 @@ func (s *site) run(getenv func(string) (string, bool), cmd func([]string, Env) i
 	code := cmd(args, Env{Getenv: getenv, Stdout: &out, Stderr: &errb})
 	return code, out.String(), errb.String()
 }
+
+type noReloads struct{}
+
+func (noReloads) Reload(bool) {}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/statusbridge/statusbridge/bridge"
-	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/receiver"
 )
 
@@ -18,12 +17,10 @@ import (
 func (s *site) serveIntake() string {
 	s.t.Helper()
 	db := s.open()
-	srv := receiver.New(bridge.Store{Backend: db}, receiver.Options{
-		WebhookPath: "/webhooks/digishare", MaxBody: 1 << 20, AdminToken: adminTok, Admin: bridge.Store{Backend: db},
-		Mapping: func() *mapping.Table { return s.table },
-		Intake: receiver.IntakeOptions{Path: "/webhooks/orders", Token: "intake-tok", MaxBody: 200,
-			Plan: bridge.IntakePlan{Upsert: bridge.Step{On: true}, Fetch: bridge.Step{On: true}}},
-	})
+	opts := s.adminOptions(db)
+	opts.Intake = receiver.IntakeOptions{Path: "/webhooks/orders", Token: "intake-tok", MaxBody: 200,
+		Plan: bridge.IntakePlan{Upsert: bridge.Step{On: true}, Fetch: bridge.Step{On: true}}}
+	srv := receiver.New(bridge.Store{Backend: db}, opts)
 	hs := httptest.NewServer(srv.Handler())
 	s.t.Cleanup(hs.Close)
 	s.server = hs.URL

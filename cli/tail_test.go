@@ -9,7 +9,6 @@ import (
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/receiver"
 )
 
@@ -73,8 +72,7 @@ func TestTailPrintsEventsAndResultsAsTheyHappen(t *testing.T) {
 func TestTailEndsWhenTheServerShutsDown(t *testing.T) {
 	s := newSite(t)
 	db := s.open()
-	srv := receiver.New(bridge.Store{Backend: db}, receiver.Options{WebhookPath: "/webhooks/digishare", MaxBody: 1 << 20, AdminToken: adminTok, Admin: bridge.Store{Backend: db},
-		Mapping: func() *mapping.Table { return s.table }, Feed: db, StreamPoll: 20 * time.Millisecond})
+	srv := receiver.New(bridge.Store{Backend: db}, s.adminOptions(db))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,6 @@ import (
 // files depend on: rename nothing.
 type Config struct {
 	Listen   string   `yaml:"listen"`
-	Server   Server   `yaml:"server"`
 	Log      Log      `yaml:"log"`
 	Store    Store    `yaml:"store"`
 	Webhook  Webhook  `yaml:"webhook"`
@@ -34,6 +33,7 @@ type Config struct {
 	Delivery Delivery `yaml:"delivery"`
 	Mapping  Mapping  `yaml:"mapping"`
 	Admin    Admin    `yaml:"admin"`
+	Server   Server   `yaml:"server"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`

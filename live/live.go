@@ -53,6 +53,7 @@ type Mapping struct {
 	log    *slog.Logger
 	obs    Observer
 	cur    atomic.Pointer[state]
+	last   atomic.Pointer[Outcome]
 	mu     sync.Mutex // one reload at a time
 	// OnReload, when set, is called after a swap with the status ids that
 	// gained or changed an entry; it returns how many events it re-decided.
@@ -69,6 +70,21 @@ func New(cfg *config.Config, getenv func(string) (string, bool), log *slog.Logge
 // Current returns the mapping in force.
 func (m *Mapping) Current() *mapping.Table { return m.cur.Load().table }
 
+// Config returns the config in force: the sections the service started
+// with and the mapping in force.
+func (m *Mapping) Config() *config.Config { return m.cur.Load().cfg }
+
+// Outcome is the result of one reload, accepted or refused.
+type Outcome struct {
+	At      time.Time
+	Version string // the version in force after it
+	Result  Result // when accepted
+	Err     error  // why it was refused (a *config.Error, ErrNoFile, …)
+}
+
+// LastReload returns the last reload's outcome (nil before any).
+func (m *Mapping) LastReload() *Outcome { return m.last.Load() }
+
 // LoadedAt returns when the mapping in force was loaded.
 func (m *Mapping) LoadedAt() time.Time { return m.cur.Load().loadedAt }
 
@@ -79,6 +95,9 @@ func (m *Mapping) Reload() (Result, error) {
 	defer m.mu.Unlock()
 	old := m.cur.Load()
 	res, next, err := m.candidate(old)
+	defer func() {
+		m.last.Store(&Outcome{At: time.Now().UTC(), Version: m.Current().Version(), Result: res, Err: err})
+	}()
 	if err != nil {
 		m.obs.Reload(false)
 		m.log.Error("mapping reload refused; the running mapping stays", "version", old.table.Version(), "err", err)

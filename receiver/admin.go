@@ -2,20 +2,18 @@ package receiver
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/digishare"
@@ -53,7 +51,7 @@ const AdminDisabledHeader = "X-Statusbridge-Admin"
 // routeAdmin mounts /admin. Without a token every admin route answers 404
 // (start-up says why): an admin API must never run unauthenticated.
 func (s *Server) routeAdmin(e *echo.Echo) {
-	if s.opt.AdminToken == "" || s.opt.Admin == nil {
+	if s.opt.AdminToken == "" || s.opt.Admin == nil || s.opt.Service == nil {
 		e.Any("/admin/*", func(c echo.Context) error {
 			c.Response().Header().Set(AdminDisabledHeader, "disabled") // the CLI says what to do
 			return &apiError{code: http.StatusNotFound, msg: "admin API disabled: the server was started without admin.token " +
@@ -73,6 +71,9 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.POST("/mapping/reload", s.adminReload)
 	g.POST("/replay", s.adminReplay)
 	g.POST("/deliveries/:id/retry", s.adminRetry)
+	g.POST("/jobs", s.adminCreateJob)
+	g.GET("/jobs", s.adminJobs)
+	g.GET("/jobs/:id", s.adminJob)
 	g.POST("/intake", s.adminIntake)
 	g.GET("/orders", s.adminOrders)
 	g.GET("/orders/:id", s.adminOrder)
@@ -80,12 +81,23 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.Any("/*", func(echo.Context) error { return &apiError{code: http.StatusNotFound, msg: "no such admin route"} })
 }
 
-// adminAuth requires Authorization: Bearer <admin.token>, compared in constant time.
+// adminAuth requires Authorization: Bearer <admin.token>, compared in
+// constant time; an address with five wrong tokens in a minute gets 429
+// until the oldest of them is a minute old (admin.Guard, shared with the
+// console's login).
 func (s *Server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
-	want := []byte(s.opt.AdminToken)
 	return func(c echo.Context) error {
-		scheme, got, ok := strings.Cut(c.Request().Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
+		scheme, got, found := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		if !found || !strings.EqualFold(scheme, "Bearer") {
+			got = ""
+		}
+		ok, wait := s.opt.Guard.Check(c.RealIP(), strings.TrimSpace(got))
+		if wait > 0 {
+			s.log.Warn("admin request refused: too many wrong tokens from this address", "path", c.Request().URL.Path, "remote", c.RealIP())
+			return &apiError{code: http.StatusTooManyRequests, msg: "too many wrong tokens; try again later",
+				retryAfter: strconv.Itoa(int(wait.Seconds()) + 1)}
+		}
+		if !ok {
 			s.log.Warn("admin request refused: wrong or missing token", "path", c.Request().URL.Path, "remote", c.RealIP())
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge admin"`)
 			return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
@@ -133,7 +145,7 @@ func parseLimit(v string) (int, error) {
 func (s *Server) adminEvents(c echo.Context) error {
 	q := c.QueryParams()
 	f := bridge.EventFilter{State: q.Get("state"), OrderID: q.Get("order_id"), TicketID: q.Get("ticket_id"), Cursor: q.Get("cursor"),
-		DeliveryState: q.Get("delivery_state")}
+		DeliveryState: q.Get("delivery_state"), StatusID: q.Get("status_id")}
 	if err := bridge.CheckEventState(f.State); err != nil {
 		return badRequest("state: " + err.Error())
 	}
@@ -153,10 +165,7 @@ func (s *Server) adminEvents(c echo.Context) error {
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	rows, next, err := s.opt.Admin.EventSummaries(c.Request().Context(), f)
-	if errors.Is(err, bridge.ErrNotFound) {
-		return badRequest("cursor: not a cursor from a previous page")
-	}
+	rows, next, err := s.opt.Service.Events(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
@@ -197,7 +206,7 @@ func (s *Server) adminEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.opt.Admin.Detail(c.Request().Context(), id)
+	d, err := s.opt.Service.Event(c.Request().Context(), id)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return &apiError{code: http.StatusNotFound, msg: "no such event"}
 	}
@@ -241,14 +250,8 @@ func (s *Server) adminDeliveries(c echo.Context) error {
 	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
 		return err
 	}
-	ds, next, err := s.opt.Admin.ListDeliveries(c.Request().Context(), f)
-	if errors.Is(err, bridge.ErrNotFound) {
-		return badRequest("cursor: not a cursor from a previous page")
-	}
+	ds, next, err := s.opt.Service.Deliveries(c.Request().Context(), f)
 	if err != nil {
-		return err
-	}
-	if err := s.opt.Admin.FillShortDeliveryIDs(c.Request().Context(), ds); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": ds, "next_cursor": next})
@@ -296,14 +299,9 @@ type ReplayRequest struct {
 }
 
 func (s *Server) adminReplay(c echo.Context) error {
-	if s.opt.Replay == nil {
-		return &apiError{code: http.StatusNotFound, msg: "replay is not available"}
-	}
 	var req ReplayRequest
-	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return badRequest("body: " + err.Error())
+	if err := decodeBody(c, &req); err != nil {
+		return err
 	}
 	sel := bridge.ReplaySelector{OrderID: req.OrderID, State: req.State, Dead: req.Dead}
 	for _, ref := range req.EventIDs {
@@ -324,48 +322,20 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if sel.Until, err = parseTime("until", req.Until); err != nil {
 		return err
 	}
-	if err := bridge.CheckEventState(sel.State); err != nil {
-		return badRequest("state: " + err.Error())
-	}
-	if req.Dead && (len(req.EventIDs) > 0 || req.OrderID != "" || req.Since != "" || req.Until != "" || req.State != "") {
-		return badRequest("dead selects deliveries: use it alone (with targets)")
-	}
-	if req.IncludeUnknown && !req.Dead {
-		return badRequest("include_unknown goes with dead: it lets a dead replay retry tickets whose outcome is unknown")
-	}
-	known := s.opt.Mapping().Targets()
-	for _, t := range s.opt.Intake.Plan.Targets() {
-		if !slices.Contains(known, t) {
-			known = append(known, t)
-		}
-	}
-	for _, t := range req.Targets {
-		if !slices.Contains(known, t) {
-			return badRequest(fmt.Sprintf("targets: %q is not a configured target (%s)", t, strings.Join(known, ", ")))
-		}
-	}
-	sum, err := s.opt.Replay(sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force, IncludeUnknown: req.IncludeUnknown})
-	if errors.Is(err, bridge.ErrNoSelector) {
-		return badRequest("select events with event_ids, order_id, since/until or state, or deliveries with dead")
-	}
+	sum, err := s.opt.Service.Replay(c.Request().Context(), c.RealIP(), sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun,
+		Force: req.Force, IncludeUnknown: req.IncludeUnknown})
 	if err != nil {
 		return err
 	}
-	s.log.Info("replay", "matched", sum.Matched, "dispatched", sum.Dispatched, "superseded", sum.Superseded,
-		"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "retried", sum.Retried,
-		"left_out_unknown", sum.LeftOutUnknown, "dry_run", sum.DryRun, "force", req.Force)
 	return c.JSON(http.StatusOK, sum)
 }
 
 func (s *Server) adminRetry(c echo.Context) error {
-	if s.opt.Retry == nil {
-		return &apiError{code: http.StatusNotFound, msg: "retry is not available"}
-	}
 	id, err := s.deliveryID(c)
 	if err != nil {
 		return err
 	}
-	d, err := s.opt.Retry(id)
+	d, err := s.opt.Service.Retry(c.Request().Context(), c.RealIP(), id)
 	var ce *bridge.ConflictError
 	switch {
 	case errors.Is(err, bridge.ErrNotFound):
@@ -377,23 +347,69 @@ func (s *Server) adminRetry(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	s.log.Info("delivery retry queued", "delivery_id", d.ID, "retry_of", id, "order_id", d.OrderID, "target", d.Target)
 	return c.JSON(http.StatusOK, map[string]any{"delivery": d})
 }
 
 func (s *Server) adminReload(c echo.Context) error {
-	if s.opt.Reload == nil {
-		return &apiError{code: http.StatusNotFound, msg: "reload is not available"}
-	}
-	res, err := s.opt.Reload()
+	res, err := s.opt.Service.Reload(c.Request().Context(), c.RealIP())
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ce):
 		return c.JSON(http.StatusUnprocessableEntity, map[string]any{"errors": ce.Problems})
 	case err != nil:
-		return &apiError{code: http.StatusConflict, msg: err.Error()}
+		return &apiError{code: http.StatusConflict, msg: admin.UserMessage(err)}
 	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// decodeBody reads a JSON request body of at most 1 MiB, refusing unknown fields.
+func decodeBody(c echo.Context, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body: " + err.Error())
+	}
+	return nil
+}
+
+// adminCreateJob starts a bulk job (POST /admin/jobs): 201 with the job, or
+// with dry_run 200 with what it would do.
+func (s *Server) adminCreateJob(c echo.Context) error {
+	var req admin.JobRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.DryRun {
+		p, err := s.opt.Service.PreviewRetry(c.Request().Context(), req)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"dry_run": true, "preview": p})
+	}
+	j, err := s.opt.Service.CreateJob(c.Request().Context(), c.RealIP(), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]any{"job": j})
+}
+
+func (s *Server) adminJobs(c echo.Context) error {
+	jobs, err := s.opt.Service.Jobs(c.Request().Context(), 100)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"jobs": jobs})
+}
+
+func (s *Server) adminJob(c echo.Context) error {
+	j, err := s.opt.Service.Job(c.Request().Context(), c.Param("id"))
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such job"}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"job": j})
 }
 
 // adminOrders lists orders by their newest intake, newest first.

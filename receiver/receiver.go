@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -56,16 +57,20 @@ type Options struct {
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
 	Admin      AdminStore
+	// Service is the admin service: the admin API lists, shows, retries,
+	// replays, reloads and runs jobs through it (as the console does).
+	Service *admin.Service
+	// Guard checks the admin token (nil: one is made from AdminToken).
+	Guard *admin.Guard
+	// Proxies are the trusted reverse proxies: the client address of logs
+	// and of the token check's slow-down is read through them.
+	Proxies admin.Proxies
+	// Console, when set with AdminToken, is served at /ui/ and / redirects there.
+	Console http.Handler
 	// Observer is told webhook outcomes (nil: nobody).
 	Observer Observer
 	// Metrics, when set, is served at GET /metrics (no token needed).
 	Metrics http.Handler
-	// Reload reloads the mapping (POST /admin/mapping/reload); nil: 404.
-	Reload func() (any, error)
-	// Replay and Retry run operator replays (POST /admin/replay and
-	// POST /admin/deliveries/{id}/retry).
-	Replay func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error)
-	Retry  func(id string) (*bridge.Delivery, error)
 	// Feed feeds the live tail (GET /admin/events/stream); nil: 404.
 	Feed Feed
 	// StreamPoll is how often the live tail polls the store (default 1s).
@@ -116,9 +121,13 @@ func New(in Ingester, opt Options) *Server {
 		started := opt.Now().UTC()
 		opt.MappingLoadedAt = func() time.Time { return started }
 	}
+	if opt.Guard == nil {
+		opt.Guard = admin.NewGuard(opt.AdminToken)
+	}
 	s := &Server{opt: opt, in: in, log: opt.Log, streamsDone: make(chan struct{})}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = opt.Proxies.ClientIP
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -143,6 +152,7 @@ func New(in Ingester, opt Options) *Server {
 		e.GET("/metrics", echo.WrapHandler(opt.Metrics))
 	}
 	s.routeAdmin(e)
+	s.routeConsole(e)
 	s.e = e
 	s.http = &http.Server{
 		Handler:           e,
@@ -195,7 +205,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	var ae *apiError
 	var he *echo.HTTPError
+	var ie *admin.InputError
 	switch {
+	case errors.As(err, &ie):
+		code, msg = http.StatusBadRequest, ie.Msg
 	case errors.As(err, &ae):
 		code, msg = ae.code, ae.msg
 		if ae.retryAfter != "" {
