@@ -75,8 +75,8 @@ type Options struct {
 	// (bridge.IntakePlan.Targets: digishare, …), valid in replays and jobs
 	// beside the mapping's.
 	IntakeTargets []string
-	Now    func() time.Time
-	Log    *slog.Logger
+	Now           func() time.Time
+	Log           *slog.Logger
 }
 
 // Service is the admin service.
