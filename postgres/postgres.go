@@ -8,7 +8,7 @@
 //   - Update runs its function in a READ COMMITTED transaction and returns
 //     once COMMIT has returned (synchronous_commit on: on disk). It runs the
 //     function again on a serialization failure or a deadlock.
-//   - The dedup index is a primary key (two replicas storing the same update
+//   - The dedup index is a unique key (two replicas storing the same update
 //     at once store it once); LockOrder takes a transaction-scoped advisory
 //     lock on the order, so two updates of one order are decided one after
 //     the other whichever replicas receive them.
