@@ -85,6 +85,11 @@ type Options struct {
 	// the DSN sets connect_timeout): an unreachable database fails a
 	// webhook fast instead of holding it.
 	ConnectTimeout time.Duration
+	// IngestTimeout bounds a refusable write, an ingest, waiting included
+	// (default 10s): a database that accepts connections but does not
+	// answer, or an order locked for long, fails the webhook with an error
+	// wrapping bridge.ErrUnavailable (503) instead of holding it.
+	IngestTimeout time.Duration
 	// OnCommit, when set, is told each committed write transaction's
 	// duration (writes is 1: PostgreSQL groups commits itself).
 	OnCommit func(writes int, d time.Duration)
@@ -98,10 +103,7 @@ const (
 	defaultQueueSize     = 128
 	defaultSweepInterval = 5 * time.Second
 	defaultConnect       = 3 * time.Second
-	// ingestTimeout bounds a refusable write (an ingest): a database that
-	// accepts connections but does not answer fails the webhook with 503
-	// instead of holding it.
-	ingestTimeout = 10 * time.Second
+	defaultIngestTimeout = 10 * time.Second
 	// callTimeout bounds the background statements (records, notifications).
 	callTimeout = 30 * time.Second
 	// asyncConns is the size of the pool of non-durable commits.
@@ -163,6 +165,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = defaultConnect
+	}
+	if opts.IngestTimeout <= 0 {
+		opts.IngestTimeout = defaultIngestTimeout
 	}
 	if opts.Name == "" {
 		opts.Name = defaultName()

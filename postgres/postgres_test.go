@@ -615,3 +615,35 @@ func TestRecordsFailAlone(t *testing.T) {
 		}
 	}
 }
+
+// An ingest the database holds (here: its order locked by another session)
+// fails within IngestTimeout with ErrUnavailable.
+func TestIngestTimeout(t *testing.T) {
+	db, _ := openTemp(t, Options{IngestTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	conn, err := db.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", db.lockKey, "7"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = bridge.Ingest(ctx, db, backendtest.Incoming(t, fake.Update{TicketID: "t", OrderID: "7", StatusID: backendtest.Confirmed}.Payload()),
+		backendtest.Table(t, "k"))
+	if !errors.Is(err, bridge.ErrUnavailable) {
+		t.Errorf("Ingest of a locked order = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Ingest took %s", d)
+	}
+	// Another order is not held up, and the same one goes once unlocked.
+	ingest(t, db, fake.Update{TicketID: "u", OrderID: "8", StatusID: backendtest.Confirmed})
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", db.lockKey, "7"); err != nil {
+		t.Fatal(err)
+	}
+	if r := ingest(t, db, fake.Update{TicketID: "t", OrderID: "7", StatusID: backendtest.Confirmed}); r.Duplicate || r.State != bridge.EventDispatched {
+		t.Errorf("after the unlock: %+v", r)
+	}
+}

@@ -44,6 +44,7 @@ func (db *DB) Update(ctx context.Context, opt bridge.UpdateOptions, fn func(brid
 		return err
 	}
 	defer release()
+	parent := ctx
 	if opt.Refusable {
 		if db.inflight.Add(1) > int64(db.opts.QueueSize) {
 			db.inflight.Add(-1)
@@ -51,7 +52,7 @@ func (db *DB) Update(ctx context.Context, opt bridge.UpdateOptions, fn func(brid
 		}
 		defer db.inflight.Add(-1)
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, ingestTimeout)
+		ctx, cancel = context.WithTimeout(ctx, db.opts.IngestTimeout)
 		defer cancel()
 	}
 	start := time.Now()
@@ -77,6 +78,10 @@ func (db *DB) Update(ctx context.Context, opt bridge.UpdateOptions, fn func(brid
 		case t != nil && t.broken && !t.commitSent && !brokenRetried:
 			brokenRetried = true
 			continue
+		}
+		if parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// Our own bound, not the caller's: the database holds the write.
+			return fmt.Errorf("postgres: no commit within %s: %w (%w)", db.opts.IngestTimeout, bridge.ErrUnavailable, err)
 		}
 		return err
 	}
