@@ -165,21 +165,26 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64,
 	}
 }
 
-// claimSQL claims a pending delivery that no live claim of another sender
-// holds and that is the oldest unfinished one of its lane.
+// claimSQL claims the pending deliveries of $1 that no live claim of
+// another sender holds and that are the oldest unfinished of their lane.
 const claimSQL = `UPDATE deliveries AS d SET claimed_by = $2, claimed_until = now() + $3::interval
-	WHERE d.id = $1 AND d.state = 'pending'
+	WHERE d.id = ANY($1) AND d.state = 'pending'
 		AND (d.claimed_until IS NULL OR d.claimed_until <= now() OR d.claimed_by = $2)
 		AND NOT EXISTS (SELECT 1 FROM deliveries p
-			WHERE p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.seq < d.seq)`
+			WHERE p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.seq < d.seq)
+	RETURNING d.id`
 
 // Claim marks a delivery as being sent by this process until it is
 // recorded or released, or Options.ClaimLease passes. It refuses
 // (ErrClaimRefused, with the reason) a delivery that is not pending, that
 // another sender holds, or that an older unfinished delivery of its lane
-// precedes. A claim that is not durable is committed without waiting for
-// the disk (synchronous_commit off): lost only if the database crashes,
-// and then the delivery is sent again, which at-least-once allows.
+// precedes.
+//
+// A durable claim is committed as any write. One that is not is committed
+// without waiting for the disk (synchronous_commit off), lost only if the
+// database crashes, and then the delivery is sent again, which
+// at-least-once allows; and the claims made at once by the worker's senders
+// go in one statement, by one goroutine.
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
 	uid, err := parseID("delivery", d.ID)
 	if err != nil {
@@ -190,19 +195,108 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 		return err
 	}
 	defer release()
-	pool := db.async // a claim lost in a database crash is redone: the delivery is sent again
 	if durable {
-		pool = db.pool
+		rows, err := db.pool.Query(ctx, claimSQL, []pgtype.UUID{uid}, db.opts.Name, db.opts.ClaimLease)
+		if err != nil {
+			return db.fail(ctx, "claim delivery "+d.ID, err)
+		}
+		claimed := 0
+		for rows.Next() {
+			claimed++
+		}
+		if err := rows.Err(); err != nil {
+			return db.fail(ctx, "claim delivery "+d.ID, err)
+		}
+		if claimed == 1 {
+			return nil
+		}
+		return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
 	}
-	ct, err := pool.Exec(ctx, claimSQL, uid, db.opts.Name, db.opts.ClaimLease)
-	if err != nil {
-		return db.fail(ctx, "claim delivery "+d.ID, err)
+	req := &claimReq{id: uid, sid: d.ID, res: make(chan error, 1)}
+	db.claimq <- req // the claimer drains it until Close, which waits for this call
+	select {
+	case err := <-req.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // if the claim was made, it is ours: our next claim of it is not refused
 	}
-	claimed := ct.RowsAffected()
-	if claimed == 1 {
-		return nil
+}
+
+type claimReq struct {
+	id  pgtype.UUID
+	sid string
+	res chan error // buffered
+}
+
+// maxClaimBatch bounds the claims made by one statement.
+const maxClaimBatch = 128
+
+// claimer makes the queued non-durable claims, as many as are waiting in
+// one statement, until the queue is closed and empty.
+func (db *DB) claimer() {
+	defer db.recWG.Done()
+	batch := make([]*claimReq, 0, maxClaimBatch)
+	for req := range db.claimq {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < maxClaimBatch {
+			select {
+			case r, ok := <-db.claimq:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		db.claimBatch(ctx, batch)
+		cancel()
 	}
-	return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
+}
+
+// claimBatch claims a batch on the pool that does not wait for the disk
+// and answers each request.
+func (db *DB) claimBatch(ctx context.Context, batch []*claimReq) {
+	ids := make([]pgtype.UUID, len(batch))
+	for i, r := range batch {
+		ids[i] = r.id
+	}
+	claimed := map[[16]byte]bool{}
+	var err error
+	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+		clear(claimed)
+		var rows pgx.Rows
+		rows, err = db.async.Query(ctx, claimSQL, ids, db.opts.Name, db.opts.ClaimLease)
+		if err == nil {
+			for rows.Next() {
+				var id pgtype.UUID
+				if err = rows.Scan(&id); err != nil {
+					break
+				}
+				claimed[id.Bytes] = true
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "40P01" { // a deadlock with another sender's claims: again
+			break
+		}
+	}
+	for _, r := range batch {
+		switch {
+		case err != nil:
+			r.res <- db.fail(ctx, "claim delivery "+r.sid, err)
+		case claimed[r.id.Bytes]:
+			r.res <- nil
+		default:
+			r.res <- fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, r.sid, db.refusal(ctx, r.id))
+		}
+	}
 }
 
 // refusal says why a claim was refused.

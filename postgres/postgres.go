@@ -129,6 +129,7 @@ type DB struct {
 	wake     chan struct{}
 	notifyCh chan struct{} // a NOTIFY to send (coalesced)
 	recq     chan *recordReq
+	claimq   chan *claimReq
 	reads    pendingReads
 	inflight atomic.Int64 // refusable writes in flight
 
@@ -136,7 +137,7 @@ type DB struct {
 	closed bool
 	stop   chan struct{}
 	bg     sync.WaitGroup // listener, notifier, sweeper
-	recWG  sync.WaitGroup // recorders
+	recWG  sync.WaitGroup // recorders and the claimer
 }
 
 // Open connects to the database, creates the schema and applies the
@@ -199,6 +200,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		wake:     make(chan struct{}, 1),
 		notifyCh: make(chan struct{}, 1),
 		recq:     make(chan *recordReq, 1024),
+		claimq:   make(chan *claimReq, 256),
 		stop:     make(chan struct{}),
 	}
 	db.reads.init()
@@ -220,10 +222,10 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.async.Close()
 		return nil, err
 	}
-	for range 2 {
-		db.recWG.Add(1)
-		go db.recorder()
-	}
+	db.recWG.Add(3)
+	go db.recorder()
+	go db.recorder()
+	go db.claimer()
 	db.bg.Add(3)
 	go db.listen()
 	go db.notifier()
@@ -350,6 +352,7 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	close(db.recq) // no sender left: they hold mu while sending
+	close(db.claimq)
 	db.mu.Unlock()
 	db.recWG.Wait()
 	close(db.stop)

@@ -647,3 +647,37 @@ func TestIngestTimeout(t *testing.T) {
 		t.Errorf("after the unlock: %+v", r)
 	}
 }
+
+// Claims made at once (one statement for several) are each answered: the
+// first of each lane claimed, the second refused.
+func TestConcurrentClaims(t *testing.T) {
+	db, _ := openTemp(t, Options{})
+	var first, second []bridge.Delivery
+	for i := range 6 {
+		order := fmt.Sprint(i)
+		first = append(first, ingest(t, db, fake.Update{TicketID: "a" + order, OrderID: order, StatusID: backendtest.Confirmed, DateStatus: "2026-01-13 10:00:00"}).Deliveries[0])
+		second = append(second, ingest(t, db, fake.Update{TicketID: "b" + order, OrderID: order, StatusID: backendtest.Awaiting, DateStatus: "2026-01-13 11:00:00"}).Deliveries[0])
+	}
+	all := append(append([]bridge.Delivery{}, first...), second...)
+	errs := make([]error, len(all))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = db.Claim(context.Background(), &all[i], false)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range first {
+		if errs[i] != nil {
+			t.Errorf("claim of the first delivery of order %d: %v", i, errs[i])
+		}
+		if err := errs[len(first)+i]; !errors.Is(err, bridge.ErrClaimRefused) || !strings.Contains(err.Error(), second[i].ID) {
+			t.Errorf("claim of the second delivery of order %d = %v, want refused, naming it", i, err)
+		}
+	}
+}
