@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -135,12 +134,7 @@ func (db *DB) runTx(ctx context.Context, readOnly bool, known map[string]bool, f
 // (internal/payload: zstd with the webhook dictionary). PostgreSQL's own
 // TOAST compression starts at ~2 KB, above most webhooks: see
 // BenchmarkIngest for the size per event either way.
-func (db *DB) StoredPayload(raw []byte) []byte {
-	if os.Getenv("SB_RAW") != "" {
-		return raw
-	}
-	return payload.Compress(raw)
-}
+func (db *DB) StoredPayload(raw []byte) []byte { return payload.Compress(raw) }
 
 // tx is one transaction seen through bridge.Tx. Its statements are queued
 // and sent together: a read sends the queued writes and itself in one round
