@@ -153,7 +153,7 @@ type tx struct {
 	items      []item // statements not sent yet
 	begun      bool   // BEGIN is queued or sent
 	commitSent bool
-	done       bool // COMMIT or ROLLBACK completed
+	done       bool              // COMMIT or ROLLBACK completed
 	locked     map[string]bool   // orders locked by this transaction
 	known      map[string]bool   // dedup keys a previous run found stored
 	claimed    map[string]string // dedup key → the event that claimed it (and must store it)
