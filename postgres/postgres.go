@@ -270,7 +270,7 @@ func channelName(schema string) string {
 	if len(name) <= 63 {
 		return name
 	}
-	return fmt.Sprintf("statusbridge_%s_%08x_outbox", schema[:30], uint32(hash32(schema)))
+	return fmt.Sprintf("statusbridge_%s_%08x_outbox", strings.ToValidUTF8(schema[:30], ""), uint32(hash32(schema)))
 }
 
 func hash32(s string) int32 {
@@ -288,6 +288,13 @@ func (db *DB) Schema() string { return db.schema }
 // Pool returns the connection pool (for statements of the caller's own, e.g.
 // a sender election). Its connections' search_path is the schema.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// AdvisoryKey returns a two-int advisory lock key for name (e.g. "sender",
+// for an election) in this schema: not one the store takes itself (its
+// migrations, its orders) nor another schema's.
+func (db *DB) AdvisoryKey(name string) (int32, int32) {
+	return hash32("statusbridge lock " + name + " " + db.schema), 0
+}
 
 // Connect opens a dedicated connection with the pool's settings, for what
 // must hold one connection for long (a session advisory lock, a LISTEN). The

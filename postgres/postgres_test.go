@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/bridge/backendtest"
@@ -679,5 +680,28 @@ func TestConcurrentClaims(t *testing.T) {
 		if err := errs[len(first)+i]; !errors.Is(err, bridge.ErrClaimRefused) || !strings.Contains(err.Error(), second[i].ID) {
 			t.Errorf("claim of the second delivery of order %d = %v, want refused, naming it", i, err)
 		}
+	}
+}
+
+func TestAdvisoryKeyAndChannel(t *testing.T) {
+	db, _ := openTemp(t, Options{})
+	other, _ := openTemp(t, Options{Schema: "other"})
+	c1, o1 := db.AdvisoryKey("sender")
+	if c2, o2 := other.AdvisoryKey("sender"); c1 == c2 && o1 == o2 {
+		t.Error("two schemas got the same sender key")
+	}
+	if c2, _ := db.AdvisoryKey("other"); c1 == c2 {
+		t.Error("two names got the same key")
+	}
+	if c1 == db.lockKey || c1 == lockMigrate {
+		t.Error("the key is one the store takes itself")
+	}
+	for _, schema := range []string{"statusbridge", strings.Repeat("s", 63), strings.Repeat("é", 31)} {
+		if ch := channelName(schema); len(ch) > 63 || !utf8.ValidString(ch) {
+			t.Errorf("channelName(%q) = %q: not a PostgreSQL identifier", schema, ch)
+		}
+	}
+	if channelName(strings.Repeat("a", 62)+"b") == channelName(strings.Repeat("a", 62)+"c") {
+		t.Error("two long schemas share a channel")
 	}
 }
