@@ -14,7 +14,6 @@ import (
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/bridge/backendtest"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/internal/fake"
 )
 
 // BenchmarkIngest measures durable ingest with 64 concurrent callers (as 64
@@ -30,28 +29,6 @@ func BenchmarkIngest(b *testing.B) {
 		dur.Add(int64(d))
 	}})
 	tb := backendtest.Table(b, "k")
-	if v := os.Getenv("SB_SQL"); v != "" {
-		if _, err := db.pool.Exec(context.Background(), v); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if v := os.Getenv("SB_DROP"); v != "" {
-		for _, ix := range strings.Split(v, ",") {
-			if _, err := db.pool.Exec(context.Background(), "DROP INDEX "+ix); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	// ~1.5 KB payloads as Digishare sends: the sample's fields plus 500
-	// characters of text that compresses like prose, not like a run of x.
-	words := strings.Fields("commande livraison adresse casablanca rabat client confirme paiement produit retour " +
-		"colis suivi numero rue boulevard quartier appartement etage code postal telephone")
-	var pb strings.Builder
-	for i := 0; pb.Len() < 500; i++ {
-		pb.WriteString(words[(i*7+i/3)%len(words)])
-		pb.WriteByte(' ')
-	}
-	pad := pb.String()
 	var n atomic.Int64
 	pgCPU0, pgOK := serverCPU(db)
 	goCPU0 := processCPU()
@@ -72,8 +49,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: backendtest.Confirmed,
-				DateStatus: "2026-01-13 16:29:51", Campaign: map[string]any{"pad": pad}}.Payload()
+			raw := backendtest.BenchPayload(i)
 			ev, err := digishare.Decode(raw)
 			if err != nil {
 				b.Fatal(err)
@@ -93,6 +69,12 @@ func BenchmarkIngest(b *testing.B) {
 		b.ReportMetric(float64(size)/float64(events), "store-B/event")
 		b.ReportMetric(float64(payloads)/float64(events), "payload-B/event")
 	}
+}
+
+// BenchmarkIngestAndDeliver: see backendtest.BenchIngestAndDeliver.
+func BenchmarkIngestAndDeliver(b *testing.B) {
+	db, _ := openTemp(b, Options{MaxConns: *benchConns})
+	backendtest.BenchIngestAndDeliver(b, db)
 }
 
 // serverCPU returns the CPU time (ns) the database server's processes have

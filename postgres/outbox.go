@@ -168,20 +168,23 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64,
 	}
 }
 
-// claimSQL claims a pending delivery that no live claim of another sender
-// holds and that is the next of its lane (laneAhead): the lane's order
-// upserts go before its other deliveries, each class in seq order, and an
-// upsert waits for a delivery of its lane being sent (one in flight
-// finishes first). A durable claim ($4) is recorded in durable_claims in
-// the same statement (apart from the lease, which a takeover releases).
-const claimSQL = `WITH c AS (UPDATE deliveries AS d SET claimed_by = $2, claimed_until = now() + $3::interval
-	WHERE d.id = $1 AND d.state = 'pending'
+// claimSQL claims the pending deliveries of $1 that no live claim of
+// another sender holds and that are the next of their lane (laneAhead): a
+// lane's order upserts go before its other deliveries, each class in seq
+// order, and an upsert waits for a delivery of its lane being sent (one in
+// flight finishes first).
+const claimSQL = `UPDATE deliveries AS d SET claimed_by = $2, claimed_until = now() + $3::interval
+	WHERE d.id = ANY($1) AND d.state = 'pending'
 		AND (d.claimed_until IS NULL OR d.claimed_until <= now() OR d.claimed_by = $2)
 		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE ` + laneAhead + `)
-	RETURNING d.id),
-dc AS (INSERT INTO durable_claims (delivery_id, claimed_by) SELECT id, $2 FROM c WHERE $4
+	RETURNING d.id`
+
+// durableClaimSQL is claimSQL recording each claim in durable_claims too,
+// in the same statement (apart from the lease, which a takeover releases).
+const durableClaimSQL = `WITH c AS (` + claimSQL + `),
+dc AS (INSERT INTO durable_claims (delivery_id, claimed_by) SELECT id, $2 FROM c
 	ON CONFLICT (delivery_id) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = now())
-SELECT count(*) FROM c`
+SELECT id FROM c`
 
 // laneAhead is true for a delivery p that goes before d in d's lane.
 const laneAhead = `p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.id <> d.id AND (
@@ -197,9 +200,13 @@ func (db *DB) ClaimsCheckLaneOrder() bool { return true }
 // recorded or released, or Options.ClaimLease passes. It refuses
 // (ErrClaimRefused, with the reason) a delivery that is not pending, that
 // another sender holds, or that an older unfinished delivery of its lane
-// precedes. A claim that is not durable is committed without waiting for
-// the disk (synchronous_commit off): lost only if the database crashes,
-// and then the delivery is sent again, which at-least-once allows.
+// precedes.
+//
+// A durable claim is committed as any write. One that is not is committed
+// without waiting for the disk (synchronous_commit off), lost only if the
+// database crashes, and then the delivery is sent again, which
+// at-least-once allows; and the claims made at once by the worker's senders
+// go in one statement, by one goroutine.
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
 	uid, err := parseID("delivery", d.ID)
 	if err != nil {
@@ -210,18 +217,108 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 		return err
 	}
 	defer release()
-	pool := db.async // a claim lost in a database crash is redone: the delivery is sent again
 	if durable {
-		pool = db.pool
+		rows, err := db.pool.Query(ctx, durableClaimSQL, []pgtype.UUID{uid}, db.opts.Name, db.opts.ClaimLease)
+		if err != nil {
+			return db.fail(ctx, "claim delivery "+d.ID, err)
+		}
+		claimed := 0
+		for rows.Next() {
+			claimed++
+		}
+		if err := rows.Err(); err != nil {
+			return db.fail(ctx, "claim delivery "+d.ID, err)
+		}
+		if claimed == 1 {
+			return nil
+		}
+		return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
 	}
-	var claimed int64
-	if err := pool.QueryRow(ctx, claimSQL, uid, db.opts.Name, db.opts.ClaimLease, durable).Scan(&claimed); err != nil {
-		return db.fail(ctx, "claim delivery "+d.ID, err)
+	req := &claimReq{id: uid, sid: d.ID, res: make(chan error, 1)}
+	db.claimq <- req // the claimer drains it until Close, which waits for this call
+	select {
+	case err := <-req.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // if the claim was made, it is ours: our next claim of it is not refused
 	}
-	if claimed == 1 {
-		return nil
+}
+
+type claimReq struct {
+	id  pgtype.UUID
+	sid string
+	res chan error // buffered
+}
+
+// maxClaimBatch bounds the claims made by one statement.
+const maxClaimBatch = 128
+
+// claimer makes the queued non-durable claims, as many as are waiting in
+// one statement, until the queue is closed and empty.
+func (db *DB) claimer() {
+	defer db.recWG.Done()
+	batch := make([]*claimReq, 0, maxClaimBatch)
+	for req := range db.claimq {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < maxClaimBatch {
+			select {
+			case r, ok := <-db.claimq:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		db.claimBatch(ctx, batch)
+		cancel()
 	}
-	return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
+}
+
+// claimBatch claims a batch on the pool that does not wait for the disk
+// and answers each request.
+func (db *DB) claimBatch(ctx context.Context, batch []*claimReq) {
+	ids := make([]pgtype.UUID, len(batch))
+	for i, r := range batch {
+		ids[i] = r.id
+	}
+	claimed := map[[16]byte]bool{}
+	var err error
+	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+		clear(claimed)
+		var rows pgx.Rows
+		rows, err = db.async.Query(ctx, claimSQL, ids, db.opts.Name, db.opts.ClaimLease)
+		if err == nil {
+			for rows.Next() {
+				var id pgtype.UUID
+				if err = rows.Scan(&id); err != nil {
+					break
+				}
+				claimed[id.Bytes] = true
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "40P01" { // a deadlock with another sender's claims: again
+			break
+		}
+	}
+	for _, r := range batch {
+		switch {
+		case err != nil:
+			r.res <- db.fail(ctx, "claim delivery "+r.sid, err)
+		case claimed[r.id.Bytes]:
+			r.res <- nil
+		default:
+			r.res <- fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, r.sid, db.refusal(ctx, r.id))
+		}
+	}
 }
 
 // refusal says why a claim was refused.

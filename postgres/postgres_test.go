@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/bridge/backendtest"
@@ -613,5 +614,94 @@ func TestRecordsFailAlone(t *testing.T) {
 		if d, err := db.GetDelivery(context.Background(), id); err != nil || d.State != bridge.Done {
 			t.Errorf("delivery %s: %+v, %v", id, d, err)
 		}
+	}
+}
+
+// An ingest the database holds (here: its order locked by another session)
+// fails within IngestTimeout with ErrUnavailable.
+func TestIngestTimeout(t *testing.T) {
+	db, _ := openTemp(t, Options{IngestTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	conn, err := db.Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", db.lockKey, "7"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = bridge.Ingest(ctx, db, backendtest.Incoming(t, fake.Update{TicketID: "t", OrderID: "7", StatusID: backendtest.Confirmed}.Payload()),
+		backendtest.Table(t, "k"))
+	if !errors.Is(err, bridge.ErrUnavailable) {
+		t.Errorf("Ingest of a locked order = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Ingest took %s", d)
+	}
+	// Another order is not held up, and the same one goes once unlocked.
+	ingest(t, db, fake.Update{TicketID: "u", OrderID: "8", StatusID: backendtest.Confirmed})
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", db.lockKey, "7"); err != nil {
+		t.Fatal(err)
+	}
+	if r := ingest(t, db, fake.Update{TicketID: "t", OrderID: "7", StatusID: backendtest.Confirmed}); r.Duplicate || r.State != bridge.EventDispatched {
+		t.Errorf("after the unlock: %+v", r)
+	}
+}
+
+// Claims made at once (one statement for several) are each answered: the
+// first of each lane claimed, the second refused.
+func TestConcurrentClaims(t *testing.T) {
+	db, _ := openTemp(t, Options{})
+	var first, second []bridge.Delivery
+	for i := range 6 {
+		order := fmt.Sprint(i)
+		first = append(first, ingest(t, db, fake.Update{TicketID: "a" + order, OrderID: order, StatusID: backendtest.Confirmed, DateStatus: "2026-01-13 10:00:00"}).Deliveries[0])
+		second = append(second, ingest(t, db, fake.Update{TicketID: "b" + order, OrderID: order, StatusID: backendtest.Awaiting, DateStatus: "2026-01-13 11:00:00"}).Deliveries[0])
+	}
+	all := append(append([]bridge.Delivery{}, first...), second...)
+	errs := make([]error, len(all))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = db.Claim(context.Background(), &all[i], false)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range first {
+		if errs[i] != nil {
+			t.Errorf("claim of the first delivery of order %d: %v", i, errs[i])
+		}
+		if err := errs[len(first)+i]; !errors.Is(err, bridge.ErrClaimRefused) || !strings.Contains(err.Error(), second[i].ID) {
+			t.Errorf("claim of the second delivery of order %d = %v, want refused, naming it", i, err)
+		}
+	}
+}
+
+func TestAdvisoryKeyAndChannel(t *testing.T) {
+	db, _ := openTemp(t, Options{})
+	other, _ := openTemp(t, Options{Schema: "other"})
+	c1, o1 := db.AdvisoryKey("sender")
+	if c2, o2 := other.AdvisoryKey("sender"); c1 == c2 && o1 == o2 {
+		t.Error("two schemas got the same sender key")
+	}
+	if c2, _ := db.AdvisoryKey("other"); c1 == c2 {
+		t.Error("two names got the same key")
+	}
+	if c1 == db.lockKey || c1 == lockMigrate {
+		t.Error("the key is one the store takes itself")
+	}
+	for _, schema := range []string{"statusbridge", strings.Repeat("s", 63), strings.Repeat("é", 31)} {
+		if ch := channelName(schema); len(ch) > 63 || !utf8.ValidString(ch) {
+			t.Errorf("channelName(%q) = %q: not a PostgreSQL identifier", schema, ch)
+		}
+	}
+	if channelName(strings.Repeat("a", 62)+"b") == channelName(strings.Repeat("a", 62)+"c") {
+		t.Error("two long schemas share a channel")
 	}
 }

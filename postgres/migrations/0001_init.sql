@@ -15,7 +15,7 @@ CREATE TABLE events (
 	error        text NOT NULL DEFAULT '',
 	decisions    jsonb,                       -- []bridge.Decision
 	delivery_ids uuid[] NOT NULL DEFAULT '{}',
-	dedup_key    bytea,                       -- its key in dedup, deleted with it
+	dedup_key    bytea,                       -- its dedup key (unique: see below)
 	payload      bytea                        -- as internal/payload stores it
 );
 -- The listing filters (newest first).
@@ -26,12 +26,10 @@ CREATE INDEX events_state ON events (state, id);
 -- ranges for almost nothing at ingest.
 CREATE INDEX events_received_at ON events USING brin (received_at);
 
--- dedup: an event's dedup key. A primary key, not a check-then-insert: two
--- replicas storing the same update at once store it once.
-CREATE TABLE dedup (
-	key      bytea PRIMARY KEY,
-	event_id uuid NOT NULL
-);
+-- The dedup index: a unique key, not a check-then-insert, so two replicas
+-- storing the same update at once store it once. In the event's row, the
+-- key goes with its event.
+CREATE UNIQUE INDEX events_dedup_key ON events (dedup_key);
 
 -- orders: each order's last applied state (bridge.OrderState as JSON), and
 -- the ids of its targets' last deliveries (whether each is live is read
