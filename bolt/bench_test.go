@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ func BenchmarkIngest(b *testing.B) {
 	defer db.Close()
 	tb := backendtest.Table(b, "k")
 	var n atomic.Int64
+	defer reportCPU(b)()
 	defer func() {
 		if c := commits.Load(); c > 0 {
 			b.ReportMetric(float64(total.Load())/float64(c), "writes/commit")
@@ -68,5 +70,25 @@ func BenchmarkIngestAndDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	defer reportCPU(b)()
 	backendtest.BenchIngestAndDeliver(b, db)
+}
+
+// reportCPU reports the CPU time this process uses per op (the store
+// included: bbolt runs in it), to compare with the PostgreSQL backend's
+// client and server CPU per op.
+func reportCPU(b *testing.B) func() {
+	cpu := func() int64 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return ru.Utime.Nano() + ru.Stime.Nano()
+	}
+	start := cpu()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(cpu()-start)/float64(b.N)/1e3, "cpu-µs/op")
+		}
+	}
 }
