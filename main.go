@@ -346,7 +346,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
 	proxies := admin.ProxiesOf(cfg.Server.TrustedProxies)
-	svc := admin.New(admin.Options{Store: st, Console: db, Mapping: maps, Health: worker.Health, IntakeTargets: plan.Targets(), Log: log})
+	svc := admin.New(admin.Options{Store: st, Console: backendAs[admin.ConsoleStore](st.Backend), Mapping: maps, Health: worker.Health, IntakeTargets: plan.Targets(), Log: log})
 	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
 	var ui http.Handler
 	if cfg.Admin.Token != "" {
@@ -371,7 +371,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		Console:         ui,
 		Intake: receiver.IntakeOptions{Path: cfg.Intake.Path, Token: cfg.Intake.Token, MaxBody: int64(cfg.Intake.MaxBody),
 			Plan: plan},
-		Feed:     db,
+		Feed:     backendAs[receiver.Feed](st.Backend),
 		Observer: met,
 		Metrics:  met.Handler(),
 		Log:      log,
