@@ -71,10 +71,15 @@ func (db *DB) sweeper() {
 	defer db.bg.Done()
 	t := time.NewTicker(db.opts.SweepInterval)
 	defer t.Stop()
+	pruned := time.Now()
 	for {
 		select {
 		case <-t.C:
 			db.signal()
+			if time.Since(pruned) >= feedPruneEvery {
+				pruned = time.Now()
+				db.pruneFeed()
+			}
 		case <-db.stop:
 			return
 		}

@@ -365,18 +365,29 @@ func (db *DB) Release(ctx context.Context, id string) error {
 
 // recordSQL appends an attempt, moves the delivery to its new state, clears
 // its claim and, for a done delivery with a no-repeat key, records the key,
-// in one statement; it returns how many deliveries it updated (0: unknown).
-const recordSQL = `WITH u AS (
+// in one statement; a done delivery resolves the dead ones it retries (the
+// chain of retry_of, as bridge.ResolveRetried walks it: at most 100), and
+// the record is appended to the changes feed. It returns how many
+// deliveries it updated (0: unknown).
+const recordSQL = `WITH RECURSIVE u AS (
 	UPDATE deliveries SET
 		attempts = CASE WHEN $2::jsonb IS NULL THEN attempts ELSE attempts || $2::jsonb END,
 		state = $3, next_attempt_at = $4,
 		reason = CASE WHEN $5 THEN $6 ELSE reason END,
 		result = CASE WHEN $7 <> '' THEN $7 ELSE result END,
 		updated_at = $8, claimed_by = NULL, claimed_until = NULL
-	WHERE id = $1 RETURNING id),
+	WHERE id = $1 RETURNING id, retry_of, state),
 o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u WHERE $9 <> ''
 	ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id),
-dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u))
+dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u)),
+chain (id, depth) AS (
+	SELECT retry_of, 1 FROM u WHERE state = 'done' AND retry_of IS NOT NULL
+	UNION ALL
+	SELECT d.retry_of, c.depth + 1 FROM chain c JOIN deliveries d ON d.id = c.id
+	WHERE d.retry_of IS NOT NULL AND c.depth < 100),
+r AS (UPDATE deliveries p SET resolved_by = u.id FROM u
+	WHERE p.id IN (SELECT id FROM chain) AND p.id <> u.id AND p.state = 'dead' AND p.resolved_by IS NULL),
+ch AS (INSERT INTO changes (delivery_id, xid) SELECT id, pg_current_xact_id()::text::bigint FROM u)
 SELECT count(*) FROM u`
 
 type recordReq struct {

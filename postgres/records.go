@@ -142,6 +142,22 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 	if !f.Until.IsZero() {
 		w.add("received_at < ?", f.Until)
 	}
+	if f.StatusID != "" {
+		w.add("coalesce(decisions -> -1 ->> 'status_id', '') = ?", text(f.StatusID))
+	}
+	if f.DeliveryState != "" {
+		// As bbolt: in_flight is pending on disk; dead leaves out the
+		// resolved ones unless asked for.
+		state := f.DeliveryState
+		if state == string(bridge.InFlight) {
+			state = string(bridge.Pending)
+		}
+		cond := "EXISTS (SELECT 1 FROM deliveries d WHERE d.id = ANY(events.delivery_ids) AND d.state = ?"
+		if state == string(bridge.Dead) && !f.IncludeResolved {
+			cond += " AND d.resolved_by IS NULL"
+		}
+		w.add(cond+")", text(state))
+	}
 	sql := `SELECT ` + eventColumns + ` FROM events` + w.sql() + ` ORDER BY id DESC LIMIT ` + strconv.Itoa(limit+1)
 	rows, err := db.pool.Query(ctx, sql, w.args...)
 	if err != nil {
@@ -194,6 +210,9 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 		w.add("state = 'done'")
 	default:
 		w.add("state = ? AND state NOT IN ('pending', 'done')", text(f.State)) // the literal lets the partial index serve
+	}
+	if f.State == string(bridge.Dead) && !f.IncludeResolved {
+		w.add("resolved_by IS NULL") // bridge.ListedDead
 	}
 	if f.Target != "" {
 		w.add("target = ?", text(f.Target))

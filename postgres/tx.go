@@ -425,7 +425,7 @@ func rowsFn(fn func(rows pgx.Rows) error) func(br pgx.BatchResults) error {
 const (
 	eventColumns    = `id::text, received_at, event, ticket_id, order_id, state, error, decisions, delivery_ids::text[], dedup_key`
 	deliveryColumns = `id::text, coalesce(event_id::text, ''), order_id, target, status, status_id, created_at, state, reason, result, force,
-		next_attempt_at, updated_at, attempts, kind, coalesce(intake_id::text, '')`
+		next_attempt_at, updated_at, attempts, kind, coalesce(intake_id::text, ''), coalesce(retry_of::text, ''), coalesce(resolved_by::text, '')`
 )
 
 // scanEvent reads eventColumns (and dest, appended).
@@ -462,7 +462,7 @@ func scanDelivery(row pgx.Row, dest ...any) (*bridge.Delivery, error) {
 	var attempts []byte
 	var kind string
 	err := row.Scan(append([]any{&d.ID, &d.EventID, &d.OrderID, &d.Target, &d.Status, &d.StatusID, &d.CreatedAt, &state,
-		&d.Reason, &d.Result, &d.Force, &next, &d.UpdatedAt, &attempts, &kind, &d.IntakeID}, dest...)...)
+		&d.Reason, &d.Result, &d.Force, &next, &d.UpdatedAt, &attempts, &kind, &d.IntakeID, &d.RetryOf, &d.ResolvedBy}, dest...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -804,6 +804,17 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 			return fmt.Errorf("postgres: put delivery %s: intake id: %w", d.ID, err)
 		}
 	}
+	var retryOf, resolvedBy pgtype.UUID // NULL for none
+	if d.RetryOf != "" {
+		if retryOf, err = parseID("delivery", d.RetryOf); err != nil {
+			return fmt.Errorf("postgres: put delivery %s: retry_of: %w", d.ID, err)
+		}
+	}
+	if d.ResolvedBy != "" {
+		if resolvedBy, err = parseID("delivery", d.ResolvedBy); err != nil {
+			return fmt.Errorf("postgres: put delivery %s: resolved_by: %w", d.ID, err)
+		}
+	}
 	kind := d.Kind
 	if kind == "" {
 		kind = bridge.KindStatus
@@ -822,18 +833,20 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 	// The CASE takes the transaction's id (assigning it if need be) before
 	// the seq: see PendingAfter.
 	return t.write("put delivery "+d.ID, []string{"deliveries:" + d.ID}, `INSERT INTO deliveries (id, seq, queued_xid, event_id, order_id,
-			target, status, status_id, created_at, state, reason, result, force, next_attempt_at, updated_at, attempts, kind, intake_id)
+			target, status, status_id, created_at, state, reason, result, force, next_attempt_at, updated_at, attempts, kind, intake_id,
+			retry_of, resolved_by)
 		VALUES ($1, CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('deliveries_seq') END, pg_current_xact_id()::text::bigint,
-			$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 		ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, order_id = excluded.order_id, target = excluded.target,
-			kind = excluded.kind, intake_id = excluded.intake_id,
+			kind = excluded.kind, intake_id = excluded.intake_id, retry_of = excluded.retry_of, resolved_by = excluded.resolved_by,
 			status = excluded.status, status_id = excluded.status_id, created_at = excluded.created_at, state = excluded.state,
 			reason = excluded.reason, result = excluded.result, force = excluded.force,
 			next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at, attempts = excluded.attempts,
 			queued_xid = CASE WHEN deliveries.state <> 'pending' AND excluded.state = 'pending'
 				THEN excluded.queued_xid ELSE deliveries.queued_xid END`,
 		uid, eid, text(d.OrderID), text(d.Target), text(d.Status), text(d.StatusID), d.CreatedAt, string(state),
-		text(d.Reason), text(d.Result), d.Force, nullTime(d.NextAttemptAt), d.UpdatedAt, attempts, string(kind), iid)
+		text(d.Reason), text(d.Result), d.Force, nullTime(d.NextAttemptAt), d.UpdatedAt, attempts, string(kind), iid,
+		retryOf, resolvedBy)
 }
 
 func nullTime(t time.Time) *time.Time {
