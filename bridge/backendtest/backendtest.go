@@ -60,6 +60,12 @@ var Tests = []Test{
 	{"ReplayDeadAndRetry", ReplayDeadAndRetry},
 	{"RedecideUnmapped", RedecideUnmapped},
 	{"SweepKeepsPendingAndDropsDedup", SweepKeepsPendingAndDropsDedup},
+	{"DeliveryRoundTrip", DeliveryRoundTrip},
+	{"DoneRetryResolvesTheDead", DoneRetryResolvesTheDead},
+	{"StatusFilter", StatusFilter},
+	{"CountersFollowEveryStateChange", CountersFollowEveryStateChange},
+	{"JobsAndActions", JobsAndActions},
+	{"ChangesFeed", ChangesFeed},
 }
 
 // Run runs every conformance test as a subtest of t.
