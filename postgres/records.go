@@ -152,7 +152,19 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 		if state == string(bridge.InFlight) {
 			state = string(bridge.Pending)
 		}
-		cond := "EXISTS (SELECT 1 FROM deliveries d WHERE d.id = ANY(events.delivery_ids) AND d.state = ?"
+		// Most deliveries end done: an event's are looked up by their ids
+		// (newest events first, stopping at a page). The other states are
+		// rare: their deliveries are found by the partial indexes (pending,
+		// or deliveries_state).
+		var cond string
+		switch state {
+		case string(bridge.Done):
+			cond = "EXISTS (SELECT 1 FROM deliveries d WHERE d.id = ANY(events.delivery_ids) AND d.state = ?"
+		case string(bridge.Pending):
+			cond = "id IN (SELECT d.event_id FROM deliveries d WHERE d.state = ? AND d.state = 'pending'"
+		default:
+			cond = "id IN (SELECT d.event_id FROM deliveries d WHERE d.state = ? AND d.state NOT IN ('pending', 'done')"
+		}
 		if state == string(bridge.Dead) && !f.IncludeResolved {
 			cond += " AND d.resolved_by IS NULL"
 		}
