@@ -128,7 +128,7 @@ func DeliveryRoundTrip(t *testing.T, f Factory) {
 			{At: at.Add(-time.Minute), StatusCode: 503, Duration: 1234567 * time.Nanosecond, Error: "HTTP 503", Excerpt: "busy",
 				Request: &bridge.SentRequest{Method: "POST", URL: "https://api.example/v2/orders?x=1",
 					Headers: map[string]string{"Content-Type": "application/json", "Authorization": "[redacted]"},
-					Body: `{"order":"O-1"}`, BodySize: 9000}},
+					Body:    `{"order":"O-1"}`, BodySize: 9000}},
 			{At: at, StatusCode: 400, Duration: time.Second, Error: "HTTP 400", Excerpt: "bad"},
 		},
 		RetryOf: ids[3], ResolvedBy: ids[4],
