@@ -39,8 +39,8 @@ var _ Store = bridge.Store{}
 
 // ConsoleStore is what a backend keeps for the console besides its records:
 // counters changed in the transactions that change states, bulk jobs, and
-// the last operator actions (*bolt.DB has it; a backend that lacks it
-// cannot serve the console).
+// the last operator actions (*bolt.DB and *postgres.DB have it; a backend
+// that lacks it cannot serve the console).
 type ConsoleStore interface {
 	// Counters reads the counters as of now, without a scan.
 	Counters(ctx context.Context, now time.Time) (bridge.Counters, error)
