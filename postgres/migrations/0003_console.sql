@@ -38,29 +38,30 @@ CREATE TABLE delivery_counts (
 	PRIMARY KEY (target, state, slot)
 );
 
-CREATE FUNCTION count_event_row(at timestamptz, st text, decisions jsonb, delta int) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-	sid text := nullif(decisions -> -1 ->> 'status_id', '');
-	s int := pg_backend_pid() % 16;
-BEGIN
-	IF at >= now() - interval '48 hours' THEN
-		INSERT INTO event_counts AS c VALUES (to_timestamp(floor(extract(epoch FROM at) / 300) * 300), st, s, delta)
-			ON CONFLICT (bucket, state, slot) DO UPDATE SET n = c.n + excluded.n;
-	END IF;
-	IF sid IS NOT NULL THEN
-		INSERT INTO status_counts AS c VALUES (sid, st = 'unmapped', s, delta)
-			ON CONFLICT (status_id, unmapped, slot) DO UPDATE SET n = c.n + excluded.n;
-	END IF;
-END $$;
-
 CREATE FUNCTION count_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	s int := pg_backend_pid() % 16;
+	horizon timestamptz := now() - interval '48 hours';
 BEGIN
 	IF TG_OP <> 'INSERT' THEN
-		PERFORM count_event_row(OLD.received_at, OLD.state, OLD.decisions, -1);
+		IF OLD.received_at >= horizon THEN
+			INSERT INTO event_counts AS c VALUES (to_timestamp(floor(extract(epoch FROM OLD.received_at) / 300) * 300), OLD.state, s, -1)
+				ON CONFLICT (bucket, state, slot) DO UPDATE SET n = c.n + excluded.n;
+		END IF;
+		IF nullif(OLD.decisions -> -1 ->> 'status_id', '') IS NOT NULL THEN
+			INSERT INTO status_counts AS c VALUES (OLD.decisions -> -1 ->> 'status_id', OLD.state = 'unmapped', s, -1)
+				ON CONFLICT (status_id, unmapped, slot) DO UPDATE SET n = c.n + excluded.n;
+		END IF;
 	END IF;
 	IF TG_OP <> 'DELETE' THEN
-		PERFORM count_event_row(NEW.received_at, NEW.state, NEW.decisions, 1);
+		IF NEW.received_at >= horizon THEN
+			INSERT INTO event_counts AS c VALUES (to_timestamp(floor(extract(epoch FROM NEW.received_at) / 300) * 300), NEW.state, s, 1)
+				ON CONFLICT (bucket, state, slot) DO UPDATE SET n = c.n + excluded.n;
+		END IF;
+		IF nullif(NEW.decisions -> -1 ->> 'status_id', '') IS NOT NULL THEN
+			INSERT INTO status_counts AS c VALUES (NEW.decisions -> -1 ->> 'status_id', NEW.state = 'unmapped', s, 1)
+				ON CONFLICT (status_id, unmapped, slot) DO UPDATE SET n = c.n + excluded.n;
+		END IF;
 	END IF;
 	RETURN NULL;
 END $$;
