@@ -74,3 +74,37 @@ func TestFeedAndCountersPruned(t *testing.T) {
 		t.Errorf("after pruning: %d changes, %d time buckets; want 1 and 1", changes, buckets)
 	}
 }
+
+// TestCountersBuiltByTheMigration: a database from before migration 0003,
+// with records, gets counters that count them.
+func TestCountersBuiltByTheMigration(t *testing.T) {
+	db, dsn := openTemp(t, Options{})
+	tb := backendtest.Table(t, "k")
+	now := time.Now()
+	a := backendtest.IngestAt(t, db, tb, "a", "1", backendtest.Confirmed, "2026-01-13 10:00:00", now.Add(-10*time.Minute))
+	backendtest.IngestAt(t, db, tb, "b", "2", "newstatus0000000", "2026-01-13 10:00:00", now.Add(-3*time.Hour))
+	backendtest.IngestAt(t, db, tb, "c", "3", backendtest.Awaiting, "", now.Add(-60*time.Hour))
+	if err := db.Record(context.Background(), a.Deliveries[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "x"}, now); err != nil {
+		t.Fatal(err)
+	}
+	// Back to version 2.
+	_, err := db.pool.Exec(context.Background(), `DROP TABLE event_counts, status_counts, delivery_counts, jobs, actions, changes;
+		DROP FUNCTION count_event, count_delivery CASCADE;
+		ALTER TABLE deliveries DROP COLUMN retry_of, DROP COLUMN resolved_by;
+		DELETE FROM schema_version WHERE version >= 3`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openDSN(t, dsn, Options{})
+	got, err := db.Counters(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backendtest.SameCounters(t, "after migrating", got, backendtest.ScanCounters(t, db, now))
+	if got.StatusIDs[backendtest.Awaiting] != 1 || got.Targets["expertsender"].States[bridge.Dead] != 1 {
+		t.Errorf("counters = %+v", got)
+	}
+}
