@@ -340,23 +340,27 @@ func (db *DB) Release(ctx context.Context, id string) error {
 	return nil
 }
 
-// recordSQL appends an attempt, moves the delivery to its new state, clears
-// its claim and, for a done delivery with a no-repeat key, records the key,
-// in one statement; it returns how many deliveries it updated (0: unknown).
-const recordSQL = `WITH u AS (
-	UPDATE deliveries SET
+// recordSQL appends an attempt, moves the delivery to its new state and
+// clears its claim; recordOnceSQL also records a done delivery's no-repeat
+// key, in the same statement. Both return one row per delivery updated
+// (none: unknown).
+const (
+	recordUpdate = `UPDATE deliveries SET
 		attempts = CASE WHEN $2::jsonb IS NULL THEN attempts ELSE attempts || $2::jsonb END,
 		state = $3, next_attempt_at = $4,
 		reason = CASE WHEN $5 THEN $6 ELSE reason END,
 		result = CASE WHEN $7 <> '' THEN $7 ELSE result END,
 		updated_at = $8, claimed_by = NULL, claimed_until = NULL
-	WHERE id = $1 RETURNING id),
-o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u WHERE $9 <> ''
-	ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id)
-SELECT count(*) FROM u`
+	WHERE id = $1`
+	recordSQL     = recordUpdate + ` RETURNING 1`
+	recordOnceSQL = `WITH u AS (` + recordUpdate + ` RETURNING id),
+	o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id)
+	SELECT 1 FROM u`
+)
 
 type recordReq struct {
 	id   string
+	sql  string
 	args []any
 	done func(error)
 	err  error // set by commitRecords
@@ -385,8 +389,12 @@ func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, er
 	if state == bridge.Done {
 		onceKey = text(o.OnceKey)
 	}
-	return &recordReq{id: id, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
-		text(o.Result), now.UTC(), onceKey}}, nil
+	req := &recordReq{id: id, sql: recordSQL, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
+		text(o.Result), now.UTC()}}
+	if onceKey != "" {
+		req.sql, req.args = recordOnceSQL, append(req.args, onceKey)
+	}
+	return req, nil
 }
 
 // Record appends an attempt, moves the delivery to its new state and
@@ -465,9 +473,14 @@ func (db *DB) commitRecords(ctx context.Context, reqs []*recordReq) {
 	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
 		b := &pgx.Batch{}
-		counts := make([]int64, len(reqs))
+		counts := make([]int, len(reqs))
 		for i, r := range reqs {
-			b.Queue(recordSQL, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
+			b.Queue(r.sql, r.args...).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					counts[i]++
+				}
+				return nil
+			})
 		}
 		err = db.sendBatch(ctx, b)
 		if err == nil {
