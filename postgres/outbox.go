@@ -48,7 +48,8 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 		pos, known = db.reads.lookup(after)
 	}
 	const cols = `SELECT ` + deliveryColumns + `, seq,
-		CASE WHEN claimed_until > now() AND claimed_by <> $1 THEN greatest(next_attempt_at, claimed_until) END
+		CASE WHEN claimed_until > now() AND claimed_by <> $1 THEN greatest(next_attempt_at, claimed_until) END,
+		EXISTS (SELECT 1 FROM durable_claims c WHERE c.delivery_id = deliveries.id AND c.claimed_by <> $1)
 		FROM deliveries WHERE state = 'pending'`
 	sql, args := cols+` ORDER BY seq LIMIT $2`, []any{db.opts.Name, limit}
 	if known {
@@ -69,10 +70,12 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 			for rows.Next() {
 				var seq int64
 				var leased *time.Time
-				d, err := scanDelivery(rows, &seq, &leased)
+				var claimed bool
+				d, err := scanDelivery(rows, &seq, &leased, &claimed)
 				if err != nil {
 					return err
 				}
+				d.Claimed = claimed // a durable claim of another sender (gone: one sender sends)
 				if leased != nil {
 					d.NextAttemptAt = leased.UTC()
 				}
@@ -166,13 +169,32 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64,
 }
 
 // claimSQL claims the pending deliveries of $1 that no live claim of
-// another sender holds and that are the oldest unfinished of their lane.
+// another sender holds and that are the next of their lane (laneAhead): a
+// lane's order upserts go before its other deliveries, each class in seq
+// order, and an upsert waits for a delivery of its lane being sent (one in
+// flight finishes first).
 const claimSQL = `UPDATE deliveries AS d SET claimed_by = $2, claimed_until = now() + $3::interval
 	WHERE d.id = ANY($1) AND d.state = 'pending'
 		AND (d.claimed_until IS NULL OR d.claimed_until <= now() OR d.claimed_by = $2)
-		AND NOT EXISTS (SELECT 1 FROM deliveries p
-			WHERE p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.seq < d.seq)
+		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE ` + laneAhead + `)
 	RETURNING d.id`
+
+// durableClaimSQL is claimSQL recording each claim in durable_claims too,
+// in the same statement (apart from the lease, which a takeover releases).
+const durableClaimSQL = `WITH c AS (` + claimSQL + `),
+dc AS (INSERT INTO durable_claims (delivery_id, claimed_by) SELECT id, $2 FROM c
+	ON CONFLICT (delivery_id) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = now())
+SELECT id FROM c`
+
+// laneAhead is true for a delivery p that goes before d in d's lane.
+const laneAhead = `p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.id <> d.id AND (
+	(p.kind = 'order' AND d.kind <> 'order')
+	OR ((p.kind = 'order') = (d.kind = 'order') AND p.seq < d.seq)
+	OR (d.kind = 'order' AND p.kind <> 'order' AND p.claimed_until > now()))`
+
+// ClaimsCheckLaneOrder: claims here refuse a delivery that is not the next
+// of its lane (replicas share the outbox).
+func (db *DB) ClaimsCheckLaneOrder() bool { return true }
 
 // Claim marks a delivery as being sent by this process until it is
 // recorded or released, or Options.ClaimLease passes. It refuses
@@ -196,7 +218,7 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 	}
 	defer release()
 	if durable {
-		rows, err := db.pool.Query(ctx, claimSQL, []pgtype.UUID{uid}, db.opts.Name, db.opts.ClaimLease)
+		rows, err := db.pool.Query(ctx, durableClaimSQL, []pgtype.UUID{uid}, db.opts.Name, db.opts.ClaimLease)
 		if err != nil {
 			return db.fail(ctx, "claim delivery "+d.ID, err)
 		}
@@ -305,7 +327,7 @@ func (db *DB) refusal(ctx context.Context, id pgtype.UUID) string {
 	var held, older bool
 	var until *time.Time
 	err := db.pool.QueryRow(ctx, `SELECT state, coalesce(claimed_by, ''), claimed_until, coalesce(claimed_until > now(), false),
-		EXISTS (SELECT 1 FROM deliveries p WHERE p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.seq < d.seq)
+		EXISTS (SELECT 1 FROM deliveries p WHERE `+laneAhead+`)
 		FROM deliveries d WHERE id = $1`, id).Scan(&state, &by, &until, &held, &older)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -317,7 +339,7 @@ func (db *DB) refusal(ctx context.Context, id pgtype.UUID) string {
 	case held && by != db.opts.Name:
 		return fmt.Sprintf("is being sent by %s (lease until %s)", by, until.UTC().Format(time.RFC3339))
 	case older:
-		return "waits for an older unfinished delivery of its order and target"
+		return "waits for a delivery of its order and target that goes first (an older one, an order upsert, or one being sent)"
 	}
 	return "changed while being claimed"
 }
@@ -333,7 +355,8 @@ func (db *DB) Release(ctx context.Context, id string) error {
 		return err
 	}
 	defer release()
-	if _, err := db.async.Exec(ctx, `UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2`,
+	if _, err := db.async.Exec(ctx, `WITH u AS (UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2)
+		DELETE FROM durable_claims WHERE delivery_id = $1 AND claimed_by = $2`,
 		uid, db.opts.Name); err != nil {
 		return db.fail(ctx, "release delivery "+id, err)
 	}
@@ -341,9 +364,10 @@ func (db *DB) Release(ctx context.Context, id string) error {
 }
 
 // recordSQL appends an attempt, moves the delivery to its new state and
-// clears its claim; recordOnceSQL also records a done delivery's no-repeat
-// key, in the same statement. Both return one row per delivery updated
-// (none: unknown).
+// clears its claims (the lease and a durable claim); recordOnceSQL also
+// records a done delivery's no-repeat key, in the same statement (only
+// then: the table is not opened for the records without one). Both return
+// how many deliveries they updated (0: unknown).
 const (
 	recordUpdate = `UPDATE deliveries SET
 		attempts = CASE WHEN $2::jsonb IS NULL THEN attempts ELSE attempts || $2::jsonb END,
@@ -351,11 +375,12 @@ const (
 		reason = CASE WHEN $5 THEN $6 ELSE reason END,
 		result = CASE WHEN $7 <> '' THEN $7 ELSE result END,
 		updated_at = $8, claimed_by = NULL, claimed_until = NULL
-	WHERE id = $1`
-	recordSQL     = recordUpdate + ` RETURNING 1`
-	recordOnceSQL = `WITH u AS (` + recordUpdate + ` RETURNING id),
-	o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id)
-	SELECT 1 FROM u`
+	WHERE id = $1 RETURNING id`
+	recordDurable = `dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u))`
+	recordSQL     = `WITH u AS (` + recordUpdate + `), ` + recordDurable + ` SELECT count(*) FROM u`
+	recordOnceSQL = `WITH u AS (` + recordUpdate + `),
+	o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id),
+	` + recordDurable + ` SELECT count(*) FROM u`
 )
 
 type recordReq struct {
@@ -473,14 +498,9 @@ func (db *DB) commitRecords(ctx context.Context, reqs []*recordReq) {
 	var err error
 	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
 		b := &pgx.Batch{}
-		counts := make([]int, len(reqs))
+		counts := make([]int64, len(reqs))
 		for i, r := range reqs {
-			b.Queue(r.sql, r.args...).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					counts[i]++
-				}
-				return nil
-			})
+			b.Queue(r.sql, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
 		}
 		err = db.sendBatch(ctx, b)
 		if err == nil {

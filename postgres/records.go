@@ -198,6 +198,9 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 	if f.Target != "" {
 		w.add("target = ?", text(f.Target))
 	}
+	if f.OrderID != "" {
+		w.add("order_id = ?", text(f.OrderID))
+	}
 	sql := `SELECT ` + deliveryColumns + `, ` + inFlightColumn + ` FROM deliveries` + w.sql() + ` ORDER BY id DESC LIMIT ` + strconv.Itoa(limit+1)
 	rows, err := db.pool.Query(ctx, sql, w.args...)
 	if err != nil {
@@ -237,8 +240,8 @@ func (db *DB) Stats(ctx context.Context) (bridge.Stats, error) {
 	defer release()
 	var s bridge.Stats
 	err = db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),
-		(SELECT count(*) FROM deliveries WHERE state = 'pending'), (SELECT count(*) FROM orders)`).
-		Scan(&s.Events, &s.Deliveries, &s.Pending, &s.Orders)
+		(SELECT count(*) FROM deliveries WHERE state = 'pending'), (SELECT count(*) FROM orders), (SELECT count(*) FROM intakes)`).
+		Scan(&s.Events, &s.Deliveries, &s.Pending, &s.Orders, &s.Intakes)
 	if err != nil {
 		return s, db.fail(ctx, "count records", err)
 	}

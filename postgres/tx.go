@@ -424,8 +424,8 @@ func rowsFn(fn func(rows pgx.Rows) error) func(br pgx.BatchResults) error {
 // Columns, in the order the scan functions read them.
 const (
 	eventColumns    = `id::text, received_at, event, ticket_id, order_id, state, error, decisions, delivery_ids::text[], dedup_key`
-	deliveryColumns = `id::text, event_id::text, order_id, target, status, status_id, created_at, state, reason, result, force,
-		next_attempt_at, updated_at, attempts`
+	deliveryColumns = `id::text, coalesce(event_id::text, ''), order_id, target, status, status_id, created_at, state, reason, result, force,
+		next_attempt_at, updated_at, attempts, kind, coalesce(intake_id::text, '')`
 )
 
 // scanEvent reads eventColumns (and dest, appended).
@@ -460,12 +460,13 @@ func scanDelivery(row pgx.Row, dest ...any) (*bridge.Delivery, error) {
 	var state string
 	var next *time.Time
 	var attempts []byte
+	var kind string
 	err := row.Scan(append([]any{&d.ID, &d.EventID, &d.OrderID, &d.Target, &d.Status, &d.StatusID, &d.CreatedAt, &state,
-		&d.Reason, &d.Result, &d.Force, &next, &d.UpdatedAt, &attempts}, dest...)...)
+		&d.Reason, &d.Result, &d.Force, &next, &d.UpdatedAt, &attempts, &kind, &d.IntakeID}, dest...)...)
 	if err != nil {
 		return nil, err
 	}
-	d.State = bridge.DeliveryState(state)
+	d.State, d.Kind = bridge.DeliveryState(state), bridge.DeliveryKind(kind)
 	d.CreatedAt, d.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
 	if next != nil {
 		d.NextAttemptAt = next.UTC()
@@ -792,9 +793,20 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 	if err != nil {
 		return err
 	}
-	eid, err := parseID("event", d.EventID)
-	if err != nil {
-		return fmt.Errorf("postgres: put delivery %s: event id: %w", d.ID, err)
+	var eid, iid pgtype.UUID // a delivery of an intake has no event (SQL NULL), a status delivery no intake
+	if d.EventID != "" || d.IntakeID == "" {
+		if eid, err = parseID("event", d.EventID); err != nil {
+			return fmt.Errorf("postgres: put delivery %s: event id: %w", d.ID, err)
+		}
+	}
+	if d.IntakeID != "" {
+		if iid, err = parseID("intake", d.IntakeID); err != nil {
+			return fmt.Errorf("postgres: put delivery %s: intake id: %w", d.ID, err)
+		}
+	}
+	kind := d.Kind
+	if kind == "" {
+		kind = bridge.KindStatus
 	}
 	state := d.State
 	if state == bridge.InFlight {
@@ -810,17 +822,18 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 	// The CASE takes the transaction's id (assigning it if need be) before
 	// the seq: see PendingAfter.
 	return t.write("put delivery "+d.ID, []string{"deliveries:" + d.ID}, `INSERT INTO deliveries (id, seq, queued_xid, event_id, order_id,
-			target, status, status_id, created_at, state, reason, result, force, next_attempt_at, updated_at, attempts)
+			target, status, status_id, created_at, state, reason, result, force, next_attempt_at, updated_at, attempts, kind, intake_id)
 		VALUES ($1, CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('deliveries_seq') END, pg_current_xact_id()::text::bigint,
-			$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			$2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		ON CONFLICT (id) DO UPDATE SET event_id = excluded.event_id, order_id = excluded.order_id, target = excluded.target,
+			kind = excluded.kind, intake_id = excluded.intake_id,
 			status = excluded.status, status_id = excluded.status_id, created_at = excluded.created_at, state = excluded.state,
 			reason = excluded.reason, result = excluded.result, force = excluded.force,
 			next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at, attempts = excluded.attempts,
 			queued_xid = CASE WHEN deliveries.state <> 'pending' AND excluded.state = 'pending'
 				THEN excluded.queued_xid ELSE deliveries.queued_xid END`,
 		uid, eid, text(d.OrderID), text(d.Target), text(d.Status), text(d.StatusID), d.CreatedAt, string(state),
-		text(d.Reason), text(d.Result), d.Force, nullTime(d.NextAttemptAt), d.UpdatedAt, attempts)
+		text(d.Reason), text(d.Result), d.Force, nullTime(d.NextAttemptAt), d.UpdatedAt, attempts, string(kind), iid)
 }
 
 func nullTime(t time.Time) *time.Time {

@@ -38,7 +38,7 @@ CREATE TABLE orders (
 	order_id     text PRIMARY KEY,
 	state        jsonb NOT NULL,
 	delivery_ids uuid[] NOT NULL DEFAULT '{}'
-) WITH (fillfactor = 80); -- a new decision of an order is a HOT update
+);
 
 -- deliveries: the outbox. A pending delivery is unfinished; in_flight is
 -- not stored: it is a pending delivery with a live claim.
@@ -67,10 +67,7 @@ CREATE TABLE deliveries (
 	attempts        jsonb NOT NULL DEFAULT '[]', -- []bridge.Attempt
 	claimed_by      text,                        -- the sender holding it
 	claimed_until   timestamptz                  -- its lease
-) WITH (fillfactor = 70);
--- A claim changes no indexed column: with room left on the page it is a
--- HOT update (no new index entries), not a copy of the row into every
--- index of pending deliveries.
+);
 ALTER SEQUENCE deliveries_seq OWNED BY deliveries.seq;
 -- The outbox in seq order, the lanes (a claim needs its lane's oldest
 -- unfinished delivery) and late commits: all small, pending rows only.
