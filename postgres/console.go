@@ -13,7 +13,7 @@ import (
 )
 
 // The console's store (admin.ConsoleStore): counters, jobs and the last
-// operator actions. The counters are kept by triggers (migration 0003) in
+// operator actions. The counters are kept by triggers (migration 0004) in
 // the transactions that change what they count, so Counters reads a few
 // hundred small rows whatever the size of the store.
 

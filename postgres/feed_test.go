@@ -75,7 +75,7 @@ func TestFeedAndCountersPruned(t *testing.T) {
 	}
 }
 
-// TestCountersBuiltByTheMigration: a database from before migration 0003,
+// TestCountersBuiltByTheMigration: a database from before migration 0004,
 // with records, gets counters that count them.
 func TestCountersBuiltByTheMigration(t *testing.T) {
 	db, dsn := openTemp(t, Options{})
@@ -91,7 +91,7 @@ func TestCountersBuiltByTheMigration(t *testing.T) {
 	_, err := db.pool.Exec(context.Background(), `DROP TABLE event_counts, status_counts, delivery_counts, jobs, actions, changes;
 		DROP FUNCTION count_event, count_delivery CASCADE;
 		ALTER TABLE deliveries DROP COLUMN retry_of, DROP COLUMN resolved_by;
-		DELETE FROM schema_version WHERE version >= 3`)
+		DELETE FROM schema_version WHERE version >= 4`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -191,15 +191,15 @@ func (t *tx) PutOrderIntake(rec *bridge.OrderIntake) error {
 		text(rec.OrderID), latest, nilIfEmpty(rec.Key), last, ids(rec.IntakeIDs), ticket, text(rec.MediaID), tkd, upd)
 }
 
-// RecordAttempt records an attempt result in the transaction (recordSQL,
-// as Record does: the claim and a durable claim go with it).
+// RecordAttempt records an attempt result in the transaction (the record's
+// statement, as Record does: the claim and a durable claim go with it).
 func (t *tx) RecordAttempt(id string, o bridge.AttemptResult, now time.Time) error {
 	req, err := newRecord(id, o, now)
 	if err != nil {
 		return fmt.Errorf("postgres: record delivery %s: %w", id, err)
 	}
 	var n int64
-	if err := t.read(recordSQL, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&n) }, req.args...); err != nil {
+	if err := t.read(req.sql, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&n) }, req.args...); err != nil {
 		return fmt.Errorf("postgres: record delivery %s: %w", id, err)
 	}
 	if n == 0 {

@@ -364,34 +364,40 @@ func (db *DB) Release(ctx context.Context, id string) error {
 }
 
 // recordSQL appends an attempt, moves the delivery to its new state, clears
-// its claim and, for a done delivery with a no-repeat key, records the key,
-// in one statement; a done delivery resolves the dead ones it retries (the
-// chain of retry_of, as bridge.ResolveRetried walks it: at most 100), and
-// the record is appended to the changes feed. It returns how many
-// deliveries it updated (0: unknown).
-const recordSQL = `WITH RECURSIVE u AS (
-	UPDATE deliveries SET
+// its claims (the lease and a durable claim) and appends the record to the
+// changes feed, in one statement. recordDoneSQL also resolves the dead
+// deliveries a done one retries (the chain of retry_of, as
+// bridge.ResolveRetried walks it: at most 100); recordOnceSQL also records
+// a done delivery's no-repeat key (only then: the table is not opened for
+// the records without one). Each returns how many deliveries it updated
+// (0: unknown).
+const (
+	recordUpdate = `UPDATE deliveries SET
 		attempts = CASE WHEN $2::jsonb IS NULL THEN attempts ELSE attempts || $2::jsonb END,
 		state = $3, next_attempt_at = $4,
 		reason = CASE WHEN $5 THEN $6 ELSE reason END,
 		result = CASE WHEN $7 <> '' THEN $7 ELSE result END,
 		updated_at = $8, claimed_by = NULL, claimed_until = NULL
-	WHERE id = $1 RETURNING id, retry_of, state),
-o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u WHERE $9 <> ''
-	ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id),
-dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u)),
-chain (id, depth) AS (
-	SELECT retry_of, 1 FROM u WHERE state = 'done' AND retry_of IS NOT NULL
-	UNION ALL
-	SELECT d.retry_of, c.depth + 1 FROM chain c JOIN deliveries d ON d.id = c.id
-	WHERE d.retry_of IS NOT NULL AND c.depth < 100),
-r AS (UPDATE deliveries p SET resolved_by = u.id FROM u
-	WHERE p.id IN (SELECT id FROM chain) AND p.id <> u.id AND p.state = 'dead' AND p.resolved_by IS NULL),
-ch AS (INSERT INTO changes (delivery_id, xid) SELECT id, pg_current_xact_id()::text::bigint FROM u)
-SELECT count(*) FROM u`
+	WHERE id = $1 RETURNING id, retry_of, state`
+	recordDurable = `dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u)),
+	ch AS (INSERT INTO changes (delivery_id, xid) SELECT id, pg_current_xact_id()::text::bigint FROM u)`
+	recordResolve = `chain (id, depth) AS (
+		SELECT retry_of, 1 FROM u WHERE state = 'done' AND retry_of IS NOT NULL
+		UNION ALL
+		SELECT d.retry_of, c.depth + 1 FROM chain c JOIN deliveries d ON d.id = c.id
+		WHERE d.retry_of IS NOT NULL AND c.depth < 100),
+	r AS (UPDATE deliveries p SET resolved_by = u.id FROM u
+		WHERE p.id IN (SELECT id FROM chain) AND p.id <> u.id AND p.state = 'dead' AND p.resolved_by IS NULL)`
+	recordSQL     = `WITH u AS (` + recordUpdate + `), ` + recordDurable + ` SELECT count(*) FROM u`
+	recordDoneSQL = `WITH RECURSIVE u AS (` + recordUpdate + `), ` + recordDurable + `, ` + recordResolve + ` SELECT count(*) FROM u`
+	recordOnceSQL = `WITH RECURSIVE u AS (` + recordUpdate + `),
+	o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id),
+	` + recordDurable + `, ` + recordResolve + ` SELECT count(*) FROM u`
+)
 
 type recordReq struct {
 	id   string
+	sql  string
 	args []any
 	done func(error)
 	err  error // set by commitRecords
@@ -420,8 +426,15 @@ func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, er
 	if state == bridge.Done {
 		onceKey = text(o.OnceKey)
 	}
-	return &recordReq{id: id, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
-		text(o.Result), now.UTC(), onceKey}}, nil
+	req := &recordReq{id: id, sql: recordSQL, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
+		text(o.Result), now.UTC()}}
+	switch {
+	case onceKey != "":
+		req.sql, req.args = recordOnceSQL, append(req.args, onceKey)
+	case state == bridge.Done:
+		req.sql = recordDoneSQL
+	}
+	return req, nil
 }
 
 // Record appends an attempt, moves the delivery to its new state and
@@ -502,7 +515,7 @@ func (db *DB) commitRecords(ctx context.Context, reqs []*recordReq) {
 		b := &pgx.Batch{}
 		counts := make([]int64, len(reqs))
 		for i, r := range reqs {
-			b.Queue(recordSQL, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
+			b.Queue(r.sql, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
 		}
 		err = db.sendBatch(ctx, b)
 		if err == nil {
