@@ -11,7 +11,9 @@ ALTER TABLE deliveries ADD COLUMN resolved_by uuid;
 -- records, retries, retention). Each count is split over slots (the
 -- backend's pid modulo 16), so concurrent transactions on different
 -- connections rarely wait for one another's counter rows; a read sums the
--- slots. A count that reaches zero stays as a row of 0.
+-- slots. A count that reaches zero stays as a row of 0. The functions keep
+-- the schema's search_path, so a write from a session of another one (an
+-- operator's psql) is counted in this schema's tables.
 --   event_counts: events received in a 5-minute bucket (kept 48 hours), by state now.
 --   status_counts: stored events by the status id of their last decision
 --     (unmapped: the ones held as unmapped).
@@ -38,7 +40,7 @@ CREATE TABLE delivery_counts (
 	PRIMARY KEY (target, state, slot)
 );
 
-CREATE FUNCTION count_event() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_event() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
 	s int := pg_backend_pid() % 16;
 	horizon timestamptz := now() - interval '48 hours';
@@ -66,7 +68,7 @@ BEGIN
 	RETURN NULL;
 END $$;
 
-CREATE FUNCTION count_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION count_delivery() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
 	s int := pg_backend_pid() % 16;
 BEGIN
