@@ -64,6 +64,7 @@ var Tests = []Test{
 	{"DoneRetryResolvesTheDead", DoneRetryResolvesTheDead},
 	{"StatusFilter", StatusFilter},
 	{"CountersFollowEveryStateChange", CountersFollowEveryStateChange},
+	{"CountersUnderConcurrentWrites", CountersUnderConcurrentWrites},
 	{"JobsAndActions", JobsAndActions},
 	{"ChangesFeed", ChangesFeed},
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	stdmaps "maps"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
+	"github.com/statusbridge/statusbridge/internal/fake"
 )
 
 // ConsoleStore is admin.ConsoleStore (which this package cannot import:
@@ -313,5 +315,53 @@ func ChangesFeed(t *testing.T, f Factory) {
 	}
 	if _, _, err := feed.ChangesAfter("not a position", 10); !errors.Is(err, bridge.ErrNotFound) {
 		t.Errorf("a bad position: %v", err)
+	}
+}
+
+// CountersUnderConcurrentWrites: ingests and records made at once (on
+// several connections, for a database) are all counted.
+func CountersUnderConcurrentWrites(t *testing.T, f Factory) {
+	b, _ := f(t)
+	c := consoleOf(t, b)
+	tb := Table(t, "k")
+	ctx := context.Background()
+	const n = 60
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status := Confirmed
+			if i%3 == 0 {
+				status = "newstatus0000000" // unmapped
+			}
+			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: status,
+				DateStatus: "2026-01-13 16:29:51"}.Payload()
+			r, err := bridge.Ingest(ctx, b, Incoming(t, raw), tb)
+			if err == nil && len(r.Deliveries) > 0 {
+				st := bridge.Done
+				if i%2 == 0 {
+					st = bridge.Dead
+				}
+				err = b.Record(ctx, r.Deliveries[0].ID, bridge.AttemptResult{State: st, Reason: "x"}, time.Now())
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	now := time.Now()
+	got, err := c.Counters(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	SameCounters(t, "after concurrent writes", got, ScanCounters(t, b, now))
+	if got.LastHour[bridge.EventDispatched] != 40 || got.Unmapped["newstatus0000000"] != 20 {
+		t.Errorf("counters = %+v", got)
 	}
 }
