@@ -278,7 +278,9 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	}
 
 	maps := live.New(cfg, getenv, log, met)
+	met.SetMappingVersion(maps.Current().Version())
 	maps.OnReload = func(ids []string, t *mapping.Table) (int, error) {
+		met.SetMappingVersion(t.Version())
 		sum, err := st.RedecideUnmapped(context.Background(), ids, t, time.Now())
 		return sum.Matched, err
 	}
@@ -309,6 +311,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	workerDone := make(chan error, 1)
+	met.SetSender(true) // one process holds the bbolt file: it is the sender
 	go func() { workerDone <- worker.Run(bg) }()
 	background := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	background(func() {
@@ -366,6 +369,9 @@ func retentionInterval(retention time.Duration) time.Duration {
 
 // warnInsecure says loudly what runs without credentials.
 func warnInsecure(cfg *config.Config, log *slog.Logger) {
+	for _, w := range cfg.Warnings {
+		log.Warn("config: "+w.Message, "key", w.Path, "line", w.Line)
+	}
 	if cfg.Webhook.Token == "" {
 		log.Warn("webhook.token is empty: the webhook accepts unauthenticated calls; set DIGISHARE_WEBHOOK_TOKEN")
 	}

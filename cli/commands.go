@@ -469,6 +469,9 @@ func StoreCompact(args []string, env Env) int {
 	if err != nil {
 		return fail(env, err)
 	}
+	if cfg.Store.Driver == config.DriverPostgres {
+		return fail(env, errors.New("store compact shrinks a bbolt file; this config uses PostgreSQL, which reclaims space with VACUUM"))
+	}
 	before, after, err := bolt.Compact(cfg.Store.Path, 500*time.Millisecond)
 	if errors.Is(err, bolt.ErrLocked) {
 		return fail(env, fmt.Errorf("a running server holds %s: stop it before compacting", cfg.Store.Path))

@@ -157,7 +157,7 @@ func restartNeeded(running, cand *config.Config) []string {
 		{"listen", running.Listen, cand.Listen}, {"log", running.Log, cand.Log}, {"store", running.Store, cand.Store},
 		{"webhook", running.Webhook, cand.Webhook}, {"order_id", running.OrderID, cand.OrderID},
 		{"targets", running.Targets, cand.Targets}, {"delivery", running.Delivery, cand.Delivery},
-		{"admin", running.Admin, cand.Admin},
+		{"admin", running.Admin, cand.Admin}, {"server", running.Server, cand.Server},
 	} {
 		if !reflect.DeepEqual(s.a, s.b) {
 			out = append(out, s.name)

@@ -37,6 +37,11 @@ type Outbox interface {
 	GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, error)
 }
 
+// ErrNotSender, as the cause of Run's context, stops the worker at once:
+// in-flight sends are cancelled without the shutdown grace, because this
+// replica is no longer the deployment's sender.
+var ErrNotSender = errors.New("no longer the sender")
+
 // ResultAlreadyTriggered is the outcome of a non-idempotent delivery whose
 // key was already sent.
 const ResultAlreadyTriggered = "already_triggered"
@@ -204,7 +209,10 @@ type scheduler struct {
 	known map[string]bool
 	// reload: read the store from the start at the next chance.
 	reload bool
-	behind map[string]string
+	// refused holds deliveries whose claim was refused, and until when they
+	// wait once read again (so a refusal that persists never spins).
+	refused map[string]time.Time
+	behind  map[string]string
 	// recording counts attempts handed to the store and not yet committed.
 	recording int
 	// blockedUntil is the earliest time a target paused by its rate limit or
@@ -278,7 +286,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() { close(jobs); wg.Wait() }()
 
 	s := &scheduler{w: w, lanes: map[laneKey]*lane{}, ready: map[string][]*lane{}, state: map[string]*targetState{},
-		held: map[string]int{}, behind: map[string]string{}, known: map[string]bool{}}
+		held: map[string]int{}, behind: map[string]string{}, known: map[string]bool{},
+		refused: map[string]time.Time{}}
 	if err := s.load(); err != nil {
 		return err
 	}
@@ -296,7 +305,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-done:
 			done = nil
-			grace = time.After(w.pol.ShutdownGrace)
+			if errors.Is(context.Cause(ctx), ErrNotSender) {
+				cancelSends() // another replica sends now: stop at once
+			} else {
+				grace = time.After(w.pol.ShutdownGrace)
+			}
 		case <-grace:
 			cancelSends()
 		case <-w.outbox.Wake():
@@ -408,6 +421,10 @@ func (s *scheduler) catchUp() error {
 	return nil
 }
 
+// refusedPause is how long a delivery whose claim was refused waits before
+// it is tried again.
+const refusedPause = time.Second
+
 // dropHead forgets a lane's head.
 func (s *scheduler) dropHead(l *lane) {
 	delete(s.known, l.queue[0].d.ID)
@@ -423,6 +440,12 @@ func (s *scheduler) hold(d bridge.Delivery) {
 	s.known[d.ID] = true
 	it := &item{d: d, attempts: len(d.Attempts)}
 	it.d.Attempts = nil
+	if until, ok := s.refused[d.ID]; ok { // read again after a refused claim: not at once
+		delete(s.refused, d.ID)
+		if until.After(it.d.NextAttemptAt) {
+			it.d.NextAttemptAt = until
+		}
+	}
 	s.held[d.Target]++
 	if n := int64(s.held[d.Target]); n > s.w.peakHeld.Load() {
 		s.w.peakHeld.Store(n)
@@ -563,6 +586,7 @@ func (s *scheduler) finish(r result) {
 	case r.refused:
 		// Not ours to send now: forget it; it is read again, in lane order,
 		// from the store.
+		s.refused[head.d.ID] = s.w.now().Add(refusedPause)
 		s.dropHead(l)
 		s.cursor, s.reload = "", true
 	case r.failed || !r.outcome.State.Terminal():

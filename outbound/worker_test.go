@@ -477,3 +477,52 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	}
 	t.Logf("%d deliveries, %d connections", n, opened.Load())
 }
+
+// refusingOutbox is the real store, refusing the first claim of each
+// delivery (as another replica's sender or an unread older delivery would).
+type refusingOutbox struct {
+	*notifyingOutbox
+	mu      sync.Mutex
+	refused map[string]int
+}
+
+func (r *refusingOutbox) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
+	r.mu.Lock()
+	r.refused[d.ID]++
+	n := r.refused[d.ID]
+	r.mu.Unlock()
+	if n == 1 {
+		return fmt.Errorf("%w: test", bridge.ErrClaimRefused)
+	}
+	return r.notifyingOutbox.Claim(ctx, d, durable)
+}
+
+// A delivery whose claim is refused is not sent then; it is read from the
+// store again and sent once, after a pause.
+func TestRefusedClaimIsReadAgain(t *testing.T) {
+	es := fake.NewServer(t)
+	h := newHarness(t, es)
+	ro := &refusingOutbox{notifyingOutbox: h.out, refused: map[string]int{}}
+	senders, built := Build(h.cfg)
+	w := NewWorker(ro, senders, Policy{MaxAttempts: 3, Initial: time.Millisecond, Max: time.Millisecond, Concurrency: 2,
+		Targets: built.Targets}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	res := h.ingest("t1", "5001", confirmed, "2026-01-13 10:00:00")
+	d := h.waitDelivery(res.Deliveries[0].ID, bridge.Done)
+	if got := len(es.Requests()); got != 1 {
+		t.Errorf("ExpertSender got %d requests, want 1", got)
+	}
+	if len(d.Attempts) != 1 {
+		t.Errorf("%d attempts recorded, want 1 (a refused claim is no attempt)", len(d.Attempts))
+	}
+	if ro.refused[d.ID] != 2 {
+		t.Errorf("claimed %d times, want 2", ro.refused[d.ID])
+	}
+	if el := time.Since(start); el < refusedPause {
+		t.Errorf("sent %v after the refusal, want a pause of at least %v", el, refusedPause)
+	}
+}

@@ -20,30 +20,19 @@
 //
 // It exists to answer one question with a number: how low can the p99 of an
 // acknowledgement go here, before HTTP, parsing and the load generator add
-// theirs?
+// theirs? The measurement lives in bench/internal/floor, which go run ./bench
+// also runs (the bbolt design) so its summary can compare with the same
+// minutes.
 package main
 
 import (
-	"crypto/rand"
-	"encoding/binary"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/statusbridge/statusbridge/bench/internal/latency"
-	bolt "go.etcd.io/bbolt"
+	"github.com/statusbridge/statusbridge/bench/internal/floor"
 )
-
-type request struct {
-	due  time.Time
-	data []byte
-	done chan struct{}
-}
 
 func main() {
 	rate := flag.Int("rate", 1000, "requests per second, open loop")
@@ -58,216 +47,12 @@ func main() {
 	fmt.Printf("%-6s %6s %9s %9s %9s %9s  %s\n", "DESIGN", "RATE", "P50 MS", "P99 MS", "P99.9 MS", "MAX MS", "BACKGROUND BBOLT COMMIT P50/P99 MS")
 	for i := 0; i < *runs; i++ {
 		for _, wal := range []bool{false, true} {
-			r, err := run(*dir, wal, *rate, *dur)
+			r, err := floor.Run(*dir, wal, *rate, *dur)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "floor:", err)
+				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}
 			fmt.Println(r)
 		}
 	}
-}
-
-type result struct {
-	design     string
-	rate       int
-	acks, bolt []time.Duration
-}
-
-func (r result) String() string {
-	s := fmt.Sprintf("%-6s %6d %9.2f %9.2f %9.2f %9.2f", r.design, r.rate,
-		latency.Ms(r.acks, .5), latency.Ms(r.acks, .99), latency.Ms(r.acks, .999), latency.Ms(r.acks, 1))
-	if len(r.bolt) > 0 {
-		s += fmt.Sprintf("  %.2f / %.2f (%d commits)", latency.Ms(r.bolt, .5), latency.Ms(r.bolt, .99), len(r.bolt))
-	}
-	return s
-}
-
-// run drives one design for dur and returns its acknowledgement latencies.
-func run(parent string, wal bool, rate int, dur time.Duration) (result, error) {
-	dir, err := os.MkdirTemp(parent, "floor")
-	if err != nil {
-		return result{}, err
-	}
-	defer os.RemoveAll(dir)
-	db, err := bolt.Open(filepath.Join(dir, "floor.db"), 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		return result{}, err
-	}
-	defer db.Close()
-	db.AllocSize = 4 << 20
-	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{"events", "dedup"} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return result{}, err
-	}
-	res := result{design: "bbolt", rate: rate}
-	var log *walFile
-	if wal {
-		res.design = "wal"
-		if log, err = openWAL(filepath.Join(dir, "floor.wal"), 64<<20); err != nil {
-			return result{}, err
-		}
-		defer log.f.Close()
-	}
-
-	queue := make(chan *request, 4096)
-	applyQ := make(chan []*request, 4096)
-	var seq uint64
-	put := func(batch []*request) error {
-		return db.Update(func(tx *bolt.Tx) error {
-			events, dedup := tx.Bucket([]byte("events")), tx.Bucket([]byte("dedup"))
-			for _, r := range batch {
-				seq++
-				key := binary.BigEndian.AppendUint64(nil, seq)
-				if err := events.Put(key, r.data); err != nil {
-					return err
-				}
-				if err := dedup.Put(r.data[:16], key); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	var failure error
-	var fmu sync.Mutex
-	fail := func(err error) {
-		fmu.Lock()
-		failure = errors.Join(failure, err)
-		fmu.Unlock()
-	}
-	committed := make(chan struct{})
-	go func() { // the group committer
-		defer close(committed)
-		defer close(applyQ)
-		for r := range queue {
-			batch := append([]*request{r}, drain(queue)...)
-			var err error
-			if wal {
-				err = log.append(batch)
-			} else {
-				err = put(batch)
-			}
-			if err != nil {
-				fail(err)
-			}
-			for _, r := range batch {
-				close(r.done)
-			}
-			if wal {
-				applyQ <- batch
-			}
-		}
-	}()
-	applied := make(chan struct{})
-	go func() { // wal only: bbolt behind the log, in batches of whatever waits
-		defer close(applied)
-		for b := range applyQ {
-			for more := true; more; {
-				select {
-				case b2, ok := <-applyQ:
-					if !ok {
-						more = false
-						break
-					}
-					b = append(b, b2...)
-				default:
-					more = false
-				}
-			}
-			t := time.Now()
-			if err := put(b); err != nil {
-				fail(err)
-			}
-			res.bolt = append(res.bolt, time.Since(t))
-		}
-	}()
-
-	n := int(dur.Seconds() * float64(rate))
-	acks := make([]time.Duration, n)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
-		time.Sleep(time.Until(due))
-		r := &request{due: due, data: make([]byte, 600), done: make(chan struct{})}
-		_, _ = rand.Read(r.data)
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			queue <- r
-			<-r.done
-			acks[i] = time.Since(r.due)
-		}(i)
-	}
-	wg.Wait()
-	close(queue)
-	<-committed
-	<-applied
-	res.acks = acks
-	return res, failure
-}
-
-func drain(q chan *request) []*request {
-	var out []*request
-	for {
-		select {
-		case r, ok := <-q:
-			if !ok {
-				return out
-			}
-			out = append(out, r)
-		default:
-			return out
-		}
-	}
-}
-
-// walFile is an append-only log written into space filled with zeros first,
-// so an append changes no file metadata and fdatasync flushes data alone.
-type walFile struct {
-	f    *os.File
-	off  int64
-	size int64
-}
-
-func openWAL(path string, size int64) (*walFile, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	zero := make([]byte, 1<<20)
-	for off := int64(0); off < size; off += int64(len(zero)) {
-		if _, err := f.WriteAt(zero, off); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &walFile{f: f, size: size}, nil
-}
-
-func (w *walFile) append(batch []*request) error {
-	var buf []byte
-	for _, r := range batch {
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.data)))
-		buf = append(buf, r.data...)
-	}
-	if w.off+int64(len(buf)) > w.size {
-		w.off = 0 // a real log would first check that bbolt holds what it overwrites
-	}
-	if _, err := w.f.WriteAt(buf, w.off); err != nil {
-		return err
-	}
-	w.off += int64(len(buf))
-	return syscall.Fdatasync(int(w.f.Fd()))
 }
