@@ -17,10 +17,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
@@ -29,7 +29,9 @@ import (
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/metrics"
 	"github.com/statusbridge/statusbridge/outbound"
+	"github.com/statusbridge/statusbridge/postgres"
 	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/storeopen"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -254,19 +256,23 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 
 	warnInsecure(cfg, log)
 	var st bridge.Store
-	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once the store is open
-		stats, err := st.PendingByTarget(context.Background())
+	// Read at scrapes, once the store is open; with PostgreSQL these are the
+	// deployment's figures, the same on every replica.
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stats, err := st.PendingByTarget(ctx)
 		out := make(map[string]metrics.OutboxStat, len(stats))
 		for t, s := range stats {
 			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
 		}
 		return out, err
 	})
-	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
+	backend, err := storeopen.Open(ctx, cfg, storeopen.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
 	}
-	st = bridge.Store{Backend: db}
+	st = bridge.Store{Backend: backend}
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("close store", "err", err)
@@ -275,6 +281,16 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+
+	// The sender: with bbolt this process is the only one; with PostgreSQL
+	// the replicas elect one, and /readyz says whether it is this one.
+	pg, replicated := backend.(*postgres.DB)
+	var sending atomic.Bool
+	setSender := func(on bool) { sending.Store(on); met.SetSender(on) }
+	readyInfo := func() map[string]any { return nil }
+	if replicated {
+		readyInfo = func() map[string]any { return map[string]any{"sender": sending.Load()} }
 	}
 
 	maps := live.New(cfg, getenv, log, met)
@@ -293,12 +309,17 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		MaxBody:         int64(cfg.Webhook.MaxBody),
 		Mapping:         maps.Current,
 		MappingLoadedAt: maps.LoadedAt,
-		Ready:           func() error { return st.Ping(context.Background()) },
-		AdminToken:      cfg.Admin.Token,
-		Admin:           st,
-		Observer:        met,
-		Metrics:         met.Handler(),
-		Reload:          func() (any, error) { return maps.Reload() },
+		Ready: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return st.Ping(ctx)
+		},
+		ReadyInfo:  readyInfo,
+		AdminToken: cfg.Admin.Token,
+		Admin:      st,
+		Observer:   met,
+		Metrics:    met.Handler(),
+		Reload:     func() (any, error) { return maps.Reload() },
 		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
 			return st.Replay(context.Background(), sel, maps.Current(), opt, time.Now())
 		},
@@ -311,8 +332,14 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	workerDone := make(chan error, 1)
-	met.SetSender(true) // one process holds the bbolt file: it is the sender
-	go func() { workerDone <- worker.Run(bg) }()
+	if replicated {
+		leader := postgres.NewLeader(cfg.Store.Postgres.DSN, pg.Schema(), cfg.Delivery.Failover.D(), log)
+		setSender(false)
+		go func() { workerDone <- worker.RunElected(bg, leader, pg.TakeOver, setSender) }()
+	} else {
+		setSender(true) // one process holds the bbolt file: it is the sender
+		go func() { workerDone <- worker.Run(bg) }()
+	}
 	background := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	background(func() {
 		if err := maps.Watch(bg); err != nil {
@@ -338,7 +365,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
-		"store", cfg.Store.Path, "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
+		"store", storeopen.Describe(cfg), "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
 		"version", buildVersion())
 
 	var runErr error

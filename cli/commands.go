@@ -64,8 +64,8 @@ func flags(name, usage string, env Env) *flag.FlagSet {
 
 // common registers --config and --server.
 func common(fs *flag.FlagSet) (cfgPath, server *string) {
-	return fs.String("config", "config.yaml", "config file (its listen address and store path are used)"),
-		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store file is never opened directly")
+	return fs.String("config", "config.yaml", "config file (its listen address and store are used)"),
+		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store is never opened directly")
 }
 
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
@@ -97,7 +97,8 @@ const eventsUsage = `Usage:
 Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
 The running server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN);
-when none answers, the store file is read directly.
+when none answers, the store is read directly (the bbolt file, or the
+PostgreSQL database with store.driver: postgres).
 
 `
 
@@ -258,7 +259,7 @@ Re-decides the selected events under the current mapping and creates the
 deliveries that decision asks for; superseded and unchanged still hold
 unless --force. --dry-run prints, per event, what it would send and sends
 nothing. Ends with a summary (matched, dispatched, superseded, unchanged,
-skipped, failed); a bulk replay on the store file shows progress.
+skipped, failed); a bulk replay on the store itself shows progress.
 
 `
 
@@ -352,7 +353,7 @@ each event whose outcome or statuses would change (old outcome → new
 outcome). Nothing is sent and nothing is written. Order history is not
 re-evaluated: superseded and unchanged count as dispatched, so the diff
 shows what the mapping itself changes. The store is read from the server
-at --server or, when none answers, from the store file of NEW.yaml.
+at --server or, when none answers, from the store of NEW.yaml itself.
 
 `
 
