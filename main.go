@@ -45,13 +45,15 @@ Usage:
   statusbridge events list|show ...          stored events, their decisions and deliveries
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
-  statusbridge store compact                 shrink the store file (service stopped)
+  statusbridge store compact                 shrink the bbolt file (service stopped)
+  statusbridge store copy --to NEW.yaml      copy a bbolt store into PostgreSQL (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
 events, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
-and read the store file directly only when no server answers.
+and read the store directly (the bbolt file, or the PostgreSQL database)
+only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
 defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
@@ -98,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	case "mapping":
 		return cli.MappingDiff(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "store":
-		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+		return cli.Store(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
 		fmt.Fprintln(stdout, "statusbridge", buildVersion())
 		return exitOK
