@@ -143,6 +143,7 @@ type progress struct {
 	w        io.Writer
 	tty      bool
 	bucket   string
+	from     int // done when bucket began
 	done     int
 	total    int
 	lastDraw time.Time
@@ -151,8 +152,11 @@ type progress struct {
 func newProgress(w io.Writer) *progress { return &progress{w: w, tty: isTerminal(w)} }
 
 func (p *progress) update(bucket string, done, total int) {
-	if bucket != p.bucket && p.bucket != "" && !p.tty {
-		fmt.Fprintf(p.w, "copied %s (%d of %d records)\n", p.bucket, p.done, p.total)
+	if bucket != p.bucket {
+		if p.bucket != "" && !p.tty {
+			p.line()
+		}
+		p.from = p.done
 	}
 	p.bucket, p.done, p.total = bucket, done, total
 	if p.tty && (time.Since(p.lastDraw) > 100*time.Millisecond || done == total) {
@@ -167,12 +171,16 @@ func (p *progress) update(bucket string, done, total int) {
 	}
 }
 
+func (p *progress) line() {
+	fmt.Fprintf(p.w, "copied %-10s %7d records (%d of %d in all)\n", p.bucket, p.done-p.from, p.done, p.total)
+}
+
 func (p *progress) finish() {
 	switch {
 	case p.tty && p.bucket != "":
 		fmt.Fprintln(p.w)
 	case p.bucket != "":
-		fmt.Fprintf(p.w, "copied %s (%d of %d records)\n", p.bucket, p.done, p.total)
+		p.line()
 	}
 }
 

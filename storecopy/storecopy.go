@@ -167,6 +167,9 @@ func Copy(ctx context.Context, src *bolt.Export, dst *postgres.DB, progress Prog
 		if err != nil {
 			return sum, fmt.Errorf("copy bucket %s: %w", b, err)
 		}
+		if sizes[b] == 0 && progress != nil {
+			progress(b, sum.Records, total)
+		}
 	}
 	sum.Orphans = c.orphanKeys
 
