@@ -22,7 +22,8 @@ import (
 // statusbridge server configuration, so each starts empty as a new bbolt
 // file does. Replicas of one configuration share its schema.
 type pgStore struct {
-	srv *pgserver.Server
+	srv      *pgserver.Server
+	maxConns int // store.postgres.max_conns of each replica
 }
 
 // pgParams are the server settings the bench changes from pgserver's
@@ -57,7 +58,7 @@ func (s *pgStore) configSection(server string) string {
 	if s.srv != nil {
 		dsn = s.srv.DSN()
 	}
-	return fmt.Sprintf("store: { driver: postgres, postgres: { dsn: %q, schema: %s, max_conns: 16 } }", dsn, server)
+	return fmt.Sprintf("store: { driver: postgres, postgres: { dsn: %q, schema: %s, max_conns: %d } }", dsn, server, max(s.maxConns, 1))
 }
 
 // sizeBytes is the schema's tables and indexes, on disk.
@@ -120,8 +121,8 @@ func (b *bench) postgresPhases(bin string, pg *pgStore, bbolt Result) error {
 		return err
 	}
 	defer pg.stop()
-	f := &PostgresFigures{Settings: fmt.Sprintf("PostgreSQL from %s, fsync on, synchronous_commit on, shared_buffers %s, one server on this machine; max_conns 16 per replica",
-		pgVersion(pg), pgParams["shared_buffers"]), BboltDeliverPerS: bbolt.Throughput, Target: pgTarget}
+	f := &PostgresFigures{Settings: fmt.Sprintf("PostgreSQL from %s, fsync on, synchronous_commit on, shared_buffers %s, one server on this machine; max_conns %d per replica",
+		pgVersion(pg), pgParams["shared_buffers"], pg.maxConns), BboltDeliverPerS: bbolt.Throughput, Target: pgTarget}
 	b.rep.Postgres = f
 	bridge := phaseOpts{bridge: true, pgCPU: pg}
 	delivering := phaseOpts{bridge: true, drain: true, pgCPU: pg}

@@ -57,6 +57,7 @@ func run(o options) error {
 			return err
 		}
 		b.pg = st.(*pgStore)
+		b.pg.maxConns = o.pgMaxConns
 	default:
 		return fmt.Errorf("-store %q: want bbolt or postgres", o.store)
 	}

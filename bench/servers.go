@@ -91,7 +91,7 @@ func newStore(kind, dir string) (storeBackend, error) {
 	case "bbolt":
 		return bboltStore{dir: dir}, nil
 	case "postgres":
-		return &pgStore{}, nil // started by the PostgreSQL phases
+		return &pgStore{maxConns: 16}, nil // started by the PostgreSQL phases
 	default:
 		return nil, fmt.Errorf("-store %q: want bbolt or postgres", kind)
 	}
