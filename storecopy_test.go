@@ -199,3 +199,32 @@ delivery: { max_attempts: 1000, backoff: { initial: 100ms, max: 200ms } }
 		}
 	}
 }
+
+// TestStoreCopyUsage: help on stdout, usage errors exit 2, the wrong
+// drivers are refused with a reason.
+func TestStoreCopyUsage(t *testing.T) {
+	for _, args := range [][]string{{"store", "copy", "--help"}, {"store", "--help"}, {"store", "compact", "--help"}} {
+		if code, out, _ := runWith(t, noEnv, args...); code != 0 || !strings.Contains(out, "Usage") {
+			t.Errorf("%v: exit %d %q", args, code, out)
+		}
+	}
+	for _, args := range [][]string{{"store", "copy"}, {"store", "copy", "--to"}, {"store", "copy", "--to", "x.yaml", "extra"}, {"store", "frob"}} {
+		if code, _, _ := runWith(t, noEnv, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	dir := t.TempDir()
+	bolt := filepath.Join(dir, "bolt.yaml")
+	os.WriteFile(bolt, []byte("store: { path: "+filepath.Join(dir, "sb.db")+" }\n"), 0o600)
+	pg := filepath.Join(dir, "pg.yaml")
+	os.WriteFile(pg, []byte("store: { driver: postgres, postgres: { dsn: \"postgres://u:pw-XYZ@127.0.0.1:1/x\" } }\n"), 0o600)
+	if code, _, errOut := runWith(t, noEnv, "store", "copy", "--to", bolt, "--config", bolt); code != 1 || !strings.Contains(errOut, "copies into a PostgreSQL store") {
+		t.Errorf("bbolt target: %d %s", code, errOut)
+	}
+	if code, _, errOut := runWith(t, noEnv, "store", "copy", "--to", pg, "--config", pg); code != 1 || !strings.Contains(errOut, "copies a bbolt store") || strings.Contains(errOut, "pw-XYZ") {
+		t.Errorf("PostgreSQL source: %d %s", code, errOut)
+	}
+	if code, _, errOut := runWith(t, noEnv, "store", "copy", "--to", pg, "--config", bolt); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("missing bbolt file: %d %s", code, errOut)
+	}
+}
