@@ -43,7 +43,7 @@ const haWindow = 2 * haFailover
 // SIGKILLed at least 5 times and restarted, and PostgreSQL is stopped for
 // 3 s once and started again. It checks:
 //   - a new sender is elected within failover (+ the poll's slack) after
-//     each kill, and again after the outage;
+//     each kill, and one is elected again after the outage;
 //   - during the outage every replica's /readyz answers 503 with a reason,
 //     no webhook sent while PostgreSQL was down is acknowledged before it
 //     is back, and the replicas recover without a restart;
