@@ -222,6 +222,13 @@ func TestSIGHUPReloadsMapping(t *testing.T) {
 	if v := s.metric(`statusbridge_mapping_reloads_total{result="ok"}`); v != "" {
 		t.Fatalf("reloads before SIGHUP: %q", v)
 	}
+	// Every configured target's gauges exist from the start, at 0.
+	for _, g := range []string{`statusbridge_outbox_depth{target="expertsender"}`,
+		`statusbridge_outbox_oldest_pending_seconds{target="expertsender"}`, `statusbridge_circuit_open{target="expertsender"}`} {
+		if v := s.metric(g); v != "0" {
+			t.Errorf("%s at start = %q, want 0", g, v)
+		}
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 		t.Errorf("without the admin token: exit %d, want 1", code)
 	}
 	code, out, errOut = runWith(t, tokenEnv, "replay", "--config", s.cfg, "--order", "300", "--dry-run", "--force")
-	if code != 0 || !strings.Contains(out, "would send") || !strings.Contains(out, "dry run: 1 matched, 1 dispatched") {
+	if code != 0 || !strings.Contains(out, "would send") || !strings.Contains(out, "dry run: events: 1 matched, 1 dispatched") || !strings.Contains(out, "deliveries: 1 would be sent") {
 		t.Fatalf("replay --dry-run: %d\n%s%s", code, out, errOut)
 	}
 	if n := len(es.Requests()); n != 1 {
@@ -69,8 +69,13 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 	// Find the event id, then show it.
 	code, out, _ = runWith(t, tokenEnv, "events", "list", "--config", s.cfg, "--order", "300", "--json")
 	id := between(out, `"id": "`, `"`)
-	code, out, errOut = runWith(t, tokenEnv, "events", "show", id, "--config", s.cfg)
-	if code != 0 || !strings.Contains(out, "expertsender") || !strings.Contains(out, "attempt 1") || !strings.Contains(out, "Payload") {
+	// The attempt is recorded just after the fake answered: wait for it.
+	eventually(t, "the attempt is recorded", func() bool {
+		code, out, errOut = runWith(t, tokenEnv, "events", "show", id, "--config", s.cfg)
+		return code != 0 || strings.Contains(out, "attempt 1")
+	})
+	if code != 0 || !strings.Contains(out, "expertsender") || !strings.Contains(out, "attempt 1") || !strings.Contains(out, "Payload") ||
+		!strings.Contains(out, "sent PUT "+es.URL+"/orders/status") || !strings.Contains(out, "X-Api-Key: [redacted]") {
 		t.Errorf("events show: %d\n%s%s", code, out, errOut)
 	}
 	// Explicit --server never falls back to the file.
@@ -96,7 +101,7 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 		t.Fatalf("events list on the file: %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runWith(t, noEnv, "replay", "--config", s.cfg, "--order", "300", "--force")
-	if code != 0 || !strings.Contains(out, "replayed: 1 matched, 1 dispatched") {
+	if code != 0 || !strings.Contains(out, "replayed: events: 1 matched, 1 dispatched") {
 		t.Fatalf("replay on the file: %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runWith(t, noEnv, "store", "compact", "--config", s.cfg)
@@ -124,12 +129,14 @@ func TestCLIAgainstServerAndFile(t *testing.T) {
 }
 
 func TestCLIUsage(t *testing.T) {
-	for _, args := range [][]string{{"replay"}, {"replay", "--order", "1", "--dead"}, {"events"}, {"events", "show"}, {"mapping"}, {"store"}, {"mapping", "diff", "--last", "0"}} {
+	for _, args := range [][]string{{"replay"}, {"replay", "--order", "1", "--dead"}, {"events"}, {"events", "show"}, {"mapping"}, {"store"}, {"mapping", "diff", "--last", "0"},
+		{"deliveries"}, {"deliveries", "retry"}, {"deliveries", "list", "--state", "bogus"}} {
 		if code, _, _ := runWith(t, noEnv, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
-	for _, args := range [][]string{{"events", "list", "--help"}, {"replay", "--help"}, {"mapping", "diff", "--help"}, {"store", "compact", "--help"}, {"events", "--help"}} {
+	for _, args := range [][]string{{"events", "list", "--help"}, {"replay", "--help"}, {"mapping", "diff", "--help"}, {"store", "compact", "--help"}, {"events", "--help"},
+		{"deliveries", "--help"}, {"deliveries", "list", "--help"}, {"deliveries", "retry", "--help"}} {
 		if code, out, _ := runWith(t, noEnv, args...); code != 0 || !strings.Contains(out, "Usage") {
 			t.Errorf("%v: exit %d %q", args, code, out)
 		}

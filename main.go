@@ -11,9 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,9 +23,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/console"
 	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/logging"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -42,7 +46,9 @@ const usage = `statusbridge — Digishare webhook → order status bridge
 Usage:
   statusbridge serve [--config FILE]         run the service
   statusbridge config check [--config FILE]  validate a config file
-  statusbridge events list|show ...          stored events, their decisions and deliveries
+  statusbridge events list|show|tail ...     stored events, their decisions and deliveries; tail: live
+  statusbridge deliveries list|retry|tail .. deliveries (dead ones that need a person), retry, live tail
+  statusbridge orders push|import|list|show  take orders in (through the running server), list them, show one
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
   statusbridge store compact                 shrink the bbolt file (service stopped)
@@ -50,13 +56,15 @@ Usage:
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
-events, replay and mapping diff ask the running server through its admin API
+events, deliveries, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
 and read the store directly (the bbolt file, or the PostgreSQL database)
 only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
-defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no targets).
+defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no
+targets); replay, mapping diff and events on the file say so on stderr. A
+--config that does not exist is an error.
 
 Exit status: 0 ok; 1 runtime failure (store cannot be opened, address in
 use) or invalid config for 'config check'; 2 usage or config error at serve.
@@ -95,13 +103,25 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return cmdConfigCheck(args[2:], getenv, stdout, stderr)
 	case "events":
 		return cli.Events(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "deliveries":
+		return cli.Deliveries(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "replay":
 		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "orders":
+		return cli.Orders(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "mapping":
 		return cli.MappingDiff(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "store":
 		return cli.Store(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
+		if len(args) > 1 {
+			if isHelp(args[1]) {
+				fmt.Fprint(stdout, versionUsage)
+				return exitOK
+			}
+			fmt.Fprint(stderr, versionUsage)
+			return exitConfig
+		}
 		fmt.Fprintln(stdout, "statusbridge", buildVersion())
 		return exitOK
 	case "help", "-h", "-help", "--help":
@@ -111,6 +131,12 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	fmt.Fprintf(stderr, "statusbridge: unknown command %q\n\n%s", args[0], usage)
 	return exitConfig
 }
+
+const versionUsage = `Usage: statusbridge version
+
+Prints the version of this build (set at build time with
+-ldflags "-X main.version=v1.2.3", else the module version, else "dev").
+`
 
 func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "help" }
 
@@ -155,14 +181,15 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 const checkUsage = `Usage: statusbridge config check [--config FILE]
 
 Validates a config file: YAML syntax, unknown keys, value formats, ranges and
-references. Prints every problem (line, key path, reason) to stderr and exits
+references. Prints every problem (line, key path, reason; a YAML syntax error
+with its column and the nearest key) to stderr and exits
 1, or prints a summary and exits 0.
 
 `
 
 func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("config check", checkUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -178,9 +205,44 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", name, w)
 	}
-	targets := mapping.New(cfg).Targets()
-	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids; targets: %s)\n", name, len(cfg.Mapping.Statuses), orNone(targets))
+	table := mapping.New(cfg)
+	var enabled, disabled []string
+	for _, t := range table.Targets() {
+		if why := table.Disabled(t); why != "" {
+			disabled = append(disabled, fmt.Sprintf("    %s: %s", t, why))
+		} else {
+			enabled = append(enabled, t)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d mapped status ids)\n  targets enabled: %s\n", name, len(cfg.Mapping.Statuses), orNone(enabled))
+	if len(disabled) > 0 {
+		fmt.Fprintf(stdout, "  targets disabled (their deliveries are recorded as skipped):\n%s\n", strings.Join(disabled, "\n"))
+	}
+	fmt.Fprintf(stdout, "  order intake (POST %s): %s\n", cfg.Intake.Path, intakeSummary(cfg))
 	return exitOK
+}
+
+// intakeSummary says what an order intake causes under cfg.
+func intakeSummary(cfg *config.Config) string {
+	if cfg.Intake.Token == "" {
+		return "refused (intake.token is empty)"
+	}
+	plan := outbound.Plan(cfg)
+	var steps []string
+	for _, s := range []struct {
+		name string
+		step bridge.Step
+	}{{"ticket (digishare)", plan.Ticket}, {"order upsert (expertsender)", plan.Upsert}, {"fetch of an orderId alone (order_system)", plan.Fetch}} {
+		switch {
+		case !s.step.On:
+			continue
+		case s.step.Skip != "":
+			steps = append(steps, s.name+" recorded as skipped: "+s.step.Skip)
+		default:
+			steps = append(steps, s.name)
+		}
+	}
+	return orNone(steps)
 }
 
 func orNone(s []string) string {
@@ -192,15 +254,16 @@ func orNone(s []string) string {
 
 const serveUsage = `Usage: statusbridge serve [--config FILE]
 
-Runs the service: the Digishare webhook (POST webhook.path), /healthz,
-/readyz, and the delivery worker. SIGINT/SIGTERM shut it down gracefully.
+Runs the service: the Digishare webhook (POST webhook.path), the order
+intake (POST intake.path), /healthz, /readyz, the admin API, and the
+delivery worker. SIGINT/SIGTERM shut it down gracefully.
 A config error exits 2 before listening; a start-up failure exits 1.
 
 `
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := newFlags("serve", serveUsage, stdout, stderr)
-	path := fs.String("config", "", "config file (default ./config.yaml if present, else built-in defaults)")
+	path := fs.String("config", "", config.FlagUsage)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -218,18 +281,11 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) (string, b
 	return exitOK
 }
 
+// secrets are what the logs mask: every configured secret, and every
+// generic target's header values (and the token after a scheme).
 func secrets(cfg *config.Config) []string {
 	t := cfg.Targets
-	s := append([]string{cfg.Webhook.Token, cfg.Admin.Token}, cfg.Store.Secrets()...)
-	if t.ExpertSender != nil {
-		s = append(s, t.ExpertSender.APIKey)
-	}
-	if t.OrderSystem != nil {
-		s = append(s, t.OrderSystem.Token)
-	}
-	if t.Everlytic != nil {
-		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
-	}
+	s := cfg.Secrets()
 	for _, h := range t.HTTP {
 		for _, v := range h.Headers {
 			if _, tok, ok := strings.Cut(v, " "); ok {
@@ -270,6 +326,8 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		}
 		return out, err
 	})
+	plan := outbound.Plan(cfg)                                       // which deliveries an order intake causes
+	met.Targets(withIntakeTargets(mapping.New(cfg).Targets(), plan)) // every configured target's gauges read 0 from the start
 	backend, err := storeopen.Open(ctx, cfg, storeopen.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
@@ -305,6 +363,19 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	senders, policy := outbound.Build(cfg)
 	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
+	proxies := admin.ProxiesOf(cfg.Server.TrustedProxies)
+	svc := admin.New(admin.Options{Store: st, Console: storeopen.Console(backend), Mapping: maps, Health: worker.Health,
+		IntakeTargets: plan.Targets(), Log: log})
+	feed, _ := backend.(receiver.Feed)       // the live tail (bbolt); without one it answers 404
+	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
+	var ui http.Handler
+	if cfg.Admin.Token != "" {
+		c, err := console.New(svc, console.Options{Token: cfg.Admin.Token, Guard: guard, Proxies: proxies, Log: log})
+		if err != nil {
+			return err
+		}
+		ui = c
+	}
 	srv := receiver.New(st, receiver.Options{
 		WebhookPath:     cfg.Webhook.Path,
 		Token:           cfg.Webhook.Token,
@@ -319,16 +390,16 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		ReadyInfo:  readyInfo,
 		AdminToken: cfg.Admin.Token,
 		Admin:      st,
-		Observer:   met,
-		Metrics:    met.Handler(),
-		Reload:     func() (any, error) { return maps.Reload() },
-		Replay: func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error) {
-			return st.Replay(context.Background(), sel, maps.Current(), opt, time.Now())
-		},
-		Retry: func(id string) (*bridge.Delivery, error) {
-			return st.RetryDelivery(context.Background(), id, time.Now())
-		},
-		Log: log,
+		Service:    svc,
+		Guard:      guard,
+		Proxies:    proxies,
+		Console:    ui,
+		Intake: receiver.IntakeOptions{Path: cfg.Intake.Path, Token: cfg.Intake.Token, MaxBody: int64(cfg.Intake.MaxBody),
+			Plan: plan},
+		Feed:     feed,
+		Observer: met,
+		Metrics:  met.Handler(),
+		Log:      log,
 	})
 
 	bg, stopBackground := context.WithCancel(context.Background())
@@ -351,6 +422,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	background(func() {
 		st.RunRetention(bg, cfg.Store.Retention.D(), retentionInterval(cfg.Store.Retention.D()), log)
 	})
+	background(func() { svc.RunJobs(bg) }) // bulk jobs run where deliveries are sent
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -366,7 +438,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
+	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "intake", cfg.Intake.Path,
 		"store", storeopen.Describe(cfg), "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
 		"version", buildVersion())
 
@@ -378,6 +450,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	case runErr = <-workerDone:
 		workerDone <- runErr
 	}
+	stopping := time.Now()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -388,7 +461,24 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	if err := <-workerDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	attrs := []any{"duration", time.Since(stopping).Round(time.Millisecond)}
+	if stats, err := st.Stats(context.Background()); err == nil {
+		attrs = append(attrs, "pending", stats.Pending) // sent at the next start
+	}
+	log.Info("shut down", attrs...)
 	return runErr
+}
+
+// withIntakeTargets adds the targets of the order intake's steps (digishare)
+// to the mapping's.
+func withIntakeTargets(targets []string, plan bridge.IntakePlan) []string {
+	for _, t := range plan.Targets() {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	sort.Strings(targets)
+	return targets
 }
 
 // retentionInterval sweeps often enough for the retention, at most hourly.
@@ -419,8 +509,17 @@ func warnInsecure(cfg *config.Config, log *slog.Logger) {
 			log.Warn("generic target has no url: its deliveries are recorded as skipped", "target", mapping.HTTPTargetPrefix+name)
 		}
 	}
+	if cfg.Intake.Token == "" {
+		log.Warn("intake.token is empty: every order intake (POST " + cfg.Intake.Path + ") is refused with 401; set STATUSBRIDGE_INTAKE_TOKEN")
+	}
+	if t.Digishare != nil && !t.Digishare.Enabled() {
+		log.Warn("targets.digishare has no token or client credentials: new orders' tickets are recorded as skipped; set DIGISHARE_API_TOKEN")
+	}
+	if t.ExpertSender != nil && t.ExpertSender.Orders != nil && !t.ExpertSender.OrdersEnabled() {
+		log.Warn("targets.expertsender.orders is set but ExpertSender has no api_key: order upserts are recorded as skipped")
+	}
 	if cfg.Admin.Token == "" {
-		log.Warn("admin.token is empty: the admin API (/admin) is disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable it")
+		log.Warn("admin.token is empty: the admin API (/admin) and the console (/ui/) are disabled; set STATUSBRIDGE_ADMIN_TOKEN to enable them")
 	}
 	if len(cfg.Mapping.Statuses) == 0 {
 		log.Warn("mapping.statuses is empty: every status change is held as unmapped")

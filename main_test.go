@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
 )
 
@@ -36,6 +38,23 @@ func TestCLIHelpAndVersion(t *testing.T) {
 	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "statusbridge ") {
 		t.Errorf("version: %d %q", code, out)
 	}
+	if code, out, _ := runCLI(t, "version", "--help"); code != 0 || !strings.HasPrefix(out, "Usage: statusbridge version") {
+		t.Errorf("version --help: %d %q, want its usage", code, out)
+	}
+	// Each events command's help lists its own flags only.
+	if code, out, _ := runCLI(t, "events", "show", "--help"); code != 0 || !strings.Contains(out, "events show ID") ||
+		strings.Contains(out, "-state") || strings.Contains(out, "-since") || !strings.Contains(out, "-json") {
+		t.Errorf("events show --help: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "events", "list", "--help"); code != 0 || !strings.Contains(out, "-state") {
+		t.Errorf("events list --help: %d %q", code, out)
+	}
+	// --config has the same default in every command's help.
+	for _, args := range [][]string{{"serve", "--help"}, {"config", "check", "--help"}, {"events", "list", "--help"}, {"replay", "--help"}} {
+		if _, out, _ := runCLI(t, args...); !strings.Contains(strings.Join(strings.Fields(out), " "), config.FlagUsage) {
+			t.Errorf("%v: --config not described as %q:\n%s", args, config.FlagUsage, out)
+		}
+	}
 	if code, _, errOut := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
 		t.Errorf("unknown command: %d %q", code, errOut)
 	}
@@ -46,8 +65,17 @@ func TestCLIHelpAndVersion(t *testing.T) {
 
 func TestConfigCheck(t *testing.T) {
 	code, out, _ := runCLI(t, "config", "check", "--config", "config.example.yaml")
-	if code != 0 || !strings.Contains(out, "ok") {
+	// Without credentials every target is disabled, as serve warns: say so, and why.
+	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(out, "targets enabled: none") ||
+		!strings.Contains(out, "expertsender: targets.expertsender has no api_key") ||
+		!strings.Contains(out, "order intake (POST /webhooks/orders): refused (intake.token is empty)") {
 		t.Errorf("example config: %d %q", code, out)
+	}
+	var intakeOut bytes.Buffer
+	env := func(k string) (string, bool) { return "intake-tok", k == "STATUSBRIDGE_INTAKE_TOKEN" }
+	if code := run(context.Background(), []string{"config", "check", "--config", "config.example.yaml"}, env, &intakeOut, io.Discard); code != 0 ||
+		!strings.Contains(intakeOut.String(), "ticket (digishare) recorded as skipped: targets.digishare has no token") {
+		t.Errorf("example config with an intake token: %d %q", code, intakeOut.String())
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("listen: 127.0.0.1:1\nwebhok: {}\ndelivery: { max_attempts: 0 }\n"), 0o600)
@@ -177,6 +205,9 @@ func TestServeInProcess(t *testing.T) {
 	<-exited
 	if code != 0 {
 		t.Errorf("exit %d after shutdown; logs:\n%s", code, logs.String())
+	}
+	if !strings.Contains(logs.String(), `"msg":"shut down","duration":`) || !strings.Contains(logs.String(), `"pending":0`) {
+		t.Errorf("no final shutdown line with its duration and the pending deliveries; logs:\n%s", logs.String())
 	}
 	for _, secret := range []string{"hook-token-1", "test-api-key", "ahmed.alami@example.com", "212600000000"} {
 		if strings.Contains(logs.String(), secret) {

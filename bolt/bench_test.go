@@ -2,17 +2,15 @@ package bolt
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/bridge/backendtest"
 	"github.com/statusbridge/statusbridge/digishare"
-	"github.com/statusbridge/statusbridge/internal/fake"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -33,17 +31,8 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	defer db.Close()
 	tb := backendtest.Table(b, "k")
-	// ~1.5 KB payloads as Digishare sends: the sample's fields plus 500
-	// characters of text that compresses like prose, not like a run of x.
-	words := strings.Fields("commande livraison adresse casablanca rabat client confirme paiement produit retour " +
-		"colis suivi numero rue boulevard quartier appartement etage code postal telephone")
-	var pb strings.Builder
-	for i := 0; pb.Len() < 500; i++ {
-		pb.WriteString(words[(i*7+i/3)%len(words)])
-		pb.WriteByte(' ')
-	}
-	pad := pb.String()
 	var n atomic.Int64
+	defer reportCPU(b)()
 	defer func() {
 		if c := commits.Load(); c > 0 {
 			b.ReportMetric(float64(total.Load())/float64(c), "writes/commit")
@@ -56,8 +45,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: backendtest.Confirmed,
-				DateStatus: "2026-01-13 16:29:51", Campaign: map[string]any{"pad": pad}}.Payload()
+			raw := backendtest.BenchPayload(i)
 			ev, err := digishare.Decode(raw)
 			if err != nil {
 				b.Fatal(err)
@@ -72,5 +60,35 @@ func BenchmarkIngest(b *testing.B) {
 		var used int64
 		_ = db.view(func(tx *bbolt.Tx) error { used = tx.Size(); return nil })
 		b.ReportMetric(float64(used)/float64(st.Events), "store-B/event")
+	}
+}
+
+// BenchmarkIngestAndDeliver: see backendtest.BenchIngestAndDeliver.
+func BenchmarkIngestAndDeliver(b *testing.B) {
+	db, err := Open(filepath.Join(b.TempDir(), "bench.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	defer reportCPU(b)()
+	backendtest.BenchIngestAndDeliver(b, db)
+}
+
+// reportCPU reports the CPU time this process uses per op (the store
+// included: bbolt runs in it), to compare with the PostgreSQL backend's
+// client and server CPU per op.
+func reportCPU(b *testing.B) func() {
+	cpu := func() int64 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return ru.Utime.Nano() + ru.Stime.Nano()
+	}
+	start := cpu()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(cpu()-start)/float64(b.N)/1e3, "cpu-µs/op")
+		}
 	}
 }

@@ -36,7 +36,7 @@ func sampleRecords(t testing.TB) (key []byte, ev bridge.Event, del bridge.Delive
 		DedupKey:    []byte("0123456789abcdef"),
 	}
 	del = bridge.Delivery{
-		ID: did.String(), EventID: id.String(), OrderID: "12345", Target: "http.crm", Status: "Paid 💸", StatusID: "yqdwrbka7kz69v8e",
+		ID: did.String(), EventID: id.String(), OrderID: "12345", Target: "http.crm", Kind: bridge.KindStatus, Status: "Paid 💸", StatusID: "yqdwrbka7kz69v8e",
 		CreatedAt: at, State: bridge.Dead, Reason: "400 Bad Request", Result: "", Force: true,
 		NextAttemptAt: at.Add(time.Hour), UpdatedAt: at.Add(time.Second),
 		Attempts: []bridge.Attempt{
@@ -114,6 +114,11 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte(`{"id":1}`))
 	if raw, err := encodeRecord(eventPayload{&ev, []byte("stored payload")}); err == nil {
 		f.Add(raw)
+	}
+	ticket := del
+	ticket.EventID, ticket.Kind, ticket.IntakeID, ticket.Status = "", bridge.KindTicket, del.ID, ""
+	if raw, err := encodeRecord(&ticket); err == nil {
+		f.Add(raw) // deliveryV3 (statusbridge/4)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, fresh := range []func() any{

@@ -192,8 +192,6 @@ const (
 	BucketClaims     = "claims"
 )
 
-// Meta keys a copy reads.
-const (
-	MetaSchema      = metaSchemaKey
-	MetaLegacyDedup = metaLegacyDedupKey
-)
+// MetaKeys are the keys the meta bucket may hold: a copy refuses a file
+// with another (written by a later build).
+var MetaKeys = []string{metaSchemaKey, metaLegacyDedupKey, metaCountersKey}

@@ -155,6 +155,9 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 	if err != nil {
 		return nil, "", err
 	}
+	if f.OrderID != "" && db.hasOrderIndex() {
+		return db.listOrderEvents(f, limit, start)
+	}
 	f.Limit = limit
 	out := []bridge.Event{} // an empty page is [], not null
 	var next string
@@ -174,8 +177,14 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 			if (!f.Until.IsZero() && !ev.ReceivedAt.Before(f.Until)) ||
 				(f.State != "" && string(ev.State) != f.State) ||
 				(f.OrderID != "" && ev.OrderID != f.OrderID) ||
-				(f.TicketID != "" && ev.TicketID != f.TicketID) {
+				(f.TicketID != "" && ev.TicketID != f.TicketID) ||
+				(f.StatusID != "" && lastStatusID(&ev) != f.StatusID) {
 				return false, false, nil
+			}
+			if f.DeliveryState != "" {
+				if ok, err := hasDeliveryInState(tx, &ev, f.DeliveryState, f.IncludeResolved); err != nil || !ok {
+					return false, false, err
+				}
 			}
 			out = append(out, ev)
 			return true, false, nil
@@ -208,7 +217,8 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 				return false, false, fmt.Errorf("store: decode delivery %s: %w", idString(k), err)
 			}
 			db.overlayClaim(&d)
-			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) {
+			if (f.State != "" && string(d.State) != f.State) || (f.Target != "" && d.Target != f.Target) ||
+				(f.OrderID != "" && d.OrderID != f.OrderID) || !bridge.ListedDead(&d, f.State, f.IncludeResolved) {
 				return false, false, nil
 			}
 			out = append(out, d)

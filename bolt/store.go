@@ -124,6 +124,9 @@ func Open(path string, opts Options) (*DB, error) {
 	// small (an extension costs one extra fsync, every few thousand events).
 	bdb.AllocSize = 4 << 20
 	legacyDedup, err := checkSchema(bdb, opts.ReadOnly)
+	if err == nil && !opts.ReadOnly {
+		err = initConsole(bdb, opts.Logger)
+	}
 	if err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -159,7 +162,8 @@ func checkSchema(bdb *bbolt.DB, readOnly bool) (legacyDedup bool, err error) {
 		if m := tx.Bucket(bucketMeta); m != nil {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
-			ours = v1 || bytes.Equal(schema, []byte(schemaVersion))
+			ours = v1 || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion3)) ||
+				bytes.Equal(schema, []byte(schemaVersion))
 			legacyDedup = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
 		}
 		return nil

@@ -56,3 +56,23 @@ func (s Store) Sweep(ctx context.Context, cutoff time.Time) (int, error) {
 func (s Store) RunRetention(ctx context.Context, retention, interval time.Duration, log *slog.Logger) {
 	RunRetention(ctx, s.Backend, retention, interval, log)
 }
+
+// FillShortDeliveryIDs: see the function FillShortDeliveryIDs.
+func (s Store) FillShortDeliveryIDs(ctx context.Context, ds []Delivery) error {
+	return FillShortDeliveryIDs(ctx, s.Backend, ds)
+}
+
+// TakeIntake: see the function TakeIntake.
+func (s Store) TakeIntake(ctx context.Context, in IncomingOrder, plan IntakePlan, now time.Time) (IntakeResult, error) {
+	return TakeIntake(ctx, s.Backend, in, plan, now)
+}
+
+// Orders: see the function Orders.
+func (s Store) Orders(ctx context.Context, f IntakeFilter) ([]OrderSummary, string, error) {
+	return Orders(ctx, s.Backend, f)
+}
+
+// Order: see the function Order.
+func (s Store) Order(ctx context.Context, orderID string) (*OrderDetail, error) {
+	return Order(ctx, s.Backend, orderID)
+}

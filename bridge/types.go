@@ -9,6 +9,8 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/statusbridge/statusbridge/digishare"
@@ -126,15 +128,55 @@ const (
 // DeliveryStates lists every delivery state, for validating filters.
 var DeliveryStates = []DeliveryState{Pending, InFlight, Done, Dead, Skipped, Superseded}
 
+// CheckEventState returns nil for "" (no filter) or a known event state, and
+// otherwise an error, for the person who typed it, listing the valid ones.
+// The admin API and the CLI's file fallback both validate with it.
+func CheckEventState(s string) error {
+	for _, st := range EventStates {
+		if s == "" || s == string(st) {
+			return nil
+		}
+	}
+	hint := ""
+	if CheckDeliveryState(s) == nil {
+		hint = fmt.Sprintf(" (%s is a delivery state: list the events with such a delivery with --delivery-state %s, or delivery_state=%s in the admin API)", s, s, s)
+	}
+	return fmt.Errorf("%q is not an event state: use one of %s%s", s, join(EventStates), hint)
+}
+
+// CheckDeliveryState is CheckEventState for delivery states.
+func CheckDeliveryState(s string) error {
+	for _, st := range DeliveryStates {
+		if s == "" || s == string(st) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a delivery state: use one of %s", s, join(DeliveryStates))
+}
+
+func join[S ~string](states []S) string {
+	parts := make([]string, len(states))
+	for i, s := range states {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Terminal reports whether the state is final.
 func (s DeliveryState) Terminal() bool { return s != Pending && s != InFlight }
 
 // Delivery is one status change to send to one target (an outbox entry).
 type Delivery struct {
-	ID        string        `json:"id"`
-	EventID   string        `json:"event_id"`
-	OrderID   string        `json:"order_id"`
-	Target    string        `json:"target"`
+	ID      string `json:"id"`
+	EventID string `json:"event_id,omitempty"`
+	OrderID string `json:"order_id"`
+	Target  string `json:"target"`
+	// Kind says what the delivery does (status, order, ticket, fetch); a
+	// delivery stored before kinds existed reads as status.
+	Kind DeliveryKind `json:"kind"`
+	// IntakeID is the order intake that caused an order, ticket or fetch
+	// delivery (their EventID is empty).
+	IntakeID  string        `json:"intake_id,omitempty"`
 	Status    string        `json:"status"`
 	StatusID  string        `json:"status_id,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
@@ -148,6 +190,20 @@ type Delivery struct {
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	Attempts      []Attempt `json:"attempts,omitempty"`
+	// RetryOf is the dead delivery this one retries (an operator's retry, or
+	// a replay of its event for the same target); "" for none.
+	RetryOf string `json:"retry_of,omitempty"`
+	// ResolvedBy, on a dead delivery, is the successor (see RetryOf) that was
+	// done: nothing is left for a person to do about it.
+	ResolvedBy string `json:"resolved_by,omitempty"`
+	// ShortID, set by listings for people (never stored), is the shortest
+	// end of the id that is unique in the store (see EventSummary.ShortID).
+	ShortID string `json:"short_id,omitempty"`
+	// Claimed, set by Outbox.PendingAfter (never stored), says a claim on
+	// the delivery is left from a sender that is gone (a durable claim
+	// committed before a crash, another replica's at takeover): its request
+	// may have gone out.
+	Claimed bool `json:"-"`
 }
 
 // Live reports whether a delivery still stands for its order's status: a
@@ -164,6 +220,26 @@ type Attempt struct {
 	Duration   time.Duration `json:"duration_ns"`
 	Error      string        `json:"error,omitempty"`   // what went wrong, if anything
 	Excerpt    string        `json:"excerpt,omitempty"` // start of the response body
+	// Request is the request this attempt sent (the last one, for a target
+	// that sends two), secrets redacted; nil when nothing was sent.
+	Request *SentRequest `json:"request,omitempty"`
+}
+
+// SentRequestBodyLimit bounds the body a SentRequest keeps.
+const SentRequestBodyLimit = 4096
+
+// SentRequest is a request as it went out, with every secret redacted (by
+// header name and by value).
+type SentRequest struct {
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the body sent, its first SentRequestBodyLimit bytes when
+	// BodySize says it was longer.
+	Body string `json:"body,omitempty"`
+	// BodySize is the length of the whole body when Body was cut (0: Body is
+	// all of it).
+	BodySize int `json:"body_size,omitempty"`
 }
 
 // AttemptResult is the result of one delivery attempt, to record.
@@ -184,23 +260,38 @@ type EventFilter struct {
 	State    string
 	OrderID  string
 	TicketID string
+	StatusID string    // the status id of the event's last decision
 	Since    time.Time // received at or after
 	Until    time.Time // received before
 	Limit    int       // at most this many (default 50, at most 1000)
 	Cursor   string    // continue after this event id (from a previous page)
+	// DeliveryState keeps events with at least one delivery in this state
+	// (in_flight: pending on disk; dead: unresolved ones, unless
+	// IncludeResolved).
+	DeliveryState   string
+	IncludeResolved bool
 }
 
 // DeliveryFilter selects deliveries for a listing.
 type DeliveryFilter struct {
-	State  string
-	Target string
-	Limit  int
-	Cursor string
+	State   string
+	Target  string
+	OrderID string
+	// IncludeResolved lists dead deliveries that a done successor resolved
+	// (ResolvedBy set) too; by default a dead listing shows only what still
+	// needs a person.
+	IncludeResolved bool
+	Limit           int
+	Cursor          string
 }
 
 // EventSummary is one row of an event listing.
 type EventSummary struct {
-	ID         string     `json:"id"`
+	ID string `json:"id"`
+	// ShortID is the shortest end of the id (at least 8 hex digits, dashes
+	// left out) that no other event's id ends with when it is listed: what a
+	// person types (UUIDv7s share their beginning within a minute or so).
+	ShortID    string     `json:"short_id,omitempty"`
 	ReceivedAt time.Time  `json:"received_at"`
 	Event      string     `json:"event"`
 	TicketID   string     `json:"ticket_id,omitempty"`
@@ -243,6 +334,10 @@ type ReplayOptions struct {
 	Targets []string // only these targets (default: all the mapping names)
 	DryRun  bool     // decide and report, write nothing
 	Force   bool     // ignore superseded/unchanged and no-repeat keys
+	// IncludeUnknown: with a Dead selector, retry dead tickets whose outcome
+	// is unknown too (they may exist in Digishare); by default they are left
+	// out and counted (ReplaySummary.LeftOutUnknown).
+	IncludeUnknown bool
 	// Progress, when set, is called after each chunk of events.
 	Progress func(done, total int)
 
@@ -251,24 +346,30 @@ type ReplayOptions struct {
 
 // ReplayedDelivery is a delivery a replay created (or, dry, would create).
 type ReplayedDelivery struct {
-	EventID string `json:"event_id"`
-	OrderID string `json:"order_id"`
-	Target  string `json:"target"`
-	Status  string `json:"status"`
-	Skip    string `json:"skip,omitempty"` // why it is recorded as skipped instead of sent
+	EventID string       `json:"event_id,omitempty"` // "" for an intake delivery a Dead replay retried
+	Kind    DeliveryKind `json:"kind,omitempty"`
+	OrderID string       `json:"order_id"`
+	Target  string       `json:"target"`
+	Status  string       `json:"status"`
+	Skip    string       `json:"skip,omitempty"` // why it is recorded as skipped instead of sent
 }
 
 // ReplaySummary counts what a replay did.
 type ReplaySummary struct {
-	Matched    int                `json:"matched"`
-	Dispatched int                `json:"dispatched"`
-	Superseded int                `json:"superseded"`
-	Unchanged  int                `json:"unchanged"`
-	Skipped    int                `json:"skipped"` // any other outcome, or not decidable (invalid)
-	Failed     int                `json:"failed"`  // missing events and store errors
-	DryRun     bool               `json:"dry_run"`
-	Requests   []ReplayedDelivery `json:"requests"`
-	Errors     []string           `json:"errors,omitempty"`
+	Matched    int `json:"matched"`
+	Dispatched int `json:"dispatched"`
+	Superseded int `json:"superseded"`
+	Unchanged  int `json:"unchanged"`
+	Skipped    int `json:"skipped"` // any other outcome, or not decidable (invalid)
+	Failed     int `json:"failed"`  // missing events and store errors
+	// Retried counts the dead intake deliveries (ticket, order, fetch: they
+	// have no event to re-decide) a Dead replay queued again (or, dry,
+	// would); LeftOutUnknown the dead tickets of unknown outcome it left out.
+	Retried        int                `json:"retried"`
+	LeftOutUnknown int                `json:"left_out_unknown"`
+	DryRun         bool               `json:"dry_run"`
+	Requests       []ReplayedDelivery `json:"requests"`
+	Errors         []string           `json:"errors,omitempty"`
 }
 
 // PendingStat is one target's backlog.
@@ -280,6 +381,7 @@ type PendingStat struct {
 // Stats counts records, for tests and operators.
 type Stats struct {
 	Events, Deliveries, Pending, Orders int
+	Intakes                             int
 }
 
 // Errors callers branch on.
@@ -300,6 +402,29 @@ var (
 	// outage); retry later (HTTP 503).
 	ErrUnavailable = errors.New("store: unavailable")
 )
+
+// ConflictError is an ErrConflict whose message is written for the people
+// who asked (API and CLI users): receivers show Msg as it is, without any
+// internal prefix. errors.Is(err, ErrConflict) holds for it.
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// Is makes a *ConflictError match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// MinShortID is the fewest hex digits an abbreviated id has.
+const MinShortID = 8
+
+// AmbiguousError: an abbreviated id matches several records.
+type AmbiguousError struct {
+	Ref        string
+	Candidates []string // the full ids it matches (at most 10)
+}
+
+func (e *AmbiguousError) Error() string {
+	return fmt.Sprintf("%q matches more than one id (%s): type more of it", e.Ref, strings.Join(e.Candidates, ", "))
+}
 
 // Decider is what the rules need from a mapping: *mapping.Table implements it.
 type Decider interface {

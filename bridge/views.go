@@ -45,7 +45,37 @@ func EventSummaries(ctx context.Context, b Backend, f EventFilter) ([]EventSumma
 		}
 		rows = append(rows, row)
 	}
+	ids := make([]string, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].ID
+	}
+	short, err := b.ShortEventIDs(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := range rows {
+		rows[i].ShortID = short[rows[i].ID]
+	}
 	return rows, next, nil
+}
+
+// FillShortDeliveryIDs sets each delivery's ShortID (for listings).
+func FillShortDeliveryIDs(ctx context.Context, b Backend, ds []Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ids := make([]string, len(ds))
+	for i := range ds {
+		ids[i] = ds[i].ID
+	}
+	short, err := b.ShortDeliveryIDs(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range ds {
+		ds[i].ShortID = short[ds[i].ID]
+	}
+	return nil
 }
 
 // Detail returns an event's detail.

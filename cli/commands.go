@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -64,7 +65,7 @@ func flags(name, usage string, env Env) *flag.FlagSet {
 
 // common registers --config and --server.
 func common(fs *flag.FlagSet) (cfgPath, server *string) {
-	return fs.String("config", "config.yaml", "config file (its listen address and store are used)"),
+	return fs.String("config", "", config.FlagUsage),
 		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store is never opened directly")
 }
 
@@ -78,87 +79,192 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 	return 0, false
 }
 
-func loadConfig(path string, env Env) (*config.Config, error) {
-	if path == "config.yaml" {
-		return config.Resolve("", env.Getenv) // absent: built-in defaults
+// loadConfig reads --config; without it ./config.yaml, else the built-in
+// defaults. A --config that does not exist is an error. A command that
+// decides or sends (decides) says on stderr when it runs on the defaults.
+func loadConfig(path string, env Env, decides bool) (*config.Config, error) {
+	cfg, err := config.Resolve(path, env.Getenv)
+	if err == nil && decides {
+		noteDefaults(cfg, env)
 	}
-	return config.Resolve(path, env.Getenv)
+	return cfg, err
+}
+
+// noteDefaults says on stderr that cfg is the built-in defaults.
+func noteDefaults(cfg *config.Config, env Env) {
+	if cfg.File == "" {
+		fmt.Fprintln(env.Stderr, "statusbridge:", config.DefaultsNote)
+	}
+}
+
+// usageError reports a bad flag value (exit 2), the same whichever backend
+// would have answered.
+func usageError(env Env, flagName string, err error) int {
+	fmt.Fprintf(env.Stderr, "statusbridge: %s: %v\n", flagName, err)
+	return exitUsage
 }
 
 func fail(env Env, err error) int {
-	fmt.Fprintln(env.Stderr, "statusbridge:", err)
+	fmt.Fprintln(env.Stderr, "statusbridge:", userMessage(err))
 	return exitFailure
 }
 
+// userMessage is an error's text for the person at the terminal: a
+// conflict's own words, and no store sentinel's wording.
+func userMessage(err error) string {
+	var ce *bridge.ConflictError
+	if errors.As(err, &ce) {
+		return ce.Msg
+	}
+	msg := err.Error()
+	if errors.Is(err, bridge.ErrNotFound) {
+		msg = strings.Replace(msg, bridge.ErrNotFound.Error()+": ", "not found: ", 1)
+	}
+	return msg
+}
+
 const eventsUsage = `Usage:
-  statusbridge events list [--state S] [--order ID] [--since T] [--until T] [--limit N] [--json]
-  statusbridge events show ID [--json]
+  statusbridge events list [--state S] [--delivery-state S [--all]] [--order ID] [--since T] [--until T] [--limit N] [--json]
+  statusbridge events show ID [--json | --raw]
+  statusbridge events tail [--json]
 
 Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
 The running server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN);
 when none answers, the store is read directly (the bbolt file, or the
 PostgreSQL database with store.driver: postgres).
+Run "statusbridge events list --help" (or show) for a command's flags.
 
 `
 
-// Events runs "events list" and "events show".
+const eventsListUsage = `Usage: statusbridge events list [--state S] [--delivery-state S [--all]] [--order ID]
+                                [--since T] [--until T] [--limit N] [--json]
+
+Lists stored events, newest first. The ID column shows the end of each
+event's id, enough of it to be unique: events show, replay --event and the
+admin API accept it as the id. --delivery-state dead lists the events with a
+dead delivery that no done retry has resolved (--all: resolved ones too). Times are RFC 3339 or
+"YYYY-MM-DD HH:MM:SS" (UTC). The running server is asked through its admin
+API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
+
+`
+
+const eventsShowUsage = `Usage: statusbridge events show ID [--json | --raw]
+
+ID is the event's id or the end of it that events list shows.
+
+Shows one stored event: its decisions, the payload (pretty-printed; --raw
+prints it exactly as received, and nothing else), its deliveries and every
+attempt. The running server is asked through its admin
+API (STATUSBRIDGE_ADMIN_TOKEN); when none answers, the store file is read.
+
+`
+
+// Events runs "events list", "events show" and "events tail".
 func Events(args []string, env Env) int {
-	if code, done := subcommand(args, eventsUsage, env, "list", "show"); done {
+	if code, done := subcommand(args, eventsUsage, env, "list", "show", "tail"); done {
 		return code
 	}
-	sub := args[0]
-	fs := flags("events "+sub, eventsUsage, env)
+	switch args[0] {
+	case "show":
+		return eventsShow(args[1:], env)
+	case "tail":
+		return tail(args[1:], env, "events tail", eventsTailUsage, "/admin/events/stream")
+	}
+	return eventsList(args[1:], env)
+}
+
+// open loads the config and connects to the server or the file.
+func open(env Env, cfgPath, server string, writable bool) (backend, *config.Config, int) {
+	cfg, err := loadConfig(cfgPath, env, false)
+	if err != nil {
+		return nil, nil, fail(env, err)
+	}
+	srv, explicit := serverURL(cfg, server)
+	b, err := connect(cfg, srv, explicit, env, writable)
+	if err != nil {
+		return nil, nil, fail(env, err)
+	}
+	return b, cfg, exitOK
+}
+
+func eventsShow(args []string, env Env) int {
+	fs := flags("events show", eventsShowUsage, env)
 	cfgPath, server := common(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	state := fs.String("state", "", "only events in this state (dispatched, unmapped, invalid, ...)")
-	order := fs.String("order", "", "only events of this order id")
-	since := fs.String("since", "", "received at or after this time")
-	until := fs.String("until", "", "received before this time")
-	limit := fs.Int("limit", 50, "at most this many events (1-1000)")
+	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	raw := fs.Bool("raw", false, "print only the payload, exactly as it was received")
 	var id string
-	rest := args[1:]
-	if sub == "show" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+	rest := args
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		id, rest = rest[0], rest[1:]
 	}
 	if code, done := parse(fs, rest); done {
 		return code
 	}
-	if sub == "show" && id == "" && fs.NArg() == 1 {
+	if id == "" && fs.NArg() == 1 {
 		id = fs.Arg(0)
 	}
-	if sub == "show" && id == "" {
+	if id == "" {
 		fmt.Fprint(env.Stderr, "events show needs an event id\n")
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, env)
-	if err != nil {
-		return fail(env, err)
-	}
-	srv, explicit := serverURL(cfg, *server)
-	b, err := connect(cfg, srv, explicit, env, false)
-	if err != nil {
-		return fail(env, err)
+	b, _, code := open(env, *cfgPath, *server, false)
+	if b == nil {
+		return code
 	}
 	defer b.Close()
-	if sub == "show" {
-		d, err := b.Detail(id)
+	if *raw {
+		p, err := b.Payload(id)
 		if err != nil {
 			return fail(env, err)
 		}
-		if *asJSON {
-			return printJSON(env.Stdout, d)
-		}
-		printDetail(env.Stdout, d)
+		_, _ = env.Stdout.Write(p)
 		return exitOK
 	}
-	f := bridge.EventFilter{State: *state, OrderID: *order, Limit: *limit}
-	if f.Since, err = parseTime("--since", *since); err != nil {
+	d, err := b.Detail(id)
+	if err != nil {
 		return fail(env, err)
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, d)
+	}
+	printDetail(env.Stdout, d)
+	return exitOK
+}
+
+func eventsList(args []string, env Env) int {
+	fs := flags("events list", eventsListUsage, env)
+	cfgPath, server := common(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	state := fs.String("state", "", "only events in this state (dispatched, unmapped, invalid, ...)")
+	deliveryState := fs.String("delivery-state", "", "only events with a delivery in this state (dead, pending, done, ...)")
+	all := fs.Bool("all", false, "with --delivery-state dead: also dead deliveries a done retry resolved")
+	order := fs.String("order", "", "only events of this order id")
+	since := fs.String("since", "", "received at or after this time")
+	until := fs.String("until", "", "received before this time")
+	limit := fs.Int("limit", 50, "at most this many events (1-1000)")
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	if err := bridge.CheckEventState(*state); err != nil { // before connecting: the server and the file agree
+		return usageError(env, "--state", err)
+	}
+	if err := bridge.CheckDeliveryState(*deliveryState); err != nil {
+		return usageError(env, "--delivery-state", err)
+	}
+	f := bridge.EventFilter{State: *state, OrderID: *order, Limit: *limit, DeliveryState: *deliveryState, IncludeResolved: *all}
+	var err error
+	if f.Since, err = parseTime("--since", *since); err != nil {
+		return usageError(env, "--since", err)
 	}
 	if f.Until, err = parseTime("--until", *until); err != nil {
-		return fail(env, err)
+		return usageError(env, "--until", err)
 	}
+	b, _, code := open(env, *cfgPath, *server, false)
+	if b == nil {
+		return code
+	}
+	defer b.Close()
 	rows, _, err := b.EventSummaries(f)
 	if err != nil {
 		return fail(env, err)
@@ -167,17 +273,25 @@ func Events(args []string, env Env) int {
 		return printJSON(env.Stdout, rows)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RECEIVED\tEVENT\tTICKET\tORDER\tSTATUS\tSTATE\tDELIVERIES")
+	fmt.Fprintln(tw, "ID\tRECEIVED\tEVENT\tTICKET\tORDER\tSTATUS\tSTATE\tDELIVERIES")
 	for _, r := range rows {
 		status := r.StatusName
 		if status == "" {
 			status = r.StatusID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ReceivedAt.UTC().Format(digishare.TimeLayout), r.Event,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortOr(r.ShortID, r.ID), r.ReceivedAt.UTC().Format(digishare.TimeLayout), r.Event,
 			dash(r.TicketID), dash(r.OrderID), dash(status), r.State, counts(r.Deliveries))
 	}
 	tw.Flush()
 	return exitOK
+}
+
+// shortOr is the short id a listing computed, else the whole id.
+func shortOr(short, id string) string {
+	if short != "" {
+		return short
+	}
+	return id
 }
 
 func dash(s string) string {
@@ -241,25 +355,67 @@ func printDetail(w io.Writer, d *bridge.EventDetail) {
 			fmt.Fprintf(w, " — %s", del.Reason)
 		}
 		fmt.Fprintln(w)
-		for i, a := range del.Attempts {
-			fmt.Fprintf(w, "    attempt %d  %s  HTTP %d  %v", i+1, a.At.UTC().Format(time.RFC3339), a.StatusCode, a.Duration.Round(time.Millisecond))
-			if a.Error != "" {
-				fmt.Fprintf(w, "  %s", a.Error)
-			}
-			fmt.Fprintln(w)
-		}
+		printAttempts(w, del.Attempts)
 	}
-	fmt.Fprintf(w, "Payload\n  %s\n", d.Payload)
+	fmt.Fprintf(w, "Payload\n%s\n", prettyPayload(d.Payload))
 }
 
-const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead)
+// prettyPayload indents a JSON payload two spaces a level under a two-space
+// margin, whatever indentation it arrived with; a body that was not JSON
+// (stored as a JSON string) is printed as its text.
+func prettyPayload(p json.RawMessage) string {
+	var text string
+	if json.Unmarshal(p, &text) == nil {
+		return "  " + strings.ReplaceAll(text, "\n", "\n  ")
+	}
+	var compact, out bytes.Buffer
+	if json.Compact(&compact, p) != nil || json.Indent(&out, compact.Bytes(), "  ", "  ") != nil {
+		return "  " + string(p)
+	}
+	return "  " + out.String()
+}
+
+// printAttempts writes each attempt and the request it sent.
+func printAttempts(w io.Writer, attempts []bridge.Attempt) {
+	for i, a := range attempts {
+		fmt.Fprintf(w, "    attempt %d  %s  HTTP %d  %v", i+1, a.At.UTC().Format(time.RFC3339), a.StatusCode, a.Duration.Round(time.Millisecond))
+		if a.Error != "" {
+			fmt.Fprintf(w, "  %s", a.Error)
+		}
+		fmt.Fprintln(w)
+		if r := a.Request; r != nil {
+			fmt.Fprintf(w, "      sent %s %s\n", r.Method, r.URL)
+			names := make([]string, 0, len(r.Headers))
+			for k := range r.Headers {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				fmt.Fprintf(w, "        %s: %s\n", k, r.Headers[k])
+			}
+			if r.Body != "" {
+				fmt.Fprintf(w, "        %s\n", strings.ReplaceAll(r.Body, "\n", "\n        "))
+			}
+			if r.BodySize > 0 {
+				fmt.Fprintf(w, "        (body cut: the first %d of %d bytes)\n", len(r.Body), r.BodySize)
+			}
+		}
+	}
+}
+
+const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead [--include-unknown])
                           [--target NAME]... [--dry-run] [--force]
 
 Re-decides the selected events under the current mapping and creates the
 deliveries that decision asks for; superseded and unchanged still hold
 unless --force. --dry-run prints, per event, what it would send and sends
-nothing. Ends with a summary (matched, dispatched, superseded, unchanged,
-skipped, failed); a bulk replay on the store itself shows progress.
+nothing. Ends with a summary of the events (matched; dispatched,
+superseded, unchanged, with no delivery to make, failed) and, separately, of
+the deliveries (to send; skipped because their target is disabled); a bulk
+replay on the store itself shows progress. --dead also queues again the dead
+deliveries of order intakes (tickets, ExpertSender orders, fetches), except
+tickets whose outcome is unknown (they may exist in Digishare): those are
+left out and counted unless --include-unknown.
 
 `
 
@@ -268,14 +424,15 @@ func Replay(args []string, env Env) int {
 	fs := flags("replay", replayUsage, env)
 	cfgPath, server := common(fs)
 	var events, targets multi
-	fs.Var(&events, "event", "event id to replay (repeatable)")
+	fs.Var(&events, "event", "event id to replay, or the end of it events list shows (repeatable)")
 	order := fs.String("order", "", "replay every event of this order")
 	since := fs.String("since", "", "replay events received at or after this time")
 	until := fs.String("until", "", "with --since: received before this time")
 	dead := fs.Bool("dead", false, "replay the events of every dead delivery")
-	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>")
+	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>, digishare")
 	dry := fs.Bool("dry-run", false, "print what would be sent; send nothing")
 	force := fs.Bool("force", false, "send even when superseded or unchanged (and repeat Everlytic workflows)")
+	includeUnknown := fs.Bool("include-unknown", false, "with --dead: retry dead tickets whose outcome is unknown too (they may exist in Digishare)")
 	if code, done := parse(fs, args); done {
 		return code
 	}
@@ -290,7 +447,11 @@ func Replay(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "replay needs exactly one of --event, --order, --since (with optional --until) or --dead\n")
 		return exitUsage
 	}
-	cfg, err := loadConfig(*cfgPath, env)
+	if *includeUnknown && !*dead {
+		fmt.Fprint(env.Stderr, "--include-unknown goes with --dead\n")
+		return exitUsage
+	}
+	cfg, err := loadConfig(*cfgPath, env, true)
 	if err != nil {
 		return fail(env, err)
 	}
@@ -301,7 +462,7 @@ func Replay(args []string, env Env) int {
 	}
 	defer b.Close()
 	req := receiver.ReplayRequest{EventIDs: events, OrderID: *order, Since: *since, Until: *until, Dead: *dead,
-		Targets: targets, DryRun: *dry, Force: *force}
+		Targets: targets, DryRun: *dry, Force: *force, IncludeUnknown: *includeUnknown}
 	start := time.Now()
 	progress := func(done, total int) {
 		if total > replayProgressMin {
@@ -327,13 +488,10 @@ func Replay(args []string, env Env) int {
 		}
 		tw.Flush()
 	}
-	verb := "replayed"
-	if *dry {
-		verb = "dry run"
+	fmt.Fprintln(env.Stdout, summaryLine(sum, *dry, time.Since(start)))
+	if *dead {
+		fmt.Fprintln(env.Stdout, deadIntakeLine(sum, *dry))
 	}
-	fmt.Fprintf(env.Stdout, "%s: %d matched, %d dispatched, %d superseded, %d unchanged, %d skipped, %d failed (%d deliveries, %v)\n",
-		verb, sum.Matched, sum.Dispatched, sum.Superseded, sum.Unchanged, sum.Skipped, sum.Failed, len(sum.Requests),
-		time.Since(start).Round(time.Millisecond))
 	for _, e := range sum.Errors {
 		fmt.Fprintln(env.Stderr, "  ", e)
 	}
@@ -341,6 +499,43 @@ func Replay(args []string, env Env) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// summaryLine counts a replay's events (by the outcome of their new
+// decision) and its deliveries (to send, or skipped because their target is
+// disabled) separately, each labelled: a dispatched event whose deliveries
+// are all skipped is one dispatched event and that many skipped deliveries.
+func summaryLine(sum bridge.ReplaySummary, dry bool, took time.Duration) string {
+	verb, send := "replayed", "queued to send"
+	if dry {
+		verb, send = "dry run", "would be sent"
+	}
+	skipped := 0
+	for _, r := range sum.Requests {
+		if r.Skip != "" {
+			skipped++
+		}
+	}
+	return fmt.Sprintf("%s: events: %d matched, %d dispatched, %d superseded, %d unchanged, %d with no delivery to make, %d failed; "+
+		"deliveries: %d %s, %d skipped (target disabled) (%v)",
+		verb, sum.Matched, sum.Dispatched, sum.Superseded, sum.Unchanged, sum.Skipped, sum.Failed,
+		len(sum.Requests)-skipped, send, skipped, took.Round(time.Millisecond))
+}
+
+// deadIntakeLine counts what a dead replay did with the dead deliveries of
+// order intakes (tickets, ExpertSender orders, fetches), which have no event
+// to re-decide: retried, and the tickets of unknown outcome left out.
+func deadIntakeLine(sum bridge.ReplaySummary, dry bool) string {
+	verb := "queued again"
+	if dry {
+		verb = "would be queued again"
+	}
+	line := fmt.Sprintf("intake deliveries (ticket, order, fetch): %d %s", sum.Retried, verb)
+	if sum.LeftOutUnknown > 0 {
+		line += fmt.Sprintf("; %d ticket(s) of unknown outcome left out (they may exist in Digishare: check, then retry each with "+
+			"deliveries retry, or all with --include-unknown)", sum.LeftOutUnknown)
+	}
+	return line
 }
 
 // replayProgressMin: smaller replays print only their summary.
@@ -372,7 +567,7 @@ func MappingDiff(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "--last: a whole number from 1 to 1000\n")
 		return exitUsage
 	}
-	cand, err := config.Resolve(*cfgPath, env.Getenv)
+	cand, err := loadConfig(*cfgPath, env, true)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, err)
 		return exitFailure
@@ -400,52 +595,16 @@ func MappingDiff(args []string, env Env) int {
 		if err != nil {
 			return fail(env, err)
 		}
-		ev, err := digishare.Decode(d.Payload)
-		if err != nil {
-			continue
-		}
-		nd := table.Decide(ev, bridge.OrderState{}, bridge.DecideOptions{Force: true})
-		var old bridge.Decision
-		if n := len(d.Event.Decisions); n > 0 {
-			old = d.Event.Decisions[n-1]
-		}
-		oldSends := sends(old, d.Deliveries)
-		newSends := sends(nd, nil)
-		if class(old.Outcome) == class(nd.Outcome) && (oldSends == newSends || class(nd.Outcome) != bridge.EventDispatched || oldSends == "") {
+		old, nd, diff, ok := table.Compare(d)
+		if !ok || !diff {
 			continue
 		}
 		changed++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t→\t%s %s\n", r.ID, dash(r.OrderID), dash(nd.StatusID), old.Outcome, oldSends, nd.Outcome, newSends)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t→\t%s %s\n", r.ID, dash(r.OrderID), dash(nd.StatusID), old.Outcome, mapping.Sends(old, d.Deliveries), nd.Outcome, mapping.Sends(nd, nil))
 	}
 	tw.Flush()
 	fmt.Fprintf(env.Stdout, "%d of %d events would change under %s (mapping version %s)\n", changed, len(rows), cand.File, table.Version())
 	return exitOK
-}
-
-// class folds the outcomes that depend on order history into dispatched.
-func class(o bridge.EventState) bridge.EventState {
-	if o == bridge.EventSuperseded || o == bridge.EventUnchanged {
-		return bridge.EventDispatched
-	}
-	return o
-}
-
-// sends describes what a decision sends: "(expertsender=paid, http.crm=x)".
-func sends(d bridge.Decision, ds []bridge.Delivery) string {
-	var parts []string
-	for _, p := range d.Deliveries {
-		parts = append(parts, p.Target+"="+p.Status)
-	}
-	if len(parts) == 0 {
-		for _, del := range ds {
-			parts = append(parts, del.Target+"="+del.Status)
-		}
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	sort.Strings(parts)
-	return "(" + strings.Join(parts, ", ") + ")"
 }
 
 const compactUsage = `Usage: statusbridge store compact [--config FILE]
@@ -462,11 +621,11 @@ func StoreCompact(args []string, env Env) int {
 		return code
 	}
 	fs := flags("store compact", compactUsage, env)
-	cfgPath := fs.String("config", "config.yaml", "config file (its store.path is compacted)")
+	cfgPath := fs.String("config", "", config.FlagUsage)
 	if code, done := parse(fs, args[1:]); done {
 		return code
 	}
-	cfg, err := loadConfig(*cfgPath, env)
+	cfg, err := loadConfig(*cfgPath, env, false)
 	if err != nil {
 		return fail(env, err)
 	}

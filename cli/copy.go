@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,7 +55,7 @@ func StoreCopy(args []string, env Env) int {
 		return code
 	}
 	fs := flags("store copy", copyUsage, env)
-	fromPath := fs.String("config", "config.yaml", "config of the bbolt store to copy (its store.path)")
+	fromPath := fs.String("config", "", "config of the bbolt store to copy, its store.path (default ./config.yaml if present, else built-in defaults)")
 	toPath := fs.String("to", "", "config of the PostgreSQL store to copy into (store.driver: postgres)")
 	if code, done := parse(fs, args[1:]); done {
 		return code
@@ -65,7 +64,7 @@ func StoreCopy(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "store copy needs --to NEW.yaml (and no other argument)\n")
 		return exitUsage
 	}
-	from, err := loadConfig(*fromPath, env)
+	from, err := loadConfig(*fromPath, env, false)
 	if err != nil {
 		return fail(env, err)
 	}
@@ -96,7 +95,7 @@ func StoreCopy(args []string, env Env) int {
 	dst := backend.(*postgres.DB)
 
 	start := time.Now()
-	bar := newProgress(env.Stderr)
+	bar := newCopyProgress(env.Stderr)
 	sum, err := storecopy.Copy(ctx, src, dst, bar.update)
 	bar.finish()
 	target := storeopen.Describe(to)
@@ -119,6 +118,12 @@ func StoreCopy(args []string, env Env) int {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", c.Kind, c.Source, c.Target, mark)
 	}
 	tw.Flush()
+	for _, b := range []string{"actions", "jobs"} {
+		if n := sum.NotCarried[b]; n > 0 {
+			note, _ := storecopy.Carried(b)
+			fmt.Fprintf(env.Stdout, "not carried: %d records of %s (%s)\n", n, b, note)
+		}
+	}
 	if sum.Orphans > 0 {
 		fmt.Fprintf(env.Stdout, "%d payloads belonged to no event and were not copied\n", sum.Orphans)
 	}
@@ -137,9 +142,9 @@ func orDefaults(c *config.Config) string {
 	return c.File
 }
 
-// progress shows a copy's progress: a bar redrawn in place on a terminal,
-// else one line per bucket copied.
-type progress struct {
+// copyProgress shows a copy's progress: a bar redrawn in place on a
+// terminal, else one line per bucket copied.
+type copyProgress struct {
 	w        io.Writer
 	tty      bool
 	bucket   string
@@ -149,9 +154,9 @@ type progress struct {
 	lastDraw time.Time
 }
 
-func newProgress(w io.Writer) *progress { return &progress{w: w, tty: isTerminal(w)} }
+func newCopyProgress(w io.Writer) *copyProgress { return &copyProgress{w: w, tty: isTerminal(w)} }
 
-func (p *progress) update(bucket string, done, total int) {
+func (p *copyProgress) update(bucket string, done, total int) {
 	if bucket != p.bucket {
 		if p.bucket != "" && !p.tty {
 			p.line()
@@ -171,24 +176,15 @@ func (p *progress) update(bucket string, done, total int) {
 	}
 }
 
-func (p *progress) line() {
+func (p *copyProgress) line() {
 	fmt.Fprintf(p.w, "copied %-10s %7d records (%d of %d in all)\n", p.bucket, p.done-p.from, p.done, p.total)
 }
 
-func (p *progress) finish() {
+func (p *copyProgress) finish() {
 	switch {
 	case p.tty && p.bucket != "":
 		fmt.Fprintln(p.w)
 	case p.bucket != "":
 		p.line()
 	}
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

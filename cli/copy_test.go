@@ -10,7 +10,7 @@ import (
 // bucket otherwise.
 func TestCopyProgress(t *testing.T) {
 	var tty bytes.Buffer
-	p := &progress{w: &tty, tty: true}
+	p := &copyProgress{w: &tty, tty: true}
 	p.update("events", 50, 100)
 	p.update("events", 100, 100)
 	p.finish()
@@ -19,7 +19,7 @@ func TestCopyProgress(t *testing.T) {
 		t.Errorf("terminal progress: %q", out)
 	}
 	var plain bytes.Buffer
-	p = &progress{w: &plain}
+	p = &copyProgress{w: &plain}
 	p.update("events", 40, 100)
 	p.update("events", 60, 100)
 	p.update("deliveries", 100, 100)

@@ -24,15 +24,16 @@ import (
 // files depend on: rename nothing.
 type Config struct {
 	Listen   string   `yaml:"listen"`
-	Server   Server   `yaml:"server"`
 	Log      Log      `yaml:"log"`
 	Store    Store    `yaml:"store"`
 	Webhook  Webhook  `yaml:"webhook"`
+	Intake   Intake   `yaml:"intake"`
 	OrderID  OrderID  `yaml:"order_id"`
 	Targets  Targets  `yaml:"targets"`
 	Delivery Delivery `yaml:"delivery"`
 	Mapping  Mapping  `yaml:"mapping"`
 	Admin    Admin    `yaml:"admin"`
+	Server   Server   `yaml:"server"`
 
 	// File is the path the config was read from ("" for built-in defaults).
 	File string `yaml:"-"`
@@ -42,6 +43,65 @@ type Config struct {
 	Warnings []Problem `yaml:"-"`
 
 	lines map[string]int // key path → line, for later messages (CheckMapping)
+	// envValues holds, by key path, the values ${VAR} references expanded to
+	// (the values of the variables, not the whole strings).
+	envValues map[string][]string
+}
+
+// EnvValues returns the values the ${VAR} references at a key path (e.g.
+// "targets.http.crm.headers.Authorization") expanded to, nil when it had
+// none: a header filled from the environment carries a secret.
+func (c *Config) EnvValues(path string) []string { return c.envValues[path] }
+
+// SecretHeaders returns the names of generic target name's configured
+// headers whose values are filled from the environment: they carry secrets.
+func (c *Config) SecretHeaders(name string) []string {
+	h := c.Targets.HTTP[name]
+	if h == nil {
+		return nil
+	}
+	var out []string
+	for k := range h.Headers {
+		if len(c.EnvValues("targets.http."+name+".headers."+k)) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Secrets returns every configured secret value: the webhook and admin
+// tokens, the targets' keys, tokens and hashes, and the environment values
+// that fill generic targets' headers. Logs and stored requests redact them.
+func (c *Config) Secrets() []string {
+	s := append([]string{c.Webhook.Token, c.Admin.Token, c.Intake.Token}, c.Store.Secrets()...)
+	t := c.Targets
+	if t.Digishare != nil {
+		s = append(s, t.Digishare.Token, t.Digishare.ClientSecret)
+	}
+	if t.ExpertSender != nil {
+		s = append(s, t.ExpertSender.APIKey)
+	}
+	if t.OrderSystem != nil {
+		s = append(s, t.OrderSystem.Token)
+	}
+	if t.Everlytic != nil {
+		s = append(s, t.Everlytic.StoreHash, t.Everlytic.CustomerHash)
+	}
+	for name, h := range t.HTTP {
+		if h == nil {
+			continue
+		}
+		for k := range h.Headers {
+			s = append(s, c.EnvValues("targets.http."+name+".headers."+k)...)
+		}
+	}
+	out := s[:0]
+	for _, v := range s {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Server configures the HTTP server beyond its address (listen).
@@ -122,6 +182,7 @@ type OrderID struct {
 // Targets lists the downstream systems. A nil target is not configured.
 type Targets struct {
 	ExpertSender *ExpertSender          `yaml:"expertsender"`
+	Digishare    *Digishare             `yaml:"digishare"`
 	OrderSystem  *OrderSystem           `yaml:"order_system"`
 	Everlytic    *Everlytic             `yaml:"everlytic"`
 	HTTP         map[string]*HTTPTarget `yaml:"http"`
@@ -151,7 +212,10 @@ type ExpertSender struct {
 	BaseURL   string `yaml:"base_url"`
 	APIKey    string `yaml:"api_key"` // empty = deliveries skipped (warned at start)
 	WebsiteID int    `yaml:"website_id"`
-	Limits    `yaml:",inline"`
+	// Orders, when present, registers intake orders with POST /orders;
+	// absent = status PUTs only.
+	Orders *ExpertSenderOrders `yaml:"orders"`
+	Limits `yaml:",inline"`
 }
 
 // Enabled reports whether deliveries can be sent (credentials present).
@@ -265,6 +329,7 @@ func Default() *Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Store:   Store{Driver: DriverBbolt, Path: "data/statusbridge.db", Retention: Duration(2160 * time.Hour)},
 		Webhook: Webhook{Path: "/webhooks/digishare", MaxBody: 1 << 20},
+		Intake:  defaultIntake(),
 		OrderID: OrderID{From: "external_id"},
 		Delivery: Delivery{
 			MaxAttempts: 12,
@@ -277,16 +342,21 @@ func Default() *Config {
 }
 
 // Problem is one thing wrong with a config: the key path (e.g.
-// "delivery.backoff.max"), its line (0 when unknown) and what is wrong.
+// "delivery.backoff.max"; for a syntax error the nearest key, when known),
+// its line and column (0 when unknown) and what is wrong.
 type Problem struct {
 	Path    string `json:"path"`
 	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
 	Message string `json:"message"`
 }
 
 func (p Problem) String() string {
 	loc := ""
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
+		loc = fmt.Sprintf("line %d, column %d: ", p.Line, p.Column)
+	case p.Line > 0:
 		loc = fmt.Sprintf("line %d: ", p.Line)
 	}
 	if p.Path == "" {
@@ -315,6 +385,14 @@ func (e *Error) Error() string {
 	}
 	return b.String()
 }
+
+// FlagUsage describes every command's --config flag and its fallback.
+const FlagUsage = "config file (default: ./config.yaml if it exists, else built-in defaults: listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no targets)"
+
+// DefaultsNote is what a command that decides or sends says when it runs on
+// the built-in defaults because no --config was given and ./config.yaml does
+// not exist.
+const DefaultsNote = "no --config given and ./config.yaml not found: running on built-in defaults (no mapping, no targets; store data/statusbridge.db)"
 
 // ErrNotFound is returned by Resolve when an explicitly named file is missing.
 var ErrNotFound = errors.New("config file not found")
@@ -353,7 +431,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		getenv = os.LookupEnv
 	}
 	cfg := Default()
-	d := &decoder{getenv: getenv, lines: map[string]int{}}
+	d := &decoder{getenv: getenv, lines: map[string]int{}, envValues: map[string][]string{}}
 	if d.decodeDocument(data, cfg) {
 		// Values that failed to decode kept their defaults, so validating
 		// the rest still reports every other problem in the same pass.
@@ -365,7 +443,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	}
 	sort.SliceStable(d.warnings, func(i, j int) bool { return d.warnings[i].Line < d.warnings[j].Line })
 	cfg.Warnings = d.warnings
-	cfg.lines = d.lines
+	cfg.lines, cfg.envValues = d.lines, d.envValues
 	return cfg, nil
 }
 
@@ -411,6 +489,7 @@ func (d *decoder) validate(c *Config) {
 	default:
 		d.fail("order_id.from", fmt.Sprintf("%q is not external_id, ticket_number or campaign_data.<key>", from))
 	}
+	d.validateOrderIntake(c)
 	d.validateTargets(&c.Targets)
 	if c.Delivery.MaxAttempts < 1 || c.Delivery.MaxAttempts > 1000 {
 		d.fail("delivery.max_attempts", "must be between 1 and 1000")

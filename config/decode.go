@@ -20,6 +20,8 @@ type decoder struct {
 	lines    map[string]int // key path → line, for messages about valid-looking values
 	problems []Problem
 	warnings []Problem
+	// envValues: key path → the values its ${VAR} references expanded to.
+	envValues map[string][]string
 	// active holds the alias targets being expanded (a cycle is an error);
 	// expanded counts nodes walked, bounding alias "billion laughs" blow-ups.
 	active   map[*yaml.Node]bool
@@ -47,19 +49,11 @@ type scalarDecoder interface{ decodeScalar(string) error }
 // defaulter is implemented by optional sections that have defaults once present.
 type defaulter interface{ setDefaults() }
 
-var lineInMessage = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // decodeDocument fills cfg; it returns false when the YAML itself is broken.
 func (d *decoder) decodeDocument(data []byte, cfg *Config) bool {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := err.Error()
-		if m := lineInMessage.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			d.add("", n, m[2])
-		} else {
-			d.add("", 0, strings.TrimPrefix(msg, "yaml: "))
-		}
+		d.problems = append(d.problems, syntaxProblem(data, err))
 		return false
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
@@ -261,7 +255,11 @@ func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
 	if n.Tag == "!!null" {
 		return "", true
 	}
-	s, err := expand(n.Value, d.getenv)
+	s, err := expand(n.Value, d.getenv, func(v string) {
+		if v != "" && d.envValues != nil {
+			d.envValues[path] = append(d.envValues[path], v)
+		}
+	})
 	if err != nil {
 		d.add(path, n.Line, err.Error())
 		return "", false
@@ -273,7 +271,7 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}
 
 // expand replaces ${VAR} and ${VAR:-default} (default when unset or empty);
 // $$ is a literal $. An unset ${VAR} without a default is an error.
-func expand(s string, getenv func(string) (string, bool)) (string, error) {
+func expand(s string, getenv func(string) (string, bool), used func(value string)) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
 	}
@@ -291,6 +289,7 @@ func expand(s string, getenv func(string) (string, bool)) (string, error) {
 		if !ok {
 			missing = append(missing, name)
 		}
+		used(val)
 		return val
 	})
 	if len(missing) > 0 {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,7 @@ type Mapping struct {
 	log    *slog.Logger
 	obs    Observer
 	cur    atomic.Pointer[state]
+	last   atomic.Pointer[Outcome]
 	mu     sync.Mutex // one reload at a time
 	// OnReload, when set, is called after a swap with the status ids that
 	// gained or changed an entry; it returns how many events it re-decided.
@@ -68,6 +70,21 @@ func New(cfg *config.Config, getenv func(string) (string, bool), log *slog.Logge
 // Current returns the mapping in force.
 func (m *Mapping) Current() *mapping.Table { return m.cur.Load().table }
 
+// Config returns the config in force: the sections the service started
+// with and the mapping in force.
+func (m *Mapping) Config() *config.Config { return m.cur.Load().cfg }
+
+// Outcome is the result of one reload, accepted or refused.
+type Outcome struct {
+	At      time.Time
+	Version string // the version in force after it
+	Result  Result // when accepted
+	Err     error  // why it was refused (a *config.Error, ErrNoFile, …)
+}
+
+// LastReload returns the last reload's outcome (nil before any).
+func (m *Mapping) LastReload() *Outcome { return m.last.Load() }
+
 // LoadedAt returns when the mapping in force was loaded.
 func (m *Mapping) LoadedAt() time.Time { return m.cur.Load().loadedAt }
 
@@ -78,6 +95,9 @@ func (m *Mapping) Reload() (Result, error) {
 	defer m.mu.Unlock()
 	old := m.cur.Load()
 	res, next, err := m.candidate(old)
+	defer func() {
+		m.last.Store(&Outcome{At: time.Now().UTC(), Version: m.Current().Version(), Result: res, Err: err})
+	}()
 	if err != nil {
 		m.obs.Reload(false)
 		m.log.Error("mapping reload refused; the running mapping stays", "version", old.table.Version(), "err", err)
@@ -90,7 +110,8 @@ func (m *Mapping) Reload() (Result, error) {
 	}
 	m.cur.Store(next)
 	m.log.Info("mapping reloaded", "old_version", old.table.Version(), "version", res.Version,
-		"added", res.Added, "removed", res.Removed, "changed", res.Changed, "restart_needed", res.RestartNeeded)
+		"added", res.Added, "removed", res.Removed, "changed", res.Changed,
+		"changes", changes(old, next, res), "restart_needed", res.RestartNeeded)
 	if m.OnReload != nil {
 		ids := append(append([]string{}, res.Added...), res.Changed...)
 		n, err := m.OnReload(ids, next.table)
@@ -147,6 +168,38 @@ func (m *Mapping) candidate(old *state) (Result, *state, error) {
 	return res, &state{table: table, cfg: &merged, loadedAt: time.Now().UTC()}, nil
 }
 
+// changes describes each added, removed and changed entry with its old and
+// new values, for the reload's log line: "yqd…: Order Confirmed
+// (expertsender=paid) → Order Confirmed (expertsender=completed)".
+func changes(old, next *state, res Result) []string {
+	before, after := old.table.Entries(), next.table.Entries()
+	var out []string
+	for _, id := range res.Changed {
+		if id == "ticket_types" {
+			out = append(out, fmt.Sprintf("ticket_types: %v → %v", old.cfg.Mapping.TicketTypes, next.cfg.Mapping.TicketTypes))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %s → %s", id, describe(before[id]), describe(after[id])))
+	}
+	for _, id := range res.Added {
+		out = append(out, fmt.Sprintf("%s: (none) → %s", id, describe(after[id])))
+	}
+	for _, id := range res.Removed {
+		out = append(out, fmt.Sprintf("%s: %s → (none)", id, describe(before[id])))
+	}
+	return out
+}
+
+// describe writes an entry as its name and what each target is sent.
+func describe(e mapping.Entry) string {
+	targets := make([]string, 0, len(e.Targets))
+	for t, st := range e.Targets {
+		targets = append(targets, t+"="+st)
+	}
+	slices.Sort(targets)
+	return fmt.Sprintf("%q (%s)", e.Name, strings.Join(targets, ", "))
+}
+
 // restartNeeded names the sections, other than mapping, that differ.
 func restartNeeded(running, cand *config.Config) []string {
 	out := []string{}
@@ -158,6 +211,7 @@ func restartNeeded(running, cand *config.Config) []string {
 		{"webhook", running.Webhook, cand.Webhook}, {"order_id", running.OrderID, cand.OrderID},
 		{"targets", running.Targets, cand.Targets}, {"delivery", running.Delivery, cand.Delivery},
 		{"admin", running.Admin, cand.Admin}, {"server", running.Server, cand.Server},
+		{"intake", running.Intake, cand.Intake},
 	} {
 		if !reflect.DeepEqual(s.a, s.b) {
 			out = append(out, s.name)

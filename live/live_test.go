@@ -1,12 +1,14 @@
 package live
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,5 +203,49 @@ func TestNoFile(t *testing.T) {
 	m := New(config.Default(), nil, slog.New(slog.DiscardHandler), make(reloads, 1))
 	if _, err := m.Reload(); !errors.Is(err, ErrNoFile) {
 		t.Errorf("reload without a file: %v", err)
+	}
+}
+
+// TestSyntaxErrorOnReloadNamesItsLine: a reload refused for a YAML syntax
+// error reports the line where it is (not the one before) and the key.
+func TestSyntaxErrorOnReloadNamesItsLine(t *testing.T) {
+	m, path, obs := setup(t)
+	write(t, path, base+"    abc000000000000: { name: Shipped, expertsender: shipped\n")
+	_, err := m.Reload()
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 {
+		t.Fatalf("reload = %v, want one problem", err)
+	}
+	if p := ce.Problems[0]; p.Line != 6 || p.Column != 22 || p.Path != "mapping.statuses.abc000000000000" {
+		t.Errorf("problem = %+v, want line 6, column 22, path mapping.statuses.abc000000000000", p)
+	}
+	if <-obs {
+		t.Error("a refused reload was counted ok")
+	}
+}
+
+// TestReloadLogShowsOldAndNewValues: the reload's log line says what each
+// changed entry was and what it is now, not only its id.
+func TestReloadLogShowsOldAndNewValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	write(t, path, base)
+	cfg, err := config.Resolve(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m := New(cfg, nil, slog.New(slog.NewJSONHandler(&logs, nil)), make(reloads, 10))
+	write(t, path, `listen: 127.0.0.1:8080
+targets: { expertsender: { api_key: k } }
+mapping:
+  statuses:
+    yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: completed }
+`)
+	if _, err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want := `yqdwrbka7kz69v8e: \"Order Confirmed\" (expertsender=paid) → \"Order Confirmed\" (expertsender=completed)`
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("reload log = %s, want it to contain %s", logs.String(), want)
 	}
 }

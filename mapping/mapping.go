@@ -142,6 +142,10 @@ func (t *Table) TicketTypes() []string {
 // Targets returns the configured target names, sorted.
 func (t *Table) Targets() []string { return append([]string(nil), t.targets...) }
 
+// Disabled returns why a configured target is disabled (its deliveries are
+// recorded as skipped), or "" when it is enabled.
+func (t *Table) Disabled(target string) string { return t.disabled[target] }
+
 // OrderID reads the order id from the update as configured, with the prefix
 // stripped. ok is false when the field is missing or empty.
 func (t *Table) OrderID(ev *digishare.Update) (string, bool) {

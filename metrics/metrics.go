@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 type Metrics struct {
 	reg        *prometheus.Registry
 	webhooks   *prometheus.CounterVec
+	intakes    *prometheus.CounterVec // statusbridge_intake_total (intake.go)
 	events     *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
@@ -24,9 +26,10 @@ type Metrics struct {
 	ack        prometheus.Histogram
 	commit     prometheus.Histogram
 	commitOps  prometheus.Histogram
+	circuit    *prometheus.GaugeVec
+	outbox     *outboxCollector // nil: no outbox gauges
 
 	sender      prometheus.Gauge
-	circuitOpen *prometheus.GaugeVec
 	mappingInfo *prometheus.GaugeVec
 }
 
@@ -58,18 +61,44 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 	m.commitOps = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_writes",
 		Help: "Writes (ingests and delivery records) per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
 	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
-		Help: "1 on the replica that sends deliveries (holds the sender lease), else 0."})
-	m.circuitOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_circuit_open",
-		Help: "1 while a target's circuit breaker is open (its deliveries wait), else 0."}, []string{"target"})
+		Help: "1 on the replica that sends deliveries (the elected sender), else 0."})
+	m.circuit = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_circuit_open",
+		Help: "1 while the target's circuit breaker is open or half-open in this replica (its sends are paused), else 0."}, []string{"target"})
 	m.mappingInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_mapping_info",
 		Help: "Always 1; the version label is the mapping in force."}, []string{"version"})
-	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps,
-		m.sender, m.circuitOpen, m.mappingInfo,
+	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.circuit,
+		m.sender, m.mappingInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerIntake()
 	if outbox != nil {
-		m.reg.MustRegister(&outboxCollector{read: outbox})
+		m.outbox = &outboxCollector{read: outbox}
+		m.reg.MustRegister(m.outbox)
 	}
 	return m
+}
+
+// Targets names the configured targets: each one's outbox and breaker
+// gauges exist from the start and read 0 until something is pending or its
+// breaker opens, and they stay (at 0) once its backlog drains.
+func (m *Metrics) Targets(names []string) {
+	for _, t := range names {
+		m.circuit.WithLabelValues(t).Set(0)
+	}
+	if m.outbox != nil {
+		m.outbox.mu.Lock()
+		m.outbox.targets = append([]string(nil), names...)
+		m.outbox.mu.Unlock()
+	}
+}
+
+// SetCircuitOpen shows whether a target's circuit breaker is open (its
+// sends paused, until a probe succeeds) in this replica.
+func (m *Metrics) SetCircuitOpen(target string, open bool) {
+	v := 0.0
+	if open {
+		v = 1
+	}
+	m.circuit.WithLabelValues(target).Set(v)
 }
 
 // Handler serves /metrics. A collector that fails (the outbox gauges while
@@ -114,11 +143,6 @@ func (m *Metrics) Reload(ok bool) {
 // SetSender records whether this replica is the one that sends.
 func (m *Metrics) SetSender(sending bool) { m.sender.Set(boolValue(sending)) }
 
-// SetCircuitOpen records whether a target's circuit breaker is open.
-func (m *Metrics) SetCircuitOpen(target string, open bool) {
-	m.circuitOpen.WithLabelValues(target).Set(boolValue(open))
-}
-
 // SetMappingVersion records the mapping version in force (the only series
 // of statusbridge_mapping_info).
 func (m *Metrics) SetMappingVersion(v string) {
@@ -134,7 +158,9 @@ func boolValue(b bool) float64 {
 }
 
 type outboxCollector struct {
-	read func() (map[string]OutboxStat, error)
+	read    func() (map[string]OutboxStat, error)
+	mu      sync.Mutex
+	targets []string // configured: always reported, 0 when nothing is pending
 }
 
 var (
@@ -151,6 +177,16 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	now := time.Now()
+	c.mu.Lock()
+	for _, t := range c.targets {
+		if _, ok := stats[t]; !ok {
+			if stats == nil {
+				stats = map[string]OutboxStat{}
+			}
+			stats[t] = OutboxStat{}
+		}
+	}
+	c.mu.Unlock()
 	for target, s := range stats {
 		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(s.Pending), target)
 		age := 0.0

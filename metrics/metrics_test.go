@@ -4,15 +4,69 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func scrape(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	b, _ := io.ReadAll(rec.Body)
-	return string(b)
+	raw, _ := io.ReadAll(rec.Body)
+	return string(raw)
+}
+
+func hasLine(page, line string) bool {
+	for _, l := range strings.Split(page, "\n") {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGaugesOfEveryConfiguredTarget: the outbox and breaker gauges of each
+// configured target exist from the start at 0, and stay (at 0) once its
+// backlog drains.
+func TestGaugesOfEveryConfiguredTarget(t *testing.T) {
+	var mu sync.Mutex
+	stats := map[string]OutboxStat{}
+	m := New(func() (map[string]OutboxStat, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]OutboxStat{}
+		for k, v := range stats {
+			out[k] = v
+		}
+		return out, nil
+	})
+	m.Targets([]string{"expertsender", "http.crm"})
+	want := func(lines ...string) {
+		t.Helper()
+		page := scrape(t, m)
+		for _, l := range lines {
+			if !hasLine(page, l) {
+				t.Errorf("no line %q in /metrics", l)
+			}
+		}
+	}
+	zero := []string{
+		`statusbridge_outbox_depth{target="expertsender"} 0`, `statusbridge_outbox_depth{target="http.crm"} 0`,
+		`statusbridge_outbox_oldest_pending_seconds{target="expertsender"} 0`, `statusbridge_outbox_oldest_pending_seconds{target="http.crm"} 0`,
+		`statusbridge_circuit_open{target="expertsender"} 0`, `statusbridge_circuit_open{target="http.crm"} 0`,
+	}
+	want(zero...)
+	mu.Lock()
+	stats["expertsender"] = OutboxStat{Pending: 3, OldestCreate: time.Now().Add(-time.Minute)}
+	mu.Unlock()
+	m.SetCircuitOpen("expertsender", true)
+	want(`statusbridge_outbox_depth{target="expertsender"} 3`, `statusbridge_circuit_open{target="expertsender"} 1`, `statusbridge_outbox_depth{target="http.crm"} 0`)
+	mu.Lock()
+	delete(stats, "expertsender") // the backlog drained
+	mu.Unlock()
+	m.SetCircuitOpen("expertsender", false)
+	want(zero...)
 }
 
 func TestSenderCircuitAndMappingGauges(t *testing.T) {

@@ -14,7 +14,10 @@ import (
 type ExpertSender struct {
 	cfg    config.ExpertSender
 	client *http.Client
+	red    redaction
 }
+
+func (e *ExpertSender) setRedaction(r redaction) { e.red = r }
 
 // NewExpertSender builds the client; conns sizes its connection pool.
 func NewExpertSender(cfg config.ExpertSender, conns int) *ExpertSender {
@@ -40,6 +43,6 @@ func (e *ExpertSender) Send(ctx context.Context, m *Message) (Response, error) {
 		headers: map[string]string{"x-api-key": e.cfg.APIKey},
 		body:    expertSenderStatus{OrderID: d.OrderID, OrderStatus: d.Status, WebsiteID: e.cfg.WebsiteID},
 		failKey: "errors",
-		secrets: []string{e.cfg.APIKey},
+		secrets: append([]string{e.cfg.APIKey}, e.red.values...),
 	}.do(ctx)
 }

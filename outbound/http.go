@@ -12,10 +12,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/statusbridge/statusbridge/bridge"
 )
 
 // MaxRetryAfter caps a downstream's Retry-After.
@@ -39,9 +42,16 @@ func (e *Error) Error() string { return e.Msg }
 type Response struct {
 	StatusCode int
 	Excerpt    string
+	// Request is the (last) request sent, secrets redacted; nil when none
+	// went out.
+	Request *bridge.SentRequest
 	// Result names a success that sent nothing new (already_active,
-	// already_triggered); empty for an ordinary success.
+	// already_triggered), or says what it made (a ticket); empty for an
+	// ordinary success.
 	Result string
+	// Done, on a success, is what it made, recorded with the attempt in the
+	// same transaction (a ticket, a fetched order: see bridge.RecordWith).
+	Done *bridge.Outcome
 }
 
 // newHTTPClient returns a client that does not follow redirects (a 3xx is a
@@ -70,7 +80,55 @@ type call struct {
 	body    any    // encoded as JSON
 	rawBody []byte // already-encoded JSON (used when body is nil)
 	failKey string
-	secrets []string // redacted from excerpts and messages
+	secrets []string // redacted (by value) from the stored request, excerpts and messages
+	// secretHeaders names headers (besides secretHeaderNames) whose values
+	// are secrets: redacted from the stored request by name.
+	secretHeaders []string
+}
+
+// secretHeaderNames are the headers that carry credentials: a stored
+// request never shows their values.
+var secretHeaderNames = map[string]bool{"authorization": true, "x-api-key": true, "x-ev-store-hash": true, "x-ev-customer-hash": true}
+
+// redactedValue replaces a secret header's value in a stored request.
+const redactedValue = "[redacted]"
+
+// redaction is what every client of a deployment redacts besides its own
+// credentials: all the configured secrets (Build sets it).
+type redaction struct {
+	values  []string
+	headers []string
+}
+
+// redactor is implemented by the clients Build hands the deployment's
+// secrets to.
+type redactor interface{ setRedaction(redaction) }
+
+// sentRequest is the request as it goes out, for the attempt's record:
+// secret headers redacted by name, every secret redacted by value (URL,
+// header values and body), the body cut at bridge.SentRequestBodyLimit.
+func (c call) sentRequest(req *http.Request, body []byte) *bridge.SentRequest {
+	r := &bridge.SentRequest{Method: req.Method, URL: c.redact(req.URL.String()), Headers: make(map[string]string, len(req.Header))}
+	for k, vs := range req.Header {
+		v := strings.Join(vs, ", ")
+		if secretHeaderNames[strings.ToLower(k)] || credentialName(k) ||
+			slices.ContainsFunc(c.secretHeaders, func(h string) bool { return strings.EqualFold(h, k) }) {
+			v = redactedValue
+		} else {
+			v = c.redact(v)
+		}
+		r.Headers[k] = v
+	}
+	b := c.redact(strings.ToValidUTF8(string(body), "\uFFFD"))
+	if len(b) > bridge.SentRequestBodyLimit {
+		r.BodySize = len(body)
+		b = b[:bridge.SentRequestBodyLimit]
+		for len(b) > 0 && !utf8.ValidString(b) {
+			b = b[:len(b)-1]
+		}
+	}
+	r.Body = b
+	return r
 }
 
 // do sends the request and classifies the answer: a nil error means success.
@@ -107,13 +165,14 @@ func (c call) doBody(ctx context.Context) (Response, []byte, error) {
 	for k, v := range c.headers {
 		req.Header.Set(k, v)
 	}
+	sent := c.sentRequest(req, raw)
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return Response{}, nil, &Error{Msg: c.redact(transportMessage(err))}
+		return Response{Request: sent}, nil, &Error{Msg: c.redact(transportMessage(err))}
 	}
 	defer resp.Body.Close()
 	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	r := Response{StatusCode: resp.StatusCode, Excerpt: c.redact(excerpt(respBody))}
+	r := Response{StatusCode: resp.StatusCode, Excerpt: c.redact(excerpt(respBody)), Request: sent}
 	err = classify(resp, respBody, c.failKey, r.Excerpt)
 	var oe *Error
 	if errors.As(err, &oe) {

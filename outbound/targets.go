@@ -62,7 +62,10 @@ func requestCall(client *http.Client, r *config.Request, rawURL string, m *Messa
 type HTTPTarget struct {
 	cfg    config.HTTPTarget
 	client *http.Client
+	red    redaction
 }
+
+func (h *HTTPTarget) setRedaction(r redaction) { h.red = r }
 
 // NewHTTPTarget builds a generic target client.
 func NewHTTPTarget(cfg config.HTTPTarget, conns int) *HTTPTarget {
@@ -71,19 +74,22 @@ func NewHTTPTarget(cfg config.HTTPTarget, conns int) *HTTPTarget {
 
 // Send renders the request for the message and sends it.
 func (h *HTTPTarget) Send(ctx context.Context, m *Message) (Response, error) {
-	c, err := requestCall(h.client, &h.cfg.Request, h.cfg.URL, m, nil, headerSecrets(h.cfg.Headers))
+	c, err := requestCall(h.client, &h.cfg.Request, h.cfg.URL, m, nil, append(headerSecrets(h.cfg.Headers), h.red.values...))
 	if err != nil {
 		return Response{}, err
 	}
+	c.secretHeaders = h.red.headers
 	return c.do(ctx)
 }
 
-// headerSecrets returns configured header values long enough to be
-// credentials, to redact from excerpts.
+// headerSecrets returns the configured values of headers whose names say
+// they carry credentials (auth, token, key, secret, signature, password,
+// hash), to redact wherever they appear. Headers filled from the
+// environment are secrets whatever their names (config.SecretHeaders).
 func headerSecrets(h map[string]string) []string {
 	var s []string
-	for _, v := range h {
-		if !strings.Contains(v, "{") {
+	for k, v := range h {
+		if credentialName(k) && !strings.Contains(v, "{") {
 			s = append(s, v)
 			if _, tok, ok := strings.Cut(v, " "); ok {
 				s = append(s, tok)
@@ -93,13 +99,27 @@ func headerSecrets(h map[string]string) []string {
 	return s
 }
 
+// credentialName reports whether a header's name says it carries a secret.
+func credentialName(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"auth", "token", "key", "secret", "signature", "password", "hash"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // OrderSystem writes statuses back to the originating order system through
 // its configured status_update request. A body with an `error` key is a
 // failure unless the status is retryable.
 type OrderSystem struct {
 	cfg    config.OrderSystem
 	client *http.Client
+	red    redaction
 }
+
+func (o *OrderSystem) setRedaction(r redaction) { o.red = r }
 
 // NewOrderSystem builds the order system status client.
 func NewOrderSystem(cfg config.OrderSystem, conns int) *OrderSystem {
@@ -119,7 +139,7 @@ func (o *OrderSystem) Send(ctx context.Context, m *Message) (Response, error) {
 	if r == nil {
 		return Response{}, permanent("targets.order_system.status_update is not configured")
 	}
-	c, err := requestCall(o.client, r, strings.TrimRight(o.cfg.BaseURL, "/")+r.Path, m, o.authHeaders(), []string{o.cfg.Token})
+	c, err := requestCall(o.client, r, strings.TrimRight(o.cfg.BaseURL, "/")+r.Path, m, o.authHeaders(), append([]string{o.cfg.Token}, o.red.values...))
 	if err != nil {
 		return Response{}, err
 	}
@@ -159,7 +179,7 @@ func (w *WhatsAppOptIn) Send(ctx context.Context, m *Message) (Response, error) 
 		return Response{}, permanent("third.wa_id: %v", err)
 	}
 	u := strings.TrimRight(w.cfg.BaseURL, "/") + "/_ah/api/esb/v2/order/" + url.PathEscape(m.Delivery.OrderID)
-	secrets := []string{w.cfg.Token}
+	secrets := append([]string{w.cfg.Token}, w.red.values...)
 	get := call{client: w.client, method: http.MethodGet, url: u, headers: w.authHeaders(), failKey: "error", secrets: secrets}
 	resp, body, err := get.doBody(ctx)
 	if err != nil {
@@ -235,7 +255,10 @@ func maskDigits(s string) string {
 type Everlytic struct {
 	cfg    config.Everlytic
 	client *http.Client
+	red    redaction
 }
+
+func (e *Everlytic) setRedaction(r redaction) { e.red = r }
 
 // NewEverlytic builds the Everlytic client.
 func NewEverlytic(cfg config.Everlytic, conns int) *Everlytic {
@@ -341,6 +364,6 @@ func (e *Everlytic) Send(ctx context.Context, m *Message) (Response, error) {
 		url:     strings.TrimRight(e.cfg.BaseURL, "/") + "/servlet/e-commerce/orders",
 		headers: map[string]string{"x-ev-store-hash": e.cfg.StoreHash, "x-ev-customer-hash": e.cfg.CustomerHash},
 		body:    body,
-		secrets: []string{e.cfg.StoreHash, e.cfg.CustomerHash},
+		secrets: append([]string{e.cfg.StoreHash, e.cfg.CustomerHash}, e.red.values...),
 	}.do(ctx)
 }

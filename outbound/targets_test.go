@@ -447,8 +447,15 @@ func TestCircuitBreakerPausesTarget(t *testing.T) {
 	cooldown := 400 * time.Millisecond
 	h.start(Policy{Initial: time.Millisecond, Max: time.Millisecond, MaxAttempts: 3, Concurrency: 1,
 		Targets: map[string]TargetPolicy{"expertsender": {BreakerFailures: 2, BreakerCooldown: cooldown}}})
+	if hl := h.w.Health()["expertsender"]; hl.Breaker != "closed" {
+		t.Errorf("breaker before any attempt: %+v, want closed", hl)
+	}
 	res := h.ingest("t1", "1", confirmed, "")
 	h.waitDelivery(res.Deliveries[0].ID, bridge.Dead)
+	// The breaker learns each outcome before the attempt is recorded.
+	if hl := h.w.Health()["expertsender"]; hl.Failures != 3 || !(hl.Breaker == "open" && !hl.OpenUntil.IsZero() || hl.Breaker == "half_open") {
+		t.Errorf("breaker after three failures: %+v, want open (or half-open once the cool-down passed)", hl)
+	}
 	reqs := es.Requests()
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want 3", len(reqs))

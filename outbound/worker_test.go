@@ -67,7 +67,8 @@ type harness struct {
 	table  *mapping.Table
 	cancel context.CancelFunc
 	done   chan error
-	w      *Worker // the running worker, once started
+	w      *Worker  // the running worker, once started
+	obs    Observer // told the worker's results, when set before start
 }
 
 // newHarness is a store, a mapping and (on start) a worker for an
@@ -125,6 +126,9 @@ func (h *harness) start(pol Policy) {
 		pol.Targets = built.Targets
 	}
 	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
+	if h.obs != nil {
+		w.Observe(h.obs)
+	}
 	h.w = w
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
@@ -525,4 +529,69 @@ func TestRefusedClaimIsReadAgain(t *testing.T) {
 	if el := time.Since(start); el < refusedPause {
 		t.Errorf("sent %v after the refusal, want a pause of at least %v", el, refusedPause)
 	}
+}
+
+// TestShutdownDoesNotCountCutAttempt: a hung delivery whose own timeout
+// fires during the shutdown grace was cut off by us, not by the target: it
+// stays pending and the attempt does not count.
+func TestShutdownDoesNotCountCutAttempt(t *testing.T) {
+	srv, hung := hungServer(t)
+	h := newHarnessYAML(t, fmt.Sprintf(`
+targets: { expertsender: { base_url: %q, api_key: secret-key-123, timeout: 300ms } }
+mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid } } }
+`, srv.URL))
+	h.start(Policy{Initial: time.Millisecond, ShutdownGrace: 5 * time.Second})
+	res := h.ingest("t1", "42", confirmed, "")
+	<-hung
+	h.stop() // the send times out 300 ms after it began, inside the 5 s grace
+	d, err := h.db.GetDelivery(context.Background(), res.Deliveries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != bridge.Pending || len(d.Attempts) != 0 {
+		t.Errorf("after shutdown: %s with attempts %+v, want pending with none", d.State, d.Attempts)
+	}
+}
+
+// unknownWhenCut is a sender whose cut-off requests have an unknown outcome.
+type unknownWhenCut struct{ Sender }
+
+func (unknownWhenCut) OutcomeUnknownWhenCut() bool { return true }
+
+// TestShutdownCutOfUnknownOutcomeIsRecorded: for a sender whose request
+// cannot be repeated safely, a cut-off attempt is recorded and the delivery
+// ends dead with the reason, for a person to check.
+func TestShutdownCutOfUnknownOutcomeIsRecorded(t *testing.T) {
+	srv, hung := hungServer(t)
+	h := newHarness(t, &fake.Server{Server: srv})
+	senders, pol := Build(h.cfg)
+	senders["expertsender"] = unknownWhenCut{senders["expertsender"]}
+	pol.Initial, pol.ShutdownGrace = time.Millisecond, 50*time.Millisecond
+	w := NewWorker(h.out, senders, pol, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- w.Run(ctx) }()
+	res := h.ingest("t1", "42", confirmed, "")
+	<-hung
+	h.stop()
+	d, err := h.db.GetDelivery(context.Background(), res.Deliveries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.State != bridge.Dead || len(d.Attempts) != 1 || !strings.Contains(d.Reason, "outcome is unknown") {
+		t.Errorf("after shutdown: %s, %d attempts, reason %q; want dead with one attempt and the reason", d.State, len(d.Attempts), d.Reason)
+	}
+}
+
+// hungServer never answers; hung is closed when its first request arrives.
+func hungServer(t *testing.T) (*httptest.Server, <-chan struct{}) {
+	hung := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // so the server notices the client hanging up
+		once.Do(func() { close(hung) })
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	return srv, hung
 }

@@ -98,3 +98,64 @@ func TestCheck(t *testing.T) {
 		t.Error("CheckValue missed a nested unknown placeholder")
 	}
 }
+
+func TestAlternatives(t *testing.T) {
+	vals := lookup(map[string]string{"third.name": "Ahmed", "campaign_data.b": "B", "campaign_data.empty": ""})
+	for _, tc := range []struct{ tmpl, want, missing string }{
+		{"{third.name|campaign_data.b}", "Ahmed", ""},
+		{"{third.email|campaign_data.b}", "B", ""},
+		{"{campaign_data.empty|third.name}", "Ahmed", ""},
+		{"Hi {third.email|third.name}, {campaign_data.b}", "Hi Ahmed, B", ""},
+		{"{third.email|campaign_data.empty}", "", "third.email|campaign_data.empty"},
+		{"{third.name} {third.email}", "", "third.email"},
+	} {
+		got, err := Render(tc.tmpl, vals, nil)
+		var me *MissingError
+		switch {
+		case tc.missing == "" && (err != nil || got != tc.want):
+			t.Errorf("Render(%q) = %q, %v; want %q", tc.tmpl, got, err, tc.want)
+		case tc.missing != "" && (!errors.As(err, &me) || me.Name != tc.missing):
+			t.Errorf("Render(%q) = %q, %v; want MissingError for %q", tc.tmpl, got, err, tc.missing)
+		}
+	}
+	if err := Check("{third.name|nope}"); err == nil || !strings.Contains(err.Error(), "{nope}") {
+		t.Errorf("Check with an unknown alternative = %v, want it named", err)
+	}
+	// An alternative outside the vocabulary keeps the whole token literal.
+	if got, _ := Render("{third.name|nope}", vals, nil); got != "{third.name|nope}" {
+		t.Errorf("Render with an unknown alternative = %q, want it left as written", got)
+	}
+}
+
+func TestOrderVocabulary(t *testing.T) {
+	for _, ok := range []string{"{order.orderId}", "ORDER-{order.orderId}", "{order.items.0.invoiceUrl}", "{wa_id}", "{items_count}",
+		"{order.shippingAddress.customerName|order.billingAddress.customerName}", "{order.a-b_c}"} {
+		if err := Order.Check(ok); err != nil {
+			t.Errorf("Order.Check(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"{order_id}", "{status}", "{third.email}", "{order.}", "{order.a..b}", "{order.a.}", "{order}", "{waid}", "{order.x|status}"} {
+		if err := Order.Check(bad); err == nil {
+			t.Errorf("Order.Check(%q) accepted it", bad)
+		}
+	}
+	if err := Check("{wa_id}"); err == nil {
+		t.Error("Status vocabulary accepted {wa_id}")
+	}
+	err := Order.Check("{nope}")
+	if err == nil || err.Error() != "unknown placeholder {nope} (known: {wa_id}, {items_count}, {order.PATH})" {
+		t.Errorf("Order.Check message = %v", err)
+	}
+	err = Check("{nope}")
+	want := "unknown placeholder {nope} (known: {order_id}, {status}, {ticket_id}, {ticket_number}, {status_id}, {status_name}, {changed_at}, {third.KEY}, {campaign_data.KEY})"
+	if err == nil || err.Error() != want {
+		t.Errorf("Check message = %v, want %q (unchanged for status templates)", err, want)
+	}
+	got, err := Order.Render("{order.a}/{wa_id}", lookup(map[string]string{"order.a": "x{wa_id}", "wa_id": "212600000000"}), nil)
+	if err != nil || got != "x{wa_id}/212600000000" {
+		t.Errorf("Order.Render = %q, %v", got, err)
+	}
+	if u := Uses("a {order.x} {b|c} { } {order.y}"); strings.Join(u, ",") != "order.x,b|c,order.y" {
+		t.Errorf("Uses = %q", u)
+	}
+}

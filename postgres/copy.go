@@ -3,16 +3,16 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
 )
 
-// Copying another store in (statusbridge store copy): the records are
+// Copying a bbolt store in (statusbridge store copy): the records are
 // written with the same statements as the service's own writes (PutEvent,
-// PutDelivery, PutOrder), so every field they store is carried; dedup keys,
-// no-repeat keys and durable claims, which the service writes only as side
-// effects, have statements of their own here.
+// PutDelivery, PutOrder; CopyIntakes for the order intake's records and
+// durable claims), so every field they store is carried; dedup keys, which
+// live in the events' rows here, and no-repeat keys, which the service
+// writes only as side effects, have statements of their own.
 
 // CopyBatch is a batch of records copied from another store, written in one
 // transaction. Deliveries must come in the order the source committed them
@@ -22,14 +22,10 @@ type CopyBatch struct {
 	Events     []CopiedEvent
 	Deliveries []bridge.Delivery
 	Orders     []CopiedOrder
-	Dedup      []CopiedDedup
-	Once       []CopiedOnce
-	// Claims are deliveries a sender of the source had claimed durably (a
-	// request sent, its outcome not recorded). They are written as claims
-	// of CopiedClaimer whose lease has lapsed, so they stay visible while
-	// the next sender sends them again, as the bbolt store does at its next
-	// start (settling them otherwise is TakeOver's settleDurableClaims).
-	Claims []string
+	// Dedup keys of events copied before: each is set on its event's row
+	// (where the event itself did not carry it).
+	Dedup []CopiedDedup
+	Once  []CopiedOnce
 }
 
 // CopiedEvent is an event with its stored payload as internal/payload
@@ -58,18 +54,14 @@ type CopiedOnce struct {
 	DeliveryID string
 }
 
-// CopiedClaimer is the sender name of durable claims copied from another
-// store.
-const CopiedClaimer = "copied durable claim"
-
 // Len returns how many records the batch holds.
 func (b *CopyBatch) Len() int {
-	return len(b.Events) + len(b.Deliveries) + len(b.Orders) + len(b.Dedup) + len(b.Once) + len(b.Claims)
+	return len(b.Events) + len(b.Deliveries) + len(b.Orders) + len(b.Dedup) + len(b.Once)
 }
 
 // CopyIn writes a batch in one transaction and returns once it is
 // committed. A record already in the store is overwritten (events,
-// deliveries, orders) or kept (dedup and no-repeat keys).
+// deliveries, orders, dedup keys) or kept (no-repeat keys).
 func (db *DB) CopyIn(ctx context.Context, b *CopyBatch) error {
 	return db.Update(ctx, bridge.UpdateOptions{}, func(btx bridge.Tx) error {
 		t := btx.(*tx)
@@ -92,31 +84,24 @@ func (db *DB) CopyIn(ctx context.Context, b *CopyBatch) error {
 				return err
 			}
 		}
-		if len(b.Dedup) > 0 {
-			keys := make([][]byte, len(b.Dedup))
-			ids := make([]string, len(b.Dedup))
-			for i, d := range b.Dedup {
-				keys[i], ids[i] = d.Key[:min(len(d.Key), dedupKeyLen)], d.EventID
+		for _, d := range b.Dedup {
+			uid, err := parseID("event", d.EventID)
+			if err != nil {
+				return fmt.Errorf("postgres: copy dedup key: %w", err)
 			}
-			if err := t.write("copy dedup keys", `INSERT INTO dedup (key, event_id)
-				SELECT * FROM unnest($1::bytea[], $2::uuid[]) ON CONFLICT (key) DO NOTHING`, keys, ids); err != nil {
+			key := d.Key[:min(len(d.Key), dedupKeyLen)]
+			if err := t.write("copy the dedup key of event "+d.EventID, []string{"events:" + d.EventID},
+				`UPDATE events SET dedup_key = $2 WHERE id = $1 AND dedup_key IS DISTINCT FROM $2`, uid, key); err != nil {
 				return err
 			}
 		}
-		if len(b.Once) > 0 {
-			keys := make([]string, len(b.Once))
-			ids := make([]string, len(b.Once))
-			for i, o := range b.Once {
-				keys[i], ids[i] = text(o.Key), o.DeliveryID
+		for _, o := range b.Once {
+			uid, err := parseID("delivery", o.DeliveryID)
+			if err != nil {
+				return fmt.Errorf("postgres: copy no-repeat key %q: %w", o.Key, err)
 			}
-			if err := t.write("copy no-repeat keys", `INSERT INTO once (key, delivery_id)
-				SELECT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT (key) DO NOTHING`, keys, ids); err != nil {
-				return err
-			}
-		}
-		if len(b.Claims) > 0 {
-			if err := t.write("copy durable claims", `UPDATE deliveries SET claimed_by = $2, claimed_until = $3
-				WHERE id = ANY($1::uuid[]) AND state = 'pending'`, b.Claims, CopiedClaimer, time.Now().UTC()); err != nil {
+			if err := t.write("copy no-repeat key", []string{"once:" + o.Key},
+				`INSERT INTO once (key, delivery_id) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, text(o.Key), uid); err != nil {
 				return err
 			}
 		}
@@ -126,14 +111,16 @@ func (db *DB) CopyIn(ctx context.Context, b *CopyBatch) error {
 
 // Copy counts, by kind: what CopyCounts returns.
 const (
-	CountEvents     = "events"
-	CountPayloads   = "events with a payload"
-	CountDeliveries = "deliveries"
-	CountPending    = "pending deliveries"
-	CountOrders     = "order states"
-	CountDedup      = "dedup keys"
-	CountOnce       = "no-repeat keys"
-	CountClaims     = "durable claims"
+	CountEvents       = "events"
+	CountPayloads     = "events with a payload"
+	CountDeliveries   = "deliveries"
+	CountPending      = "pending deliveries"
+	CountOrders       = "order states"
+	CountDedup        = "dedup keys"
+	CountOnce         = "no-repeat keys"
+	CountClaims       = "durable claims"
+	CountIntakes      = "order intakes"
+	CountOrderIntakes = "orders' intake records"
 )
 
 // CopyCounts counts the records of each kind, exactly (for the check at the
@@ -143,18 +130,22 @@ func (db *DB) CopyCounts(ctx context.Context) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	var ev, pl, del, pend, ord, dd, once, claims int
+	var ev, pl, del, pend, ord, dd, once int
 	err = db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events WHERE payload IS NOT NULL),
 		(SELECT count(*) FROM deliveries), (SELECT count(*) FROM deliveries WHERE state = 'pending'),
-		(SELECT count(*) FROM orders), (SELECT count(*) FROM dedup), (SELECT count(*) FROM once),
-		(SELECT count(*) FROM deliveries WHERE claimed_by = $1)`, CopiedClaimer).
-		Scan(&ev, &pl, &del, &pend, &ord, &dd, &once, &claims)
+		(SELECT count(*) FROM orders), (SELECT count(*) FROM events WHERE dedup_key IS NOT NULL), (SELECT count(*) FROM once)`).
+		Scan(&ev, &pl, &del, &pend, &ord, &dd, &once)
+	release() // IntakeCounts enters on its own
 	if err != nil {
 		return nil, db.fail(ctx, "count records", err)
 	}
+	intakes, orderIntakes, claims, err := db.IntakeCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return map[string]int{CountEvents: ev, CountPayloads: pl, CountDeliveries: del, CountPending: pend,
-		CountOrders: ord, CountDedup: dd, CountOnce: once, CountClaims: claims}, nil
+		CountOrders: ord, CountDedup: dd, CountOnce: once, CountClaims: claims,
+		CountIntakes: intakes, CountOrderIntakes: orderIntakes}, nil
 }
 
 // Empty reports whether the store holds no record of any kind (a copy's
@@ -164,7 +155,7 @@ func (db *DB) Empty(ctx context.Context) (empty bool, what string, err error) {
 	if err != nil {
 		return false, "", err
 	}
-	for _, k := range []string{CountEvents, CountDeliveries, CountOrders, CountDedup, CountOnce} {
+	for _, k := range []string{CountEvents, CountDeliveries, CountOrders, CountOnce, CountIntakes, CountOrderIntakes, CountClaims} {
 		if n[k] > 0 {
 			return false, fmt.Sprintf("%d %s", n[k], k), nil
 		}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"flag"
 	"os"
 	"testing"
 
@@ -28,3 +29,5 @@ func openTemp(t testing.TB, opts Options) (*DB, string) {
 	dsn := pgtest.NewDatabase(t)
 	return openDSN(t, dsn, opts), dsn
 }
+
+var benchConns = flag.Int("pgconns", 16, "BenchmarkIngest: the pool's MaxConns")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/statusbridge/statusbridge/bridge"
 )
@@ -51,7 +52,8 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 		pos, known = db.reads.lookup(after)
 	}
 	const cols = `SELECT ` + deliveryColumns + `, seq,
-		CASE WHEN claimed_until > now() AND claimed_by <> $1 THEN greatest(next_attempt_at, claimed_until) END
+		CASE WHEN claimed_until > now() AND claimed_by <> $1 THEN greatest(next_attempt_at, claimed_until) END,
+		EXISTS (SELECT 1 FROM durable_claims c WHERE c.delivery_id = deliveries.id AND c.claimed_by <> $1)
 		FROM deliveries WHERE state = 'pending'`
 	sql, args := cols+` ORDER BY seq LIMIT $2`, []any{db.opts.Name, limit}
 	if known {
@@ -74,10 +76,12 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 			for rows.Next() {
 				var seq int64
 				var leased *time.Time
-				d, err := scanDelivery(rows, &seq, &leased)
+				var claimed bool
+				d, err := scanDelivery(rows, &seq, &leased, &claimed)
 				if err != nil {
 					return err
 				}
+				d.Claimed = claimed // a durable claim of another sender (gone: one sender sends)
 				if leased != nil {
 					d.NextAttemptAt = leased.UTC()
 				}
@@ -90,7 +94,14 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 	if err != nil {
 		return nil, db.fail(ctx, "read pending deliveries", err)
 	}
-	db.reads.remember(out, seqs, xip, xmax)
+	// Every row visible now with a seq up to a returned row's has been
+	// returned (now or before); so has every one up to after's, once no row
+	// of the second part (seq <= after's) was cut off by the limit.
+	floor := int64(0)
+	if known && (len(out) < limit || (len(seqs) > 0 && seqs[len(seqs)-1] > pos.seq)) {
+		floor = pos.seq
+	}
+	db.reads.remember(out, seqs, floor, xip, xmax)
 	return out, nil
 }
 
@@ -109,8 +120,9 @@ func (db *DB) readTx(ctx context.Context, queue func(b *pgx.Batch)) error {
 	return pc.Conn().SendBatch(ctx, b).Close()
 }
 
-// readPos is where a read left a reader: the seq of a delivery it returned
-// and the transactions its snapshot saw in progress.
+// readPos is where a read left a reader: every pending delivery its
+// snapshot saw with a seq up to seq has been returned, and inProgress are
+// the transactions that snapshot saw running.
 type readPos struct {
 	seq        int64
 	inProgress []int64
@@ -143,7 +155,7 @@ func (r *pendingReads) lookup(id string) (readPos, bool) {
 	return p, ok
 }
 
-func (r *pendingReads) remember(ds []bridge.Delivery, seqs, xip []int64, xmax int64) {
+func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64, xip []int64, xmax int64) {
 	if xip == nil {
 		xip = []int64{}
 	}
@@ -151,7 +163,7 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs, xip []int64, xmax in
 	defer r.mu.Unlock()
 	r.gen++
 	for i := range ds {
-		r.byID[ds[i].ID] = readPos{seq: seqs[i], inProgress: xip, xmax: xmax, gen: r.gen}
+		r.byID[ds[i].ID] = readPos{seq: max(seqs[i], floor), inProgress: xip, xmax: xmax, gen: r.gen}
 		r.order = append(r.order, idGen{ds[i].ID, r.gen})
 	}
 	for len(r.order) > maxPositions {
@@ -163,23 +175,48 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs, xip []int64, xmax in
 	}
 }
 
-// claimSQL claims a pending delivery that no live claim of another sender
-// holds and that is the oldest unfinished one of its lane.
+// claimSQL claims the pending deliveries of $1 that no live claim of
+// another sender holds and that are the next of their lane (laneAhead): a
+// lane's order upserts go before its other deliveries, each class in seq
+// order, and an upsert waits for a delivery of its lane being sent (one in
+// flight finishes first).
 const claimSQL = `UPDATE deliveries AS d SET claimed_by = $2, claimed_until = now() + $3::interval
-	WHERE d.id = $1 AND d.state = 'pending'
+	WHERE d.id = ANY($1) AND d.state = 'pending'
 		AND (d.claimed_until IS NULL OR d.claimed_until <= now() OR d.claimed_by = $2)
-		AND NOT EXISTS (SELECT 1 FROM deliveries p
-			WHERE p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.seq < d.seq)`
+		AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE ` + laneAhead + `)
+	RETURNING d.id`
+
+// durableClaimSQL is claimSQL recording each claim in durable_claims too,
+// in the same statement (apart from the lease, which a takeover releases).
+const durableClaimSQL = `WITH c AS (` + claimSQL + `),
+dc AS (INSERT INTO durable_claims (delivery_id, claimed_by) SELECT id, $2 FROM c
+	ON CONFLICT (delivery_id) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = now())
+SELECT id FROM c`
+
+// laneAhead is true for a delivery p that goes before d in d's lane.
+const laneAhead = `p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.id <> d.id AND (
+	(p.kind = 'order' AND d.kind <> 'order')
+	OR ((p.kind = 'order') = (d.kind = 'order') AND p.seq < d.seq)
+	OR (d.kind = 'order' AND p.kind <> 'order' AND p.claimed_until > now()))`
+
+// ClaimsCheckLaneOrder: claims here refuse a delivery that is not the next
+// of its lane (replicas share the outbox).
+func (db *DB) ClaimsCheckLaneOrder() bool { return true }
 
 // Claim marks a delivery as being sent by this process until it is
 // recorded or released, or Options.ClaimLease passes. It refuses
 // (ErrClaimRefused, with the reason) a delivery that is not pending, that
 // another sender holds, or that an older unfinished delivery of its lane
-// precedes. A claim that is not durable is committed without waiting for
-// the disk (synchronous_commit off for it): lost only if the database
-// crashes, and then the delivery is sent again, which at-least-once allows.
+// precedes.
+//
+// A durable claim is committed as any write. One that is not is committed
+// without waiting for the disk (synchronous_commit off), lost only if the
+// database crashes, and then the delivery is sent again, which
+// at-least-once allows; and the claims made at once by the worker's senders
+// go in one statement, by one goroutine.
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
-	if _, err := parseID("delivery", d.ID); err != nil {
+	uid, err := parseID("delivery", d.ID)
+	if err != nil {
 		return fmt.Errorf("%w: %w", bridge.ErrClaimRefused, err)
 	}
 	release, err := db.enter()
@@ -187,39 +224,117 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 		return err
 	}
 	defer release()
-	var claimed int64
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	if !durable {
-		b.Queue("SET LOCAL synchronous_commit TO off")
+	if durable {
+		rows, err := db.pool.Query(ctx, durableClaimSQL, []pgtype.UUID{uid}, db.opts.Name, db.opts.ClaimLease)
+		if err != nil {
+			return db.fail(ctx, "claim delivery "+d.ID, err)
+		}
+		claimed := 0
+		for rows.Next() {
+			claimed++
+		}
+		if err := rows.Err(); err != nil {
+			return db.fail(ctx, "claim delivery "+d.ID, err)
+		}
+		if claimed == 1 {
+			return nil
+		}
+		return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, uid))
 	}
-	b.Queue(claimSQL, d.ID, db.opts.Name, db.opts.ClaimLease).Exec(func(ct pgconn.CommandTag) error {
-		claimed = ct.RowsAffected()
-		return nil
-	})
-	b.Queue("COMMIT")
-	pc, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return db.fail(ctx, "claim delivery "+d.ID, err)
+	req := &claimReq{id: uid, sid: d.ID, res: make(chan error, 1)}
+	db.claimq <- req // the claimer drains it until Close, which waits for this call
+	select {
+	case err := <-req.res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // if the claim was made, it is ours: our next claim of it is not refused
 	}
-	err = pc.Conn().SendBatch(ctx, b).Close()
-	pc.Release()
-	if err != nil {
-		return db.fail(ctx, "claim delivery "+d.ID, err)
+}
+
+type claimReq struct {
+	id  pgtype.UUID
+	sid string
+	res chan error // buffered
+}
+
+// maxClaimBatch bounds the claims made by one statement.
+const maxClaimBatch = 128
+
+// claimer makes the queued non-durable claims, as many as are waiting in
+// one statement, until the queue is closed and empty.
+func (db *DB) claimer() {
+	defer db.recWG.Done()
+	batch := make([]*claimReq, 0, maxClaimBatch)
+	for req := range db.claimq {
+		batch = append(batch[:0], req)
+	drain:
+		for len(batch) < maxClaimBatch {
+			select {
+			case r, ok := <-db.claimq:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		db.claimBatch(ctx, batch)
+		cancel()
 	}
-	if claimed == 1 {
-		return nil
+}
+
+// claimBatch claims a batch on the pool that does not wait for the disk
+// and answers each request.
+func (db *DB) claimBatch(ctx context.Context, batch []*claimReq) {
+	ids := make([]pgtype.UUID, len(batch))
+	for i, r := range batch {
+		ids[i] = r.id
 	}
-	return fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, d.ID, db.refusal(ctx, d.ID))
+	claimed := map[[16]byte]bool{}
+	var err error
+	for attempt := 1; attempt <= maxTxAttempts; attempt++ {
+		clear(claimed)
+		var rows pgx.Rows
+		rows, err = db.async.Query(ctx, claimSQL, ids, db.opts.Name, db.opts.ClaimLease)
+		if err == nil {
+			for rows.Next() {
+				var id pgtype.UUID
+				if err = rows.Scan(&id); err != nil {
+					break
+				}
+				claimed[id.Bytes] = true
+			}
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+		}
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "40P01" { // a deadlock with another sender's claims: again
+			break
+		}
+	}
+	for _, r := range batch {
+		switch {
+		case err != nil:
+			r.res <- db.fail(ctx, "claim delivery "+r.sid, err)
+		case claimed[r.id.Bytes]:
+			r.res <- nil
+		default:
+			r.res <- fmt.Errorf("%w: delivery %s %s", bridge.ErrClaimRefused, r.sid, db.refusal(ctx, r.id))
+		}
+	}
 }
 
 // refusal says why a claim was refused.
-func (db *DB) refusal(ctx context.Context, id string) string {
+func (db *DB) refusal(ctx context.Context, id pgtype.UUID) string {
 	var state, by string
 	var held, older bool
 	var until *time.Time
 	err := db.pool.QueryRow(ctx, `SELECT state, coalesce(claimed_by, ''), claimed_until, coalesce(claimed_until > now(), false),
-		EXISTS (SELECT 1 FROM deliveries p WHERE p.state = 'pending' AND p.order_id = d.order_id AND p.target = d.target AND p.seq < d.seq)
+		EXISTS (SELECT 1 FROM deliveries p WHERE `+laneAhead+`)
 		FROM deliveries d WHERE id = $1`, id).Scan(&state, &by, &until, &held, &older)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -231,14 +346,15 @@ func (db *DB) refusal(ctx context.Context, id string) string {
 	case held && by != db.opts.Name:
 		return fmt.Sprintf("is being sent by %s (lease until %s)", by, until.UTC().Format(time.RFC3339))
 	case older:
-		return "waits for an older unfinished delivery of its order and target"
+		return "waits for a delivery of its order and target that goes first (an older one, an order upsert, or one being sent)"
 	}
 	return "changed while being claimed"
 }
 
 // Release drops this process's claim without recording an attempt.
 func (db *DB) Release(ctx context.Context, id string) error {
-	if _, err := parseID("delivery", id); err != nil {
+	uid, err := parseID("delivery", id)
+	if err != nil {
 		return err
 	}
 	release, err := db.enter()
@@ -246,42 +362,49 @@ func (db *DB) Release(ctx context.Context, id string) error {
 		return err
 	}
 	defer release()
-	if _, err := db.pool.Exec(ctx, `UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2`,
-		id, db.opts.Name); err != nil {
+	if _, err := db.async.Exec(ctx, `WITH u AS (UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND claimed_by = $2)
+		DELETE FROM durable_claims WHERE delivery_id = $1 AND claimed_by = $2`,
+		uid, db.opts.Name); err != nil {
 		return db.fail(ctx, "release delivery "+id, err)
 	}
 	return nil
 }
 
-// recordSQL appends an attempt, moves the delivery to its new state, clears
-// its claim and, for a done delivery with a no-repeat key, records the key,
-// in one statement; it returns how many deliveries it updated (0: unknown).
-const recordSQL = `WITH u AS (
-	UPDATE deliveries SET
+// recordSQL appends an attempt, moves the delivery to its new state and
+// clears its claims (the lease and a durable claim); recordOnceSQL also
+// records a done delivery's no-repeat key, in the same statement (only
+// then: the table is not opened for the records without one). Both return
+// how many deliveries they updated (0: unknown).
+const (
+	recordUpdate = `UPDATE deliveries SET
 		attempts = CASE WHEN $2::jsonb IS NULL THEN attempts ELSE attempts || $2::jsonb END,
 		state = $3, next_attempt_at = $4,
 		reason = CASE WHEN $5 THEN $6 ELSE reason END,
 		result = CASE WHEN $7 <> '' THEN $7 ELSE result END,
 		updated_at = $8, claimed_by = NULL, claimed_until = NULL
-	WHERE id = $1 RETURNING id),
-o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u WHERE $9 <> ''
-	ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id)
-SELECT count(*) FROM u`
+	WHERE id = $1 RETURNING id`
+	recordDurable = `dc AS (DELETE FROM durable_claims WHERE delivery_id IN (SELECT id FROM u))`
+	recordSQL     = `WITH u AS (` + recordUpdate + `), ` + recordDurable + ` SELECT count(*) FROM u`
+	recordOnceSQL = `WITH u AS (` + recordUpdate + `),
+	o AS (INSERT INTO once (key, delivery_id) SELECT $9, id FROM u ON CONFLICT (key) DO UPDATE SET delivery_id = excluded.delivery_id),
+	` + recordDurable + ` SELECT count(*) FROM u`
+)
 
 type recordReq struct {
 	id   string
+	sql  string
 	args []any
 	done func(error)
 	err  error // set by commitRecords
 }
 
 func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, error) {
-	if _, err := parseID("delivery", id); err != nil {
+	uid, err := parseID("delivery", id)
+	if err != nil {
 		return nil, err
 	}
 	var attempt []byte
 	if o.Attempt != nil {
-		var err error
 		if attempt, err = jsonb([]bridge.Attempt{*o.Attempt}); err != nil {
 			return nil, err
 		}
@@ -298,8 +421,12 @@ func newRecord(id string, o bridge.AttemptResult, now time.Time) (*recordReq, er
 	if state == bridge.Done {
 		onceKey = text(o.OnceKey)
 	}
-	return &recordReq{id: id, args: []any{id, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
-		text(o.Result), now.UTC(), onceKey}}, nil
+	req := &recordReq{id: id, sql: recordSQL, args: []any{uid, attempt, string(state), next, o.Reason != "" || state.Terminal(), text(o.Reason),
+		text(o.Result), now.UTC()}}
+	if onceKey != "" {
+		req.sql, req.args = recordOnceSQL, append(req.args, onceKey)
+	}
+	return req, nil
 }
 
 // Record appends an attempt, moves the delivery to its new state and
@@ -380,7 +507,7 @@ func (db *DB) commitRecords(ctx context.Context, reqs []*recordReq) {
 		b := &pgx.Batch{}
 		counts := make([]int64, len(reqs))
 		for i, r := range reqs {
-			b.Queue(recordSQL, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
+			b.Queue(r.sql, r.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&counts[i]) })
 		}
 		err = db.sendBatch(ctx, b)
 		if err == nil {

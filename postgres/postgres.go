@@ -8,7 +8,7 @@
 //   - Update runs its function in a READ COMMITTED transaction and returns
 //     once COMMIT has returned (synchronous_commit on: on disk). It runs the
 //     function again on a serialization failure or a deadlock.
-//   - The dedup index is a primary key (two replicas storing the same update
+//   - The dedup index is a unique key (two replicas storing the same update
 //     at once store it once); LockOrder takes a transaction-scoped advisory
 //     lock on the order, so two updates of one order are decided one after
 //     the other whichever replicas receive them.
@@ -61,7 +61,9 @@ type Options struct {
 	// Schema holds every table (default "statusbridge"); it is created when
 	// missing.
 	Schema string
-	// MaxConns bounds the connection pool (default 16).
+	// MaxConns bounds the connection pool (default 16). A DB holds up to
+	// MaxConns + 5 connections: 4 more for non-durable commits (claims,
+	// notifications) and one listening.
 	MaxConns int
 	Logger   *slog.Logger
 	// Name identifies this process's claims (default: the host name and a
@@ -83,6 +85,11 @@ type Options struct {
 	// the DSN sets connect_timeout): an unreachable database fails a
 	// webhook fast instead of holding it.
 	ConnectTimeout time.Duration
+	// IngestTimeout bounds a refusable write, an ingest, waiting included
+	// (default 10s): a database that accepts connections but does not
+	// answer, or an order locked for long, fails the webhook with an error
+	// wrapping bridge.ErrUnavailable (503) instead of holding it.
+	IngestTimeout time.Duration
 	// OnCommit, when set, is told each committed write transaction's
 	// duration (writes is 1: PostgreSQL groups commits itself).
 	OnCommit func(writes int, d time.Duration)
@@ -96,17 +103,21 @@ const (
 	defaultQueueSize     = 128
 	defaultSweepInterval = 5 * time.Second
 	defaultConnect       = 3 * time.Second
-	// ingestTimeout bounds a refusable write (an ingest): a database that
-	// accepts connections but does not answer fails the webhook with 503
-	// instead of holding it.
-	ingestTimeout = 10 * time.Second
+	defaultIngestTimeout = 10 * time.Second
 	// callTimeout bounds the background statements (records, notifications).
 	callTimeout = 30 * time.Second
+	// asyncConns is the size of the pool of non-durable commits.
+	asyncConns = 4
 )
 
 // DB is an open PostgreSQL store.
 type DB struct {
-	pool    *pgxpool.Pool
+	pool *pgxpool.Pool
+	// async is a small pool whose sessions commit without waiting for the
+	// disk (synchronous_commit off): for what may be lost in a database
+	// crash because it is only redone (non-durable claims, releases,
+	// notifications).
+	async   *pgxpool.Pool
 	connCfg *pgx.ConnConfig // for dedicated connections: copy before use
 	log     *slog.Logger
 	opts    Options
@@ -118,6 +129,7 @@ type DB struct {
 	wake     chan struct{}
 	notifyCh chan struct{} // a NOTIFY to send (coalesced)
 	recq     chan *recordReq
+	claimq   chan *claimReq
 	reads    pendingReads
 	inflight atomic.Int64 // refusable writes in flight
 
@@ -125,7 +137,7 @@ type DB struct {
 	closed bool
 	stop   chan struct{}
 	bg     sync.WaitGroup // listener, notifier, sweeper
-	recWG  sync.WaitGroup // recorders
+	recWG  sync.WaitGroup // recorders and the claimer
 }
 
 // Open connects to the database, creates the schema and applies the
@@ -154,6 +166,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = defaultConnect
+	}
+	if opts.IngestTimeout <= 0 {
+		opts.IngestTimeout = defaultIngestTimeout
 	}
 	if opts.Name == "" {
 		opts.Name = defaultName()
@@ -185,6 +200,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		wake:     make(chan struct{}, 1),
 		notifyCh: make(chan struct{}, 1),
 		recq:     make(chan *recordReq, 1024),
+		claimq:   make(chan *claimReq, 256),
 		stop:     make(chan struct{}),
 	}
 	db.reads.init()
@@ -194,14 +210,22 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if db.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, db.fail(ctx, "open the pool", err)
 	}
+	acfg := pcfg.Copy()
+	acfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	acfg.MaxConns = asyncConns
+	if db.async, err = pgxpool.NewWithConfig(ctx, acfg); err != nil {
+		db.pool.Close()
+		return nil, db.fail(ctx, "open the pool", err)
+	}
 	if err := db.checkSettings(ctx); err != nil {
 		db.pool.Close()
+		db.async.Close()
 		return nil, err
 	}
-	for range 2 {
-		db.recWG.Add(1)
-		go db.recorder()
-	}
+	db.recWG.Add(3)
+	go db.recorder()
+	go db.recorder()
+	go db.claimer()
 	db.bg.Add(3)
 	go db.listen()
 	go db.notifier()
@@ -246,7 +270,7 @@ func channelName(schema string) string {
 	if len(name) <= 63 {
 		return name
 	}
-	return fmt.Sprintf("statusbridge_%s_%08x_outbox", schema[:30], uint32(hash32(schema)))
+	return fmt.Sprintf("statusbridge_%s_%08x_outbox", strings.ToValidUTF8(schema[:30], ""), uint32(hash32(schema)))
 }
 
 func hash32(s string) int32 {
@@ -264,6 +288,13 @@ func (db *DB) Schema() string { return db.schema }
 // Pool returns the connection pool (for statements of the caller's own, e.g.
 // a sender election). Its connections' search_path is the schema.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// AdvisoryKey returns a two-int advisory lock key for name (e.g. "sender",
+// for an election) in this schema: not one the store takes itself (its
+// migrations, its orders) nor another schema's.
+func (db *DB) AdvisoryKey(name string) (int32, int32) {
+	return hash32("statusbridge lock " + name + " " + db.schema), 0
+}
 
 // Connect opens a dedicated connection with the pool's settings, for what
 // must hold one connection for long (a session advisory lock, a LISTEN). The
@@ -302,7 +333,14 @@ func (db *DB) Ping(ctx context.Context) error {
 	}
 	defer release()
 	var standby bool
-	if err := db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+	err = db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby)
+	if err != nil && unavailable(err) && ctx.Err() == nil {
+		// A connection left from before a restart: the pool is reset; ask
+		// once more, on a new one.
+		db.resetPool(err)
+		err = db.pool.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby)
+	}
+	if err != nil {
 		return db.fail(ctx, "ping", err)
 	}
 	if standby {
@@ -321,11 +359,13 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	close(db.recq) // no sender left: they hold mu while sending
+	close(db.claimq)
 	db.mu.Unlock()
 	db.recWG.Wait()
 	close(db.stop)
 	db.bg.Wait()
 	db.pool.Close()
+	db.async.Close()
 	return nil
 }
 
@@ -353,9 +393,23 @@ func (db *DB) fail(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("postgres: %s: %w", what, cerr)
 	}
 	if unavailable(err) {
+		db.resetPool(err)
 		return fmt.Errorf("postgres: %s: %w: %s", what, bridge.ErrUnavailable, scrub(err.Error(), db.secrets))
 	}
 	return fmt.Errorf("postgres: %s: %w", what, err)
+}
+
+// resetPool closes the pool's connections after one that was established
+// broke (not a failure to connect): the server restarted or the network
+// was cut, so the idle ones are dead too, and the next calls would each
+// find one. The pool connects afresh.
+func (db *DB) resetPool(err error) {
+	var connErr *pgconn.ConnectError
+	if db.pool == nil || errors.As(err, &connErr) {
+		return
+	}
+	db.pool.Reset()
+	db.async.Reset()
 }
 
 // unavailable reports whether err says the database cannot take the call

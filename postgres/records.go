@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/internal/payload"
@@ -20,7 +21,8 @@ const inFlightColumn = `(state = 'pending' AND coalesce(claimed_until > now(), f
 
 // GetEvent returns a stored event and its raw payload (ErrNotFound).
 func (db *DB) GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, error) {
-	if _, err := parseID("event", id); err != nil {
+	uid, err := parseID("event", id)
+	if err != nil {
 		return nil, nil, err
 	}
 	release, err := db.enter()
@@ -29,7 +31,7 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, e
 	}
 	defer release()
 	var stored []byte
-	ev, err := scanEvent(db.pool.QueryRow(ctx, `SELECT `+eventColumns+`, payload FROM events WHERE id = $1`, id), &stored)
+	ev, err := scanEvent(db.pool.QueryRow(ctx, `SELECT `+eventColumns+`, payload FROM events WHERE id = $1`, uid), &stored)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, fmt.Errorf("%w: event %s", bridge.ErrNotFound, id)
 	}
@@ -46,7 +48,8 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, e
 // GetDelivery returns one delivery, in_flight while a sender (of any
 // replica) holds a live claim on it.
 func (db *DB) GetDelivery(ctx context.Context, id string) (*bridge.Delivery, error) {
-	if _, err := parseID("delivery", id); err != nil {
+	uid, err := parseID("delivery", id)
+	if err != nil {
 		return nil, err
 	}
 	release, err := db.enter()
@@ -55,7 +58,7 @@ func (db *DB) GetDelivery(ctx context.Context, id string) (*bridge.Delivery, err
 	}
 	defer release()
 	var inFlight bool
-	d, err := scanDelivery(db.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, `+inFlightColumn+` FROM deliveries WHERE id = $1`, id), &inFlight)
+	d, err := scanDelivery(db.pool.QueryRow(ctx, `SELECT `+deliveryColumns+`, `+inFlightColumn+` FROM deliveries WHERE id = $1`, uid), &inFlight)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
 	}
@@ -69,18 +72,21 @@ func (db *DB) GetDelivery(ctx context.Context, id string) (*bridge.Delivery, err
 }
 
 // pageArgs reads a listing's page size (default 50, at most 1,000) and its
-// cursor: the last id of the previous page ("" = from the newest). A cursor
-// that is not an id is an error wrapping ErrNotFound, as in the bbolt store.
-func pageArgs(limit int, cursor string) (int, error) {
+// cursor: the last id of the previous page ("" = from the newest; invalid
+// then). A cursor that is not an id is an error wrapping ErrNotFound, as
+// in the bbolt store.
+func pageArgs(limit int, cursor string) (int, pgtype.UUID, error) {
 	if limit <= 0 {
 		limit = 50
 	}
+	var after pgtype.UUID
 	if cursor != "" {
-		if _, err := parseID("cursor", cursor); err != nil {
-			return 0, fmt.Errorf("postgres: bad cursor: %w", err)
+		var err error
+		if after, err = parseID("cursor", cursor); err != nil {
+			return 0, after, fmt.Errorf("postgres: bad cursor: %w", err)
 		}
 	}
-	return min(limit, 1000), nil
+	return min(limit, 1000), after, nil
 }
 
 // where builds a listing's WHERE clause.
@@ -108,7 +114,7 @@ func (w *where) sql() string {
 // ListEvents returns matching events newest first (id order: UUIDv7 ids are
 // time-ordered), and the cursor of the next page ("" when no more match).
 func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Event, string, error) {
-	limit, err := pageArgs(f.Limit, f.Cursor)
+	limit, after, err := pageArgs(f.Limit, f.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
@@ -118,8 +124,8 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 	}
 	defer release()
 	var w where
-	if f.Cursor != "" {
-		w.add("id < ?", f.Cursor)
+	if after.Valid {
+		w.add("id < ?", after)
 	}
 	if f.State != "" {
 		w.add("state = ?", text(f.State))
@@ -165,7 +171,7 @@ func (db *DB) ListEvents(ctx context.Context, f bridge.EventFilter) ([]bridge.Ev
 // cursor. A pending delivery with a live claim is listed, and filtered, as
 // in_flight.
 func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]bridge.Delivery, string, error) {
-	limit, err := pageArgs(f.Limit, f.Cursor)
+	limit, after, err := pageArgs(f.Limit, f.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
@@ -175,8 +181,8 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 	}
 	defer release()
 	var w where
-	if f.Cursor != "" {
-		w.add("id < ?", f.Cursor)
+	if after.Valid {
+		w.add("id < ?", after)
 	}
 	switch f.State {
 	case "":
@@ -187,10 +193,13 @@ func (db *DB) ListDeliveries(ctx context.Context, f bridge.DeliveryFilter) ([]br
 	case string(bridge.Done):
 		w.add("state = 'done'")
 	default:
-		w.add("state = ? AND state <> 'done'", text(f.State)) // the literal lets the partial index serve
+		w.add("state = ? AND state NOT IN ('pending', 'done')", text(f.State)) // the literal lets the partial index serve
 	}
 	if f.Target != "" {
 		w.add("target = ?", text(f.Target))
+	}
+	if f.OrderID != "" {
+		w.add("order_id = ?", text(f.OrderID))
 	}
 	sql := `SELECT ` + deliveryColumns + `, ` + inFlightColumn + ` FROM deliveries` + w.sql() + ` ORDER BY id DESC LIMIT ` + strconv.Itoa(limit+1)
 	rows, err := db.pool.Query(ctx, sql, w.args...)
@@ -231,8 +240,8 @@ func (db *DB) Stats(ctx context.Context) (bridge.Stats, error) {
 	defer release()
 	var s bridge.Stats
 	err = db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),
-		(SELECT count(*) FROM deliveries WHERE state = 'pending'), (SELECT count(*) FROM orders)`).
-		Scan(&s.Events, &s.Deliveries, &s.Pending, &s.Orders)
+		(SELECT count(*) FROM deliveries WHERE state = 'pending'), (SELECT count(*) FROM orders), (SELECT count(*) FROM intakes)`).
+		Scan(&s.Events, &s.Deliveries, &s.Pending, &s.Orders, &s.Intakes)
 	if err != nil {
 		return s, db.fail(ctx, "count records", err)
 	}

@@ -34,7 +34,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented[strings.ToUpper(method)+" "+path] = true
 		}
 	}
-	s := New(nil, Options{WebhookPath: hookPath, AdminToken: "x", Admin: bridge.Store{Backend: e.db}})
+	s := New(nil, Options{WebhookPath: hookPath, AdminToken: "x", Admin: bridge.Store{Backend: e.db}, Service: e.server.opt.Service})
 	param := regexp.MustCompile(`:([a-z_]+)`)
 	registered := map[string]bool{}
 	for _, r := range s.e.Routes() {

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
 	"github.com/statusbridge/statusbridge/mapping"
@@ -59,16 +60,27 @@ type Options struct {
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
 	Admin      AdminStore
+	// Service is the admin service: the admin API lists, shows, retries,
+	// replays, reloads and runs jobs through it (as the console does).
+	Service *admin.Service
+	// Guard checks the admin token (nil: one is made from AdminToken).
+	Guard *admin.Guard
+	// Proxies are the trusted reverse proxies: the client address of logs
+	// and of the token check's slow-down is read through them.
+	Proxies admin.Proxies
+	// Console, when set with AdminToken, is served at /ui/ and / redirects there.
+	Console http.Handler
 	// Observer is told webhook outcomes (nil: nobody).
 	Observer Observer
 	// Metrics, when set, is served at GET /metrics (no token needed).
 	Metrics http.Handler
-	// Reload reloads the mapping (POST /admin/mapping/reload); nil: 404.
-	Reload func() (any, error)
-	// Replay and Retry run operator replays (POST /admin/replay and
-	// POST /admin/deliveries/{id}/retry).
-	Replay func(sel bridge.ReplaySelector, opt bridge.ReplayOptions) (bridge.ReplaySummary, error)
-	Retry  func(id string) (*bridge.Delivery, error)
+	// Feed feeds the live tail (GET /admin/events/stream); nil: 404.
+	Feed Feed
+	// StreamPoll is how often the live tail polls the store (default 1s).
+	StreamPoll time.Duration
+	// Intake is the order intake endpoint (POST Intake.Path) and what the
+	// admin API's POST /admin/intake causes.
+	Intake IntakeOptions
 	// MappingLoadedAt says when the mapping in force was loaded.
 	MappingLoadedAt func() time.Time
 	Log             *slog.Logger
@@ -84,6 +96,9 @@ type Server struct {
 	opt  Options
 	in   Ingester
 	log  *slog.Logger
+	// streamsDone is closed when shutdown begins: live tails end, so the
+	// shutdown does not wait for them.
+	streamsDone chan struct{}
 }
 
 // New builds the server with every route.
@@ -104,13 +119,18 @@ func New(in Ingester, opt Options) *Server {
 	setDefault(&opt.ReadTimeout, 30*time.Second)
 	setDefault(&opt.WriteTimeout, 30*time.Second)
 	setDefault(&opt.IdleTimeout, 120*time.Second)
+	setDefault(&opt.StreamPoll, time.Second)
 	if opt.MappingLoadedAt == nil {
 		started := opt.Now().UTC()
 		opt.MappingLoadedAt = func() time.Time { return started }
 	}
-	s := &Server{opt: opt, in: in, log: opt.Log}
+	if opt.Guard == nil {
+		opt.Guard = admin.NewGuard(opt.AdminToken)
+	}
+	s := &Server{opt: opt, in: in, log: opt.Log, streamsDone: make(chan struct{})}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = opt.Proxies.ClientIP
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -119,6 +139,9 @@ func New(in Ingester, opt Options) *Server {
 		}}))
 	e.Use(s.accessLog)
 	e.POST(opt.WebhookPath, s.webhook, s.authenticate)
+	if opt.Intake.Path != "" {
+		e.POST(opt.Intake.Path, s.intake, s.intakeAuth)
+	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -141,6 +164,7 @@ func New(in Ingester, opt Options) *Server {
 		e.GET("/metrics", echo.WrapHandler(opt.Metrics))
 	}
 	s.routeAdmin(e)
+	s.routeConsole(e)
 	s.e = e
 	s.http = &http.Server{
 		Handler:           e,
@@ -151,6 +175,7 @@ func New(in Ingester, opt Options) *Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(opt.Log.Handler(), slog.LevelDebug),
 	}
+	s.http.RegisterOnShutdown(func() { close(s.streamsDone) })
 	return s
 }
 
@@ -192,7 +217,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	var ae *apiError
 	var he *echo.HTTPError
+	var ie *admin.InputError
 	switch {
+	case errors.As(err, &ie):
+		code, msg = http.StatusBadRequest, ie.Msg
 	case errors.As(err, &ae):
 		code, msg = ae.code, ae.msg
 		if ae.retryAfter != "" {
@@ -237,35 +265,45 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	if s.opt.Token == "" {
 		return next
 	}
-	want := []byte(s.opt.Token)
-	return func(c echo.Context) error {
-		r := c.Request()
-		var candidates []string
-		if h := r.Header.Get("Authorization"); h != "" {
-			if scheme, rest, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-				candidates = append(candidates, strings.TrimSpace(rest))
+	return s.tokenAuth(s.opt.Token, func(c echo.Context) {
+		s.opt.Observer.Webhook("unauthorized")
+		s.log.Warn("webhook refused: wrong or missing credentials", "remote", c.RealIP())
+	})(next)
+}
+
+// tokenAuth returns a middleware accepting token (non-empty) in the four
+// forms of authenticate; refused is told each refusal before the 401.
+func (s *Server) tokenAuth(token string, refused func(c echo.Context)) echo.MiddlewareFunc {
+	want := []byte(token)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			var candidates []string
+			if h := r.Header.Get("Authorization"); h != "" {
+				if scheme, rest, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+					candidates = append(candidates, strings.TrimSpace(rest))
+				}
 			}
+			if _, pw, ok := r.BasicAuth(); ok {
+				candidates = append(candidates, pw)
+			}
+			if h := r.Header.Get("X-Webhook-Token"); h != "" {
+				candidates = append(candidates, h)
+			}
+			if q := r.URL.Query().Get("token"); q != "" {
+				candidates = append(candidates, q)
+			}
+			ok := 0
+			for _, cand := range candidates {
+				ok |= subtle.ConstantTimeCompare([]byte(cand), want)
+			}
+			if ok != 1 {
+				refused(c)
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge"`)
+				return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
+			}
+			return next(c)
 		}
-		if _, pw, ok := r.BasicAuth(); ok {
-			candidates = append(candidates, pw)
-		}
-		if h := r.Header.Get("X-Webhook-Token"); h != "" {
-			candidates = append(candidates, h)
-		}
-		if q := r.URL.Query().Get("token"); q != "" {
-			candidates = append(candidates, q)
-		}
-		ok := 0
-		for _, cand := range candidates {
-			ok |= subtle.ConstantTimeCompare([]byte(cand), want)
-		}
-		if ok != 1 {
-			s.opt.Observer.Webhook("unauthorized")
-			s.log.Warn("webhook refused: wrong or missing credentials", "remote", c.RealIP())
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge"`)
-			return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
-		}
-		return next(c)
 	}
 }
 

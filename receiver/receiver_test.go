@@ -5,18 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/internal/fake"
+	"github.com/statusbridge/statusbridge/live"
 	"github.com/statusbridge/statusbridge/logging"
-	"github.com/statusbridge/statusbridge/mapping"
 )
 
 const (
@@ -33,13 +35,14 @@ type env struct {
 	server *Server
 }
 
-func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
+type noReloads struct{}
+
+func (noReloads) Reload(bool) {}
+
+// testMapping is the mapping of every receiver test (a live one: the admin
+// service reads it).
+func testMapping(t testing.TB) *live.Mapping {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "sb.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
 	cfg, err := config.Parse([]byte(`
 order_id: { strip_prefix: "ORDER-" }
 targets: { expertsender: { api_key: k } }
@@ -48,17 +51,29 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: 
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := mapping.New(cfg)
+	return live.New(cfg, nil, slog.New(slog.DiscardHandler), noReloads{})
+}
+
+func newEnv(t testing.TB, tok string, in Ingester, opts ...func(*Options)) *env {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "sb.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	maps := testMapping(t)
 	logs := &fake.LogBuffer{}
 	if in == nil {
 		in = bridge.Store{Backend: db}
 	}
+	log := logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}})
 	o := Options{
 		WebhookPath: hookPath, Token: tok, MaxBody: 4096,
-		Mapping: func() *mapping.Table { return table },
+		Mapping: maps.Current,
 		Ready:   func() error { return db.Ping(context.Background()) },
 		Admin:   bridge.Store{Backend: db},
-		Log:     logging.New(logs, logging.Options{Format: "json", Level: "debug", Secrets: []string{tok}}),
+		Service: admin.New(admin.Options{Store: bridge.Store{Backend: db}, Console: db, Mapping: maps, Log: log}),
+		Log:     log,
 	}
 	for _, f := range opts {
 		f(&o)

@@ -15,35 +15,40 @@ CREATE TABLE events (
 	error        text NOT NULL DEFAULT '',
 	decisions    jsonb,                       -- []bridge.Decision
 	delivery_ids uuid[] NOT NULL DEFAULT '{}',
-	dedup_key    bytea,                       -- its key in dedup, deleted with it
+	dedup_key    bytea,                       -- its dedup key (unique: see below)
 	payload      bytea                        -- as internal/payload stores it
 );
 -- The listing filters (newest first).
 CREATE INDEX events_order_id ON events (order_id, id) WHERE order_id <> '';
 CREATE INDEX events_ticket_id ON events (ticket_id, id) WHERE ticket_id <> '';
 CREATE INDEX events_state ON events (state, id);
-CREATE INDEX events_received_at ON events (received_at);
+-- received_at follows the insertion order: a BRIN index serves the time
+-- ranges for almost nothing at ingest.
+CREATE INDEX events_received_at ON events USING brin (received_at);
 
--- dedup: an event's dedup key. A primary key, not a check-then-insert: two
--- replicas storing the same update at once store it once.
-CREATE TABLE dedup (
-	key      bytea PRIMARY KEY,
-	event_id uuid NOT NULL
-);
+-- The dedup index: a unique key, not a check-then-insert, so two replicas
+-- storing the same update at once store it once. In the event's row, the
+-- key goes with its event.
+CREATE UNIQUE INDEX events_dedup_key ON events (dedup_key);
 
--- orders: each order's last applied state (bridge.OrderState as JSON).
+-- orders: each order's last applied state (bridge.OrderState as JSON), and
+-- the ids of its targets' last deliveries (whether each is live is read
+-- from deliveries).
 CREATE TABLE orders (
-	order_id text PRIMARY KEY,
-	state    jsonb NOT NULL
+	order_id     text PRIMARY KEY,
+	state        jsonb NOT NULL,
+	delivery_ids uuid[] NOT NULL DEFAULT '{}'
 );
 
 -- deliveries: the outbox. A pending delivery is unfinished; in_flight is
 -- not stored: it is a pending delivery with a live claim.
+CREATE SEQUENCE deliveries_seq;
 CREATE TABLE deliveries (
 	id              uuid PRIMARY KEY,
 	-- seq orders a lane: the order's lock makes it commit order within a
-	-- (order_id, target) lane.
-	seq             bigint GENERATED ALWAYS AS IDENTITY,
+	-- (order_id, target) lane. It is taken after the transaction's id (see
+	-- PutDelivery).
+	seq             bigint NOT NULL DEFAULT nextval('deliveries_seq'),
 	-- queued_xid is the transaction that queued the delivery (see
 	-- PendingAfter: how a reader finds rows committed out of seq order).
 	queued_xid      bigint NOT NULL,
@@ -63,15 +68,17 @@ CREATE TABLE deliveries (
 	claimed_by      text,                        -- the sender holding it
 	claimed_until   timestamptz                  -- its lease
 );
+ALTER SEQUENCE deliveries_seq OWNED BY deliveries.seq;
 -- The outbox in seq order, the lanes (a claim needs its lane's oldest
 -- unfinished delivery) and late commits: all small, pending rows only.
 CREATE INDEX deliveries_pending ON deliveries (seq) WHERE state = 'pending';
 CREATE INDEX deliveries_lane ON deliveries (order_id, target, seq) WHERE state = 'pending';
 CREATE INDEX deliveries_queued_xid ON deliveries (queued_xid) WHERE state = 'pending';
--- The listing filters. Most deliveries end done: a filter on done walks
--- the primary key, the others use this small index.
-CREATE INDEX deliveries_state ON deliveries (state, id) WHERE state <> 'done';
-CREATE INDEX deliveries_target ON deliveries (target, id);
+-- The listing filters. A delivery is written pending and most end done:
+-- those two are found by the pending index and the primary key, the rare
+-- others (dead, skipped, superseded) by this small index, which an ingest
+-- does not touch. A target filter walks the primary key: targets are few.
+CREATE INDEX deliveries_state ON deliveries (state, id) WHERE state NOT IN ('pending', 'done');
 
 -- once: no-repeat keys recorded by done deliveries (Outbox.Triggered).
 CREATE TABLE once (
