@@ -13,7 +13,7 @@ import (
 // store creates, one for one.
 func TestExportedBucketNames(t *testing.T) {
 	exported := []string{BucketMeta, BucketEvents, BucketPayloads, BucketDedup, BucketOrders, BucketDeliveries,
-		BucketPending, BucketOnce, BucketClaims}
+		BucketPending, BucketOnce, BucketClaims, string(bucketChanges), BucketIntakes, BucketOrderIntakes}
 	if len(exported) != len(allBuckets) {
 		t.Fatalf("%d exported bucket names, %d buckets", len(exported), len(allBuckets))
 	}

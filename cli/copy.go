@@ -124,6 +124,9 @@ func StoreCopy(args []string, env Env) int {
 			fmt.Fprintf(env.Stdout, "not carried: %d records of %s (%s)\n", n, b, note)
 		}
 	}
+	if sum.RetryLinks > 0 {
+		fmt.Fprintf(env.Stdout, "not carried: the retry links of %d deliveries (the PostgreSQL store keeps none yet: a dead delivery a retry resolved is listed as dead there)\n", sum.RetryLinks)
+	}
 	if sum.Orphans > 0 {
 		fmt.Fprintf(env.Stdout, "%d payloads belonged to no event and were not copied\n", sum.Orphans)
 	}

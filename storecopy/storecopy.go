@@ -120,6 +120,10 @@ type Summary struct {
 	// NotCarried counts, by bucket, the history records left behind
 	// (operator actions, finished jobs): the target keeps none yet.
 	NotCarried map[string]int
+	// RetryLinks counts the deliveries copied without their retry links
+	// (Delivery.RetryOf, ResolvedBy): the PostgreSQL store keeps none yet, so
+	// a dead delivery a retry resolved is listed there as still dead.
+	RetryLinks int
 }
 
 type copier struct {
@@ -307,6 +311,9 @@ func copyDeliveries(c *copier, page []bolt.Record) error {
 		d, err := c.src.Delivery(r)
 		if err != nil {
 			return err
+		}
+		if d.RetryOf != "" || d.ResolvedBy != "" {
+			c.sum.RetryLinks++
 		}
 		b.Deliveries = append(b.Deliveries, *d)
 	}
