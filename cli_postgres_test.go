@@ -85,7 +85,7 @@ func TestCLIPostgresDirect(t *testing.T) {
 		}
 	}
 	code, out, errOut := runWith(t, noEnv, "replay", "--config", s.cfg, "--order", "300", "--force")
-	if code != 0 || !strings.Contains(out, "replayed: 1 matched, 1 dispatched") {
+	if code != 0 || !strings.Contains(out, "replayed: events: 1 matched, 1 dispatched") {
 		t.Fatalf("replay on the database: %d\n%s%s", code, out, errOut)
 	}
 	db, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn, Schema: "sb_test"})

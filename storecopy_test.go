@@ -52,7 +52,7 @@ log: { level: debug, format: json }
 store: { path: "STORE" }
 admin: { token: admin-secret-99 }
 order_id: { strip_prefix: "ORDER-" }
-targets: { expertsender: { base_url: %q, api_key: k-1234567, timeout: 2s } }
+targets: { expertsender: { base_url: %q, api_key: k-1234567, timeout: 2s, circuit_breaker: { failures: 1000, cooldown: 1s } } }
 delivery: { max_attempts: 1000, backoff: { initial: 100ms, max: 200ms } }
 %s`, es.URL, copyMapping)
 	s := startServer(t, boltYAML)
@@ -182,9 +182,15 @@ delivery: { max_attempts: 1000, backoff: { initial: 100ms, max: 200ms } }
 			t.Logf("PostgreSQL server's log:\n%s", pg.logs.String())
 		}
 	}()
+	var shown string
+	defer func() {
+		if t.Failed() {
+			t.Logf("events show of the pending event on PostgreSQL:\n%s", shown)
+		}
+	}()
 	eventually(t, "the copied pending delivery delivered from PostgreSQL", func() bool {
-		_, out, _ := runWith(t, tokenEnv, "events", "show", ids["pending"], "--config", pg.cfg)
-		return strings.Contains(out, " done ")
+		_, shown, _ = runWith(t, tokenEnv, "events", "show", ids["pending"], "--config", pg.cfg)
+		return strings.Contains(shown, " done ")
 	})
 	for _, r := range es.Requests()[sentBefore:] {
 		if r.OrderID != "3" {

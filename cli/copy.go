@@ -180,7 +180,7 @@ func (p *copyProgress) update(bucket string, done, total int) {
 }
 
 func (p *copyProgress) line() {
-	fmt.Fprintf(p.w, "copied %-10s %7d records (%d of %d in all)\n", p.bucket, p.done-p.from, p.done, p.total)
+	fmt.Fprintf(p.w, "copied %-17s %7d records (%d of %d in all)\n", p.bucket, p.done-p.from, p.done, p.total)
 }
 
 func (p *copyProgress) finish() {

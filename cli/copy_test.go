@@ -24,7 +24,7 @@ func TestCopyProgress(t *testing.T) {
 	p.update("events", 60, 100)
 	p.update("deliveries", 100, 100)
 	p.finish()
-	if want := "copied events          60 records (60 of 100 in all)\ncopied deliveries      40 records (100 of 100 in all)\n"; plain.String() != want {
+	if want := "copied events                 60 records (60 of 100 in all)\ncopied deliveries             40 records (100 of 100 in all)\n"; plain.String() != want {
 		t.Errorf("plain progress:\n%q\nwant\n%q", plain.String(), want)
 	}
 }
