@@ -43,6 +43,13 @@ func TestCLIPostgresDirect(t *testing.T) {
 		_, out, _ := runWith(t, tokenEnv, "events", "list", "--config", s.cfg, "--order", "300")
 		return strings.Contains(out, "1 done")
 	})
+	// The admin API answers on PostgreSQL, the routes that show the
+	// console's counts included (the store keeps none yet: they read 0).
+	for _, path := range []string{"/admin/mapping", "/admin/events?limit=5", "/admin/deliveries?state=done"} {
+		if code, body := s.call("GET", path, nil); code != 200 {
+			t.Errorf("GET %s on PostgreSQL: %d %v", path, code, body)
+		}
+	}
 	cand := filepath.Join(t.TempDir(), "new.yaml")
 	raw, _ := os.ReadFile(s.cfg)
 	os.WriteFile(cand, []byte(string(raw)+"    unknown000000000: { name: Shipped, expertsender: completed }\n"), 0o600)

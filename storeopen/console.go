@@ -11,12 +11,14 @@ import (
 
 // ErrNoConsole: the store keeps no console records (counters, bulk jobs,
 // operator actions) — the PostgreSQL store, today.
-var ErrNoConsole = errors.New("the console's counters and bulk jobs need the bbolt store; this store does not keep them yet")
+var ErrNoConsole = errors.New("bulk jobs need the bbolt store; this store does not keep them yet (retry dead deliveries with statusbridge replay --dead)")
 
 // Console returns the backend's console records, or, for a backend that
-// keeps none, a stand-in that answers ErrNoConsole for counters and jobs,
-// lists no unfinished job (so the job runner idles) and does not record
-// operator actions (they are still logged).
+// keeps none, a stand-in: its counters are all zero (so the pages and API
+// routes that show counts, the mapping's among them, still answer), it
+// refuses to create jobs with ErrNoConsole and lists none (so the job
+// runner idles), and it does not record operator actions (they are still
+// logged).
 func Console(b bridge.Backend) admin.ConsoleStore {
 	if c, ok := b.(admin.ConsoleStore); ok {
 		return c
@@ -29,7 +31,8 @@ type noConsole struct{}
 var _ admin.ConsoleStore = noConsole{}
 
 func (noConsole) Counters(context.Context, time.Time) (bridge.Counters, error) {
-	return bridge.Counters{}, ErrNoConsole
+	return bridge.Counters{LastHour: map[bridge.EventState]int{}, LastDay: map[bridge.EventState]int{},
+		Targets: map[string]bridge.TargetCounters{}, Unmapped: map[string]int{}, StatusIDs: map[string]int{}}, nil
 }
 func (noConsole) CreateJob(context.Context, bridge.Job) (bridge.Job, error) {
 	return bridge.Job{}, ErrNoConsole
