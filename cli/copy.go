@@ -42,10 +42,14 @@ Copies the bbolt store of OLD.yaml (store.path; the service must be stopped)
 into the empty PostgreSQL store of NEW.yaml (store.driver: postgres): events
 with their payloads and every decision, deliveries with every attempt, order
 states, dedup keys (so a repeat of an old webhook is still a duplicate),
-no-repeat keys and durable claims. Refuses a target that holds any record.
-Writes 500 records a transaction, shows progress, and ends with a summary
-and a count check (each kind counted in both stores): exit 0 when they
-agree, 1 otherwise. The bbolt file is only read.
+no-repeat keys, order intakes and each order's intake record, and durable
+claims (kept durable: a ticket that may have gone out is not sent again).
+Refuses a target that holds any record, and a store with an unfinished bulk
+job. Writes 500 records a transaction, shows progress, and ends with a
+summary (what it leaves behind: the operator-action log, finished jobs and
+retry links, which PostgreSQL keeps none of yet) and a count check (each
+kind counted in both stores): exit 0 when they agree, 1 otherwise. The
+bbolt file is only read.
 
 `
 
