@@ -19,11 +19,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/statusbridge/statusbridge/admin"
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
@@ -33,7 +33,9 @@ import (
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/metrics"
 	"github.com/statusbridge/statusbridge/outbound"
+	"github.com/statusbridge/statusbridge/postgres"
 	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/storeopen"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -49,13 +51,15 @@ Usage:
   statusbridge orders push|import|list|show  take orders in (through the running server), list them, show one
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
-  statusbridge store compact                 shrink the store file (service stopped)
+  statusbridge store compact                 shrink the bbolt file (service stopped)
+  statusbridge store copy --to NEW.yaml      copy a bbolt store into PostgreSQL (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
 events, deliveries, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
-and read the store file directly only when no server answers.
+and read the store directly (the bbolt file, or the PostgreSQL database)
+only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
 defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no
@@ -108,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	case "mapping":
 		return cli.MappingDiff(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "store":
-		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+		return cli.Store(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
 		if len(args) > 1 {
 			if isHelp(args[1]) {
@@ -310,8 +314,12 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 
 	warnInsecure(cfg, log)
 	var st bridge.Store
-	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once the store is open
-		stats, err := st.PendingByTarget(context.Background())
+	// Read at scrapes, once the store is open; with PostgreSQL these are the
+	// deployment's figures, the same on every replica.
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stats, err := st.PendingByTarget(ctx)
 		out := make(map[string]metrics.OutboxStat, len(stats))
 		for t, s := range stats {
 			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
@@ -320,11 +328,11 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	})
 	plan := outbound.Plan(cfg)                                       // which deliveries an order intake causes
 	met.Targets(withIntakeTargets(mapping.New(cfg).Targets(), plan)) // every configured target's gauges read 0 from the start
-	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log, OnCommit: met.Commit})
+	backend, err := storeopen.Open(ctx, cfg, storeopen.Options{Logger: log, OnCommit: met.Commit})
 	if err != nil {
 		return err
 	}
-	st = bridge.Store{Backend: db}
+	st = bridge.Store{Backend: backend}
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("close store", "err", err)
@@ -333,6 +341,16 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+
+	// The sender: with bbolt this process is the only one; with PostgreSQL
+	// the replicas elect one, and /readyz says whether it is this one.
+	pg, replicated := backend.(*postgres.DB)
+	var sending atomic.Bool
+	setSender := func(on bool) { sending.Store(on); met.SetSender(on) }
+	readyInfo := func() map[string]any { return nil }
+	if replicated {
+		readyInfo = func() map[string]any { return map[string]any{"sender": sending.Load()} }
 	}
 
 	maps := live.New(cfg, getenv, log, met)
@@ -346,7 +364,9 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
 	proxies := admin.ProxiesOf(cfg.Server.TrustedProxies)
-	svc := admin.New(admin.Options{Store: st, Console: backendAs[admin.ConsoleStore](st.Backend), Mapping: maps, Health: worker.Health, IntakeTargets: plan.Targets(), Log: log})
+	svc := admin.New(admin.Options{Store: st, Console: storeopen.Console(backend), Mapping: maps, Health: worker.Health,
+		IntakeTargets: plan.Targets(), Log: log})
+	feed, _ := backend.(receiver.Feed)       // the live tail; a backend without one answers 404
 	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
 	var ui http.Handler
 	if cfg.Admin.Token != "" {
@@ -362,16 +382,21 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		MaxBody:         int64(cfg.Webhook.MaxBody),
 		Mapping:         maps.Current,
 		MappingLoadedAt: maps.LoadedAt,
-		Ready:           func() error { return st.Ping(context.Background()) },
-		AdminToken:      cfg.Admin.Token,
-		Admin:           st,
-		Service:         svc,
-		Guard:           guard,
-		Proxies:         proxies,
-		Console:         ui,
+		Ready: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return st.Ping(ctx)
+		},
+		ReadyInfo:  readyInfo,
+		AdminToken: cfg.Admin.Token,
+		Admin:      st,
+		Service:    svc,
+		Guard:      guard,
+		Proxies:    proxies,
+		Console:    ui,
 		Intake: receiver.IntakeOptions{Path: cfg.Intake.Path, Token: cfg.Intake.Token, MaxBody: int64(cfg.Intake.MaxBody),
 			Plan: plan},
-		Feed:     backendAs[receiver.Feed](st.Backend),
+		Feed:     feed,
 		Observer: met,
 		Metrics:  met.Handler(),
 		Log:      log,
@@ -380,8 +405,14 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	workerDone := make(chan error, 1)
-	met.SetSender(true) // one process holds the bbolt file: it is the sender
-	go func() { workerDone <- worker.Run(bg) }()
+	if replicated {
+		leader := postgres.NewLeader(cfg.Store.Postgres.DSN, pg.Schema(), cfg.Delivery.Failover.D(), log)
+		setSender(false)
+		go func() { workerDone <- worker.RunElected(bg, leader, pg.TakeOver, setSender) }()
+	} else {
+		setSender(true) // one process holds the bbolt file: it is the sender
+		go func() { workerDone <- worker.Run(bg) }()
+	}
 	background := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	background(func() {
 		if err := maps.Watch(bg); err != nil {
@@ -408,7 +439,7 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "intake", cfg.Intake.Path,
-		"store", cfg.Store.Path, "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
+		"store", storeopen.Describe(cfg), "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
 		"version", buildVersion())
 
 	var runErr error

@@ -330,6 +330,7 @@ func redecide(ctx context.Context, b Backend, ids []string, dec Decider, mopt De
 			sum.Errors = append(sum.Errors, err.Error())
 			return fmt.Errorf("store: replay: %w", err)
 		}
+		sum.Matched += part.Matched // minus the events another replica decided meanwhile
 		sum.Dispatched += part.Dispatched
 		sum.Superseded += part.Superseded
 		sum.Unchanged += part.Unchanged

@@ -1,7 +1,7 @@
 // Package cli implements the operator commands (events, replay, mapping diff,
-// store compact). bbolt allows one process per file, so they talk to the
-// running server's admin API and open the file directly only when no server
-// answers.
+// store compact, store copy). bbolt allows one process per file, so they talk
+// to the running server's admin API and open the store directly (the file,
+// or the PostgreSQL database) only when no server answers.
 package cli
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/outbound"
 	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/storeopen"
 )
 
 // Env is the command's environment.
@@ -55,7 +56,8 @@ var errServerHoldsFile = errors.New("a statusbridge server holds the store file 
 
 // connect returns the server backend when --server is given (never falling
 // back) or when a server answers at the config's listen address; otherwise
-// the file itself, opened with a short lock timeout.
+// the store itself: the bbolt file, opened with a short lock timeout, or the
+// PostgreSQL database (any number of processes may connect to it).
 func connect(cfg *config.Config, server string, explicit bool, env Env, writable bool) (backend, error) {
 	token, _ := env.Getenv("STATUSBRIDGE_ADMIN_TOKEN")
 	hb := &httpBackend{base: strings.TrimRight(server, "/"), token: token,
@@ -66,8 +68,10 @@ func connect(cfg *config.Config, server string, explicit bool, env Env, writable
 	if hb.answers() {
 		return hb, nil
 	}
-	noteDefaults(cfg, env) // the file is read, and replays decide under cfg's mapping
-	db, err := bolt.Open(cfg.Store.Path, bolt.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable})
+	noteDefaults(cfg, env) // the store is read, and replays decide under cfg's mapping
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := storeopen.Open(ctx, cfg, storeopen.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable, MaxConns: 4})
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, errServerHoldsFile
 	}
@@ -96,8 +100,8 @@ func serverURL(cfg *config.Config, flag string) (string, bool) {
 	return "http://" + net.JoinHostPort(host, port), false
 }
 
-// fileBackend reads the store directly, through the same rules as the
-// server (no server answered).
+// fileBackend reads the store directly — the bbolt file or the database —
+// through the same rules as the server (no server answered).
 type fileBackend struct {
 	db    bridge.Store
 	table *mapping.Table

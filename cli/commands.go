@@ -66,7 +66,7 @@ func flags(name, usage string, env Env) *flag.FlagSet {
 // common registers --config and --server.
 func common(fs *flag.FlagSet) (cfgPath, server *string) {
 	return fs.String("config", "", config.FlagUsage),
-		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store file is never opened directly")
+		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store is never opened directly")
 }
 
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
@@ -131,7 +131,8 @@ const eventsUsage = `Usage:
 Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
 The running server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN);
-when none answers, the store file is read directly.
+when none answers, the store is read directly (the bbolt file, or the
+PostgreSQL database with store.driver: postgres).
 Run "statusbridge events list --help" (or show) for a command's flags.
 
 `
@@ -411,7 +412,7 @@ unless --force. --dry-run prints, per event, what it would send and sends
 nothing. Ends with a summary of the events (matched; dispatched,
 superseded, unchanged, with no delivery to make, failed) and, separately, of
 the deliveries (to send; skipped because their target is disabled); a bulk
-replay on the store file shows progress. --dead also queues again the dead
+replay on the store itself shows progress. --dead also queues again the dead
 deliveries of order intakes (tickets, ExpertSender orders, fetches), except
 tickets whose outcome is unknown (they may exist in Digishare): those are
 left out and counted unless --include-unknown.
@@ -547,7 +548,7 @@ each event whose outcome or statuses would change (old outcome → new
 outcome). Nothing is sent and nothing is written. Order history is not
 re-evaluated: superseded and unchanged count as dispatched, so the diff
 shows what the mapping itself changes. The store is read from the server
-at --server or, when none answers, from the store file of NEW.yaml.
+at --server or, when none answers, from the store of NEW.yaml itself.
 
 `
 

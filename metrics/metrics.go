@@ -101,9 +101,11 @@ func (m *Metrics) SetCircuitOpen(target string, open bool) {
 	m.circuit.WithLabelValues(target).Set(v)
 }
 
-// Handler serves /metrics.
+// Handler serves /metrics. A collector that fails (the outbox gauges while
+// the database is down) is left out of that scrape and the rest is served,
+// so an outage does not hide every other metric.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Webhook counts a webhook call's outcome.

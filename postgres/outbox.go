@@ -22,12 +22,16 @@ import (
 // decisions) but not across lanes: a transaction may take seq 10, another
 // seq 11 and commit first, so a reader that saw 11 and asks for "after 11"
 // would never see 10. So each read remembers, for every id it returns, the
-// transactions its snapshot saw in progress (pg_snapshot_xip), and "after
-// id" means: rows with a larger seq, plus rows queued by one of those
-// transactions (queued_xid), which may have a smaller seq. No other row can
-// have been missed: a transaction that had committed was visible to that
-// read, and one that started later (its id is assigned before its first
-// seq) takes seqs larger than any the read saw. Both parts use small
+// transactions its snapshot saw in progress, and "after id" means: rows
+// with a larger seq, plus rows queued by one of those transactions
+// (queued_xid), which may have a smaller seq. In progress means listed by
+// pg_snapshot_xip or at or above the snapshot's xmax: xip lists only the
+// transactions below xmax, which is the newest completed one + 1, so a
+// transaction that took its id (and a seq) after the newest commit the
+// snapshot saw is not in xip even though it is running (what
+// TestPendingAfterMissesNothingUnderConcurrentCommits caught). No other row
+// can have been missed: a transaction below xmax and not in xip had
+// completed, so its rows were visible to that read. Both parts use small
 // partial indexes of pending rows, so a read costs what it returns, not the
 // backlog; a re-read from the start is one index scan.
 //
@@ -53,18 +57,20 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 		FROM deliveries WHERE state = 'pending'`
 	sql, args := cols+` ORDER BY seq LIMIT $2`, []any{db.opts.Name, limit}
 	if known {
-		sql = `(` + cols + ` AND seq > $3 ORDER BY seq LIMIT $2) UNION ALL (` + cols + ` AND seq <= $3 AND queued_xid = ANY($4))
-			ORDER BY seq LIMIT $2`
-		args = append(args, pos.seq, pos.inProgress)
+		sql = `(` + cols + ` AND seq > $3 ORDER BY seq LIMIT $2) UNION ALL (` + cols + ` AND seq <= $3
+			AND (queued_xid = ANY($4) OR queued_xid >= $5)) ORDER BY seq LIMIT $2`
+		args = append(args, pos.seq, pos.inProgress, pos.xmax)
 	}
 	var out []bridge.Delivery
 	var seqs []int64
 	var xip []int64
+	var xmax int64
 	err = db.readTx(ctx, func(b *pgx.Batch) {
 		// The first statement takes the transaction's snapshot; the second
 		// reads with the same one.
-		b.Queue(`SELECT ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) x)`).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&xip)
+		b.Queue(`SELECT ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) x),
+			pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&xip, &xmax)
 		})
 		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -95,7 +101,7 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 	if known && (len(out) < limit || (len(seqs) > 0 && seqs[len(seqs)-1] > pos.seq)) {
 		floor = pos.seq
 	}
-	db.reads.remember(out, seqs, floor, xip)
+	db.reads.remember(out, seqs, floor, xip, xmax)
 	return out, nil
 }
 
@@ -120,6 +126,7 @@ func (db *DB) readTx(ctx context.Context, queue func(b *pgx.Batch)) error {
 type readPos struct {
 	seq        int64
 	inProgress []int64
+	xmax       int64 // transactions from this one on were not complete either
 	gen        uint64
 }
 
@@ -148,7 +155,7 @@ func (r *pendingReads) lookup(id string) (readPos, bool) {
 	return p, ok
 }
 
-func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64, xip []int64) {
+func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64, xip []int64, xmax int64) {
 	if xip == nil {
 		xip = []int64{}
 	}
@@ -156,7 +163,7 @@ func (r *pendingReads) remember(ds []bridge.Delivery, seqs []int64, floor int64,
 	defer r.mu.Unlock()
 	r.gen++
 	for i := range ds {
-		r.byID[ds[i].ID] = readPos{seq: max(seqs[i], floor), inProgress: xip, gen: r.gen}
+		r.byID[ds[i].ID] = readPos{seq: max(seqs[i], floor), inProgress: xip, xmax: xmax, gen: r.gen}
 		r.order = append(r.order, idGen{ds[i].ID, r.gen})
 	}
 	for len(r.order) > maxPositions {

@@ -54,6 +54,9 @@ type Options struct {
 	Mapping func() *mapping.Table
 	// Ready reports whether the service can take events (/readyz).
 	Ready func() error
+	// ReadyInfo, when set, adds fields to every /readyz answer (e.g. whether
+	// this replica is the sender).
+	ReadyInfo func() map[string]any
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
 	Admin      AdminStore
@@ -143,10 +146,19 @@ func New(in Ingester, opt Options) *Server {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", func(c echo.Context) error {
-		if err := s.opt.Ready(); err != nil {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+		ans := map[string]any{}
+		if s.opt.ReadyInfo != nil {
+			for k, v := range s.opt.ReadyInfo() {
+				ans[k] = v
+			}
 		}
-		return c.JSON(http.StatusOK, map[string]string{"status": "ready", "mapping_version": s.opt.Mapping().Version()})
+		ans["mapping_version"] = s.opt.Mapping().Version()
+		if err := s.opt.Ready(); err != nil {
+			ans["status"], ans["error"] = "not ready", err.Error()
+			return c.JSON(http.StatusServiceUnavailable, ans)
+		}
+		ans["status"] = "ready"
+		return c.JSON(http.StatusOK, ans)
 	})
 	if opt.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(opt.Metrics))

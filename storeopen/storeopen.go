@@ -1,0 +1,67 @@
+// Package storeopen opens the store a config names — the bbolt file or the
+// PostgreSQL database — for serve and for the operator commands, so both
+// open it the same way.
+package storeopen
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/statusbridge/statusbridge/bolt"
+	"github.com/statusbridge/statusbridge/bridge"
+	"github.com/statusbridge/statusbridge/config"
+	"github.com/statusbridge/statusbridge/postgres"
+)
+
+// Options change how the store is opened; zero values suit serve.
+type Options struct {
+	Logger *slog.Logger
+	// OnCommit is told each committed write transaction (metrics).
+	OnCommit func(writes int, d time.Duration)
+	// ReadOnly opens a bbolt file for reading only (PostgreSQL: ignored).
+	ReadOnly bool
+	// LockTimeout bounds the wait for a bbolt file's lock (default 1s).
+	LockTimeout time.Duration
+	// MaxConns, when positive, overrides store.postgres.max_conns (a
+	// command needs few connections).
+	MaxConns int
+}
+
+// Open opens the store of cfg.Store. A bbolt file held by another process
+// fails with an error wrapping bolt.ErrLocked; a database that cannot be
+// reached, with one wrapping bridge.ErrUnavailable. No error shows the DSN's
+// password.
+func Open(ctx context.Context, cfg *config.Config, o Options) (bridge.Backend, error) {
+	switch cfg.Store.Driver {
+	case config.DriverPostgres:
+		p := cfg.Store.Postgres
+		if p == nil || p.DSN == "" {
+			return nil, fmt.Errorf("store.driver is postgres but store.postgres.dsn is not set")
+		}
+		maxConns := p.MaxConns
+		if o.MaxConns > 0 {
+			maxConns = o.MaxConns
+		}
+		db, err := postgres.Open(ctx, postgres.Options{DSN: p.DSN, Schema: p.Schema, MaxConns: maxConns,
+			Logger: o.Logger, OnCommit: o.OnCommit})
+		if err != nil {
+			return nil, fmt.Errorf("open the PostgreSQL store %s: %w", config.RedactDSN(p.DSN), err)
+		}
+		return db, nil
+	case config.DriverBbolt, "":
+		return bolt.Open(cfg.Store.Path, bolt.Options{Logger: o.Logger, OnCommit: o.OnCommit,
+			ReadOnly: o.ReadOnly, LockTimeout: o.LockTimeout})
+	}
+	return nil, fmt.Errorf("store.driver %q: want bbolt or postgres", cfg.Store.Driver)
+}
+
+// Describe names the store for logs and messages: "bbolt <path>" or
+// "postgres <DSN with its password redacted>" (and the schema).
+func Describe(cfg *config.Config) string {
+	if cfg.Store.Driver == config.DriverPostgres && cfg.Store.Postgres != nil {
+		return fmt.Sprintf("postgres %s (schema %s)", config.RedactDSN(cfg.Store.Postgres.DSN), cfg.Store.Postgres.Schema)
+	}
+	return "bbolt " + cfg.Store.Path
+}
