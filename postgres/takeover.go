@@ -51,9 +51,12 @@ type takeOverStep struct {
 	run  func(ctx context.Context, tx pgx.Tx, self string) (int, error)
 }
 
+// Durable claims (durable_claims: a request that must not be repeated
+// blindly, sent with its outcome not recorded) are not released here: they
+// stay, PendingAfter reports their deliveries Claimed, and the worker
+// settles them (a ticket ends dead with its outcome unknown).
 var takeOverSteps = []takeOverStep{
 	{"release other senders' claims", releaseOtherClaims},
-	{"settle other senders' durable claims", settleDurableClaims},
 }
 
 // releaseOtherClaims clears every claim held by another sender name.
@@ -64,13 +67,4 @@ func releaseOtherClaims(ctx context.Context, tx pgx.Tx, self string) (int, error
 		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
-}
-
-// settleDurableClaims is where durable claims (a request that must not be
-// repeated blindly, sent with its outcome not yet recorded) are settled
-// when they are stored apart from leases: their deliveries end dead with
-// "outcome unknown" rather than being sent again. Claims are leases only
-// today, all released by releaseOtherClaims.
-func settleDurableClaims(ctx context.Context, tx pgx.Tx, self string) (int, error) {
-	return 0, nil
 }

@@ -44,6 +44,24 @@ func TestTakeOverReleasesOtherSendersClaims(t *testing.T) {
 	if err := dead.Claim(ctx, &b.Deliveries[0], false); !errors.Is(err, bridge.ErrClaimRefused) {
 		t.Errorf("the new sender's own claim was released by its takeover: %v", err)
 	}
+	// A durable claim of the dead sender (its request may have gone out) is
+	// not released: the new sender finds its delivery Claimed.
+	c := backendtest.IngestAt(t, dead, tb, "t3", "ORDER-3", backendtest.Confirmed, "", time.Now())
+	if err := dead.Claim(ctx, &c.Deliveries[0], true); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.TakeOver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := next.PendingAfter(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range pend {
+		if d.ID == c.Deliveries[0].ID && !d.Claimed {
+			t.Error("a durable claim of the dead sender was released by the takeover: its request would be sent again blindly")
+		}
+	}
 }
 
 // TestRedecideUnmappedOnTwoReplicasAtOnce: after a mapping reload every
