@@ -87,10 +87,10 @@ const (
 // copyOrder is the order buckets are copied in: deliveries after events,
 // durable claims after deliveries; the rest in any order (the jobs are
 // checked before anything is written: an unfinished one refuses the copy).
-var copyOrder = []string{bucketJobs, bolt.BucketMeta, bolt.BucketEvents, bolt.BucketPayloads, bolt.BucketDeliveries,
+var copyOrder = []string{bolt.BucketMeta, bolt.BucketEvents, bolt.BucketPayloads, bolt.BucketDeliveries,
 	bolt.BucketPending, bolt.BucketOrders, bolt.BucketDedup, bolt.BucketOnce, bolt.BucketClaims,
 	bolt.BucketIntakes, bolt.BucketOrderIntakes, bucketChanges, bucketCounters, bucketPendingByTarget, bucketOrderEvents,
-	bucketActions}
+	bucketJobs, bucketActions}
 
 // Carried reports whether the copy declares a bucket, and how it carries it.
 func Carried(bucket string) (note string, ok bool) {
