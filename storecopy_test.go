@@ -153,10 +153,13 @@ delivery: { max_attempts: 1000, backoff: { initial: 100ms, max: 200ms } }
 		t.Fatalf("store copy: %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("store copy:\n%s%s", out, errOut)
-	for _, kind := range []string{"events  ", "deliveries", "pending deliveries", "order states", "dedup keys"} {
+	for _, kind := range []string{"events  ", "deliveries", "pending deliveries", "order states", "dedup keys", "jobs", "operator actions"} {
 		if !strings.Contains(out, kind) {
 			t.Errorf("the summary lacks %q", kind)
 		}
+	}
+	if strings.Contains(out, "not carried") {
+		t.Errorf("the summary says something is left behind:\n%s", out)
 	}
 	for i, args := range commands(pgYAML) {
 		code, out, errOut := runWith(t, noEnv, args...)

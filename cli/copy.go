@@ -43,13 +43,14 @@ into the empty PostgreSQL store of NEW.yaml (store.driver: postgres): events
 with their payloads and every decision, deliveries with every attempt, order
 states, dedup keys (so a repeat of an old webhook is still a duplicate),
 no-repeat keys, order intakes and each order's intake record, and durable
-claims (kept durable: a ticket that may have gone out is not sent again).
-Refuses a target that holds any record, and a store with an unfinished bulk
-job. Writes 500 records a transaction, shows progress, and ends with a
-summary (what it leaves behind: the operator-action log, finished jobs and
-retry links, which PostgreSQL keeps none of yet) and a count check (each
-kind counted in both stores): exit 0 when they agree, 1 otherwise. The
-bbolt file is only read.
+claims (kept durable: a ticket that may have gone out is not sent again),
+deliveries' retry links (a dead delivery a retry resolved stays resolved),
+finished bulk jobs (the last 100) and the operator-action log (the last
+200), with their ids and times. Refuses a target that holds any record, and
+a store with an unfinished bulk job. Writes 500 records a transaction, shows
+progress, and ends with a summary and a count check (each kind counted in
+both stores): exit 0 when they agree, 1 otherwise. The bbolt file is only
+read.
 
 `
 
@@ -122,14 +123,8 @@ func StoreCopy(args []string, env Env) int {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", c.Kind, c.Source, c.Target, mark)
 	}
 	tw.Flush()
-	for _, b := range []string{"actions", "jobs"} {
-		if n := sum.NotCarried[b]; n > 0 {
-			note, _ := storecopy.Carried(b)
-			fmt.Fprintf(env.Stdout, "not carried: %d records of %s (%s)\n", n, b, note)
-		}
-	}
 	if sum.RetryLinks > 0 {
-		fmt.Fprintf(env.Stdout, "not carried: the retry links of %d deliveries (the PostgreSQL store keeps none yet: a dead delivery a retry resolved is listed as dead there)\n", sum.RetryLinks)
+		fmt.Fprintf(env.Stdout, "%d deliveries were copied with their retry links (a retry's predecessor, a dead delivery's resolving retry)\n", sum.RetryLinks)
 	}
 	if sum.Orphans > 0 {
 		fmt.Fprintf(env.Stdout, "%d payloads belonged to no event and were not copied\n", sum.Orphans)

@@ -10,7 +10,9 @@ import (
 // Copying a bbolt store in (statusbridge store copy): the records are
 // written with the same statements as the service's own writes (PutEvent,
 // PutDelivery, PutOrder; CopyIntakes for the order intake's records and
-// durable claims), so every field they store is carried; dedup keys, which
+// durable claims), so every field they store is carried (a delivery's retry
+// links too); CopyConsole writes the console's jobs and actions with their
+// own ids; dedup keys, which
 // live in the events' rows here, and no-repeat keys, which the service
 // writes only as side effects, have statements of their own.
 
@@ -121,6 +123,8 @@ const (
 	CountClaims       = "durable claims"
 	CountIntakes      = "order intakes"
 	CountOrderIntakes = "orders' intake records"
+	CountJobs         = "jobs"
+	CountActions      = "operator actions"
 )
 
 // CopyCounts counts the records of each kind, exactly (for the check at the
@@ -143,9 +147,13 @@ func (db *DB) CopyCounts(ctx context.Context) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	jobs, actions, err := db.ConsoleCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return map[string]int{CountEvents: ev, CountPayloads: pl, CountDeliveries: del, CountPending: pend,
 		CountOrders: ord, CountDedup: dd, CountOnce: once, CountClaims: claims,
-		CountIntakes: intakes, CountOrderIntakes: orderIntakes}, nil
+		CountIntakes: intakes, CountOrderIntakes: orderIntakes, CountJobs: jobs, CountActions: actions}, nil
 }
 
 // Empty reports whether the store holds no record of any kind (a copy's
@@ -155,7 +163,7 @@ func (db *DB) Empty(ctx context.Context) (empty bool, what string, err error) {
 	if err != nil {
 		return false, "", err
 	}
-	for _, k := range []string{CountEvents, CountDeliveries, CountOrders, CountOnce, CountIntakes, CountOrderIntakes, CountClaims} {
+	for _, k := range []string{CountEvents, CountDeliveries, CountOrders, CountOnce, CountIntakes, CountOrderIntakes, CountClaims, CountJobs, CountActions} {
 		if n[k] > 0 {
 			return false, fmt.Sprintf("%d %s", n[k], k), nil
 		}

@@ -33,10 +33,11 @@ type carrier struct {
 	// that each of the bucket's records becomes: the count check compares
 	// the bucket's size with it.
 	count string
-	// history: records that are not carried (the target has no place for
-	// them yet); the summary says how many were left behind.
-	history bool
-	note    string
+	// kept, when set, is how many of the bucket's records the target keeps
+	// (the newest; the bbolt store keeps as many): the count check expects
+	// at most that many.
+	kept int
+	note string
 }
 
 // carriers declares every bucket of a bbolt store.
@@ -48,7 +49,7 @@ var carriers = map[string]carrier{
 	bolt.BucketPayloads: {copy: checkPayloads,
 		note: "payloads of events written before payloads were inline: copied with their events"},
 	bolt.BucketDeliveries: {copy: copyDeliveries, count: postgres.CountDeliveries,
-		note: "deliveries with every attempt and request, in commit order (each lane's order)"},
+		note: "deliveries with every attempt and request and their retry links (RetryOf, ResolvedBy), in commit order (each lane's order)"},
 	bolt.BucketPending: {count: postgres.CountPending,
 		note: "the outbox index: carried by each delivery's state"},
 	bolt.BucketOrders: {copy: copyOrders, count: postgres.CountOrders,
@@ -67,10 +68,10 @@ var carriers = map[string]carrier{
 	bucketCounters:        {note: "the console's counters: derived from the records (bbolt builds them again from a store without them)"},
 	bucketPendingByTarget: {note: "an index of the outbox by target: carried by each delivery's state and target"},
 	bucketOrderEvents:     {note: "an index of events by order id: carried by each event's order id (PostgreSQL indexes it)"},
-	bucketActions: {history: true,
-		note: "the console's log of operator actions: not carried (PostgreSQL keeps none yet); the summary counts them"},
-	bucketJobs: {copy: checkJobs, history: true,
-		note: "bulk jobs: a copy is refused while one is unfinished; finished ones are history, not carried (PostgreSQL keeps none yet)"},
+	bucketActions: {copy: copyActions, count: postgres.CountActions, kept: postgres.KeptActions,
+		note: "the console's log of operator actions (the last 200), with their ids and times"},
+	bucketJobs: {copy: copyJobs, count: postgres.CountJobs, kept: postgres.KeptFinishedJobs,
+		note: "bulk jobs: a copy is refused while one is unfinished; finished ones (the last 100) are copied with their ids, times and progress"},
 }
 
 // Buckets of the bbolt store that bolt names only for itself.
@@ -83,13 +84,13 @@ const (
 	bucketJobs            = "jobs"
 )
 
-// copyOrder is the order buckets are copied in: jobs first (an unfinished
-// one refuses the copy before anything is written), deliveries after
-// events, durable claims after deliveries; the rest in any order.
-var copyOrder = []string{bucketJobs, bolt.BucketMeta, bolt.BucketEvents, bolt.BucketPayloads, bolt.BucketDeliveries,
+// copyOrder is the order buckets are copied in: deliveries after events,
+// durable claims after deliveries; the rest in any order (the jobs are
+// checked before anything is written: an unfinished one refuses the copy).
+var copyOrder = []string{bolt.BucketMeta, bolt.BucketEvents, bolt.BucketPayloads, bolt.BucketDeliveries,
 	bolt.BucketPending, bolt.BucketOrders, bolt.BucketDedup, bolt.BucketOnce, bolt.BucketClaims,
 	bolt.BucketIntakes, bolt.BucketOrderIntakes, bucketChanges, bucketCounters, bucketPendingByTarget, bucketOrderEvents,
-	bucketActions}
+	bucketJobs, bucketActions}
 
 // Carried reports whether the copy declares a bucket, and how it carries it.
 func Carried(bucket string) (note string, ok bool) {
@@ -117,12 +118,8 @@ type Summary struct {
 	Checks   []Check // source vs target counts, by kind
 	Orphans  int     // payloads of the payloads bucket whose event does not exist (nothing refers to them)
 	Mismatch bool    // some check failed
-	// NotCarried counts, by bucket, the history records left behind
-	// (operator actions, finished jobs): the target keeps none yet.
-	NotCarried map[string]int
-	// RetryLinks counts the deliveries copied without their retry links
-	// (Delivery.RetryOf, ResolvedBy): the PostgreSQL store keeps none yet, so
-	// a dead delivery a retry resolved is listed there as still dead.
+	// RetryLinks counts the deliveries copied with a retry link
+	// (Delivery.RetryOf or ResolvedBy).
 	RetryLinks int
 }
 
@@ -145,7 +142,7 @@ var ErrUnfinishedJob = errors.New("a bulk job is unfinished")
 // after the copy; a mismatch is reported there (Summary.Mismatch), not as an
 // error.
 func Copy(ctx context.Context, src *bolt.Export, dst *postgres.DB, progress Progress) (Summary, error) {
-	sum := Summary{NotCarried: map[string]int{}}
+	var sum Summary
 	buckets, err := src.Buckets()
 	if err != nil {
 		return sum, err
@@ -176,14 +173,16 @@ func Copy(ctx context.Context, src *bolt.Export, dst *postgres.DB, progress Prog
 		total += sizes[b]
 		present[b] = true
 	}
+	if slices.Contains(buckets, bucketJobs) {
+		if err := src.Each(bucketJobs, checkJobs); err != nil {
+			return sum, err
+		}
+	}
 	c := &copier{ctx: ctx, src: src, dst: dst, sum: &sum}
 	for _, b := range copyOrder {
 		car := carriers[b]
 		if !present[b] {
 			continue
-		}
-		if car.history {
-			sum.NotCarried[b] = sizes[b]
 		}
 		if car.copy != nil {
 			err := src.Each(b, func(page []bolt.Record) error {
@@ -213,8 +212,12 @@ func Copy(ctx context.Context, src *bolt.Export, dst *postgres.DB, progress Prog
 		return sum, fmt.Errorf("count the target's records: %w", err)
 	}
 	for _, b := range copyOrder {
-		if k := carriers[b].count; k != "" {
-			sum.Checks = append(sum.Checks, Check{Kind: k, Source: sizes[b], Target: got[k]})
+		if car := carriers[b]; car.count != "" {
+			n := sizes[b]
+			if car.kept > 0 {
+				n = min(n, car.kept)
+			}
+			sum.Checks = append(sum.Checks, Check{Kind: car.count, Source: n, Target: got[car.count]})
 		}
 		if b == bolt.BucketEvents {
 			sum.Checks = append(sum.Checks, Check{Kind: postgres.CountPayloads, Source: c.payloads, Target: got[postgres.CountPayloads]})
@@ -250,18 +253,81 @@ func (c *copier) writeIntakes(intakes []postgres.CopiedIntake, recs []bridge.Ord
 	return nil
 }
 
-// checkJobs refuses a store with an unfinished bulk job: it would not go on
-// on the copy.
-func checkJobs(c *copier, page []bolt.Record) error {
+// checkJobs refuses a store with an unfinished bulk job (it would not go on
+// on the copy) or a job that does not decode. Copy runs it on the whole
+// bucket before it writes anything.
+func checkJobs(page []bolt.Record) error {
+	_, err := decodeJobs(page)
+	return err
+}
+
+// decodeJobs decodes a page of finished jobs (ErrUnfinishedJob on one that
+// is not).
+func decodeJobs(page []bolt.Record) ([]bridge.Job, error) {
+	jobs := make([]bridge.Job, 0, len(page))
 	for _, r := range page {
 		var j bridge.Job
 		if err := json.Unmarshal(r.Value, &j); err != nil {
-			return fmt.Errorf("job %x: %w", r.Key, err)
+			return nil, fmt.Errorf("job %x: %w", r.Key, err)
 		}
 		if !j.State.Finished() {
-			return fmt.Errorf("%w (job %s, %s, %s): let it finish, or cancel it, before copying", ErrUnfinishedJob, j.ID, j.Kind, j.State)
+			return nil, fmt.Errorf("%w (job %s, %s, %s): let it finish, or cancel it, before copying", ErrUnfinishedJob, j.ID, j.Kind, j.State)
 		}
+		if err := sameID(r.Key, j.ID); err != nil {
+			return nil, fmt.Errorf("job %x: %w", r.Key, err)
+		}
+		jobs = append(jobs, j)
 	}
+	return jobs, nil
+}
+
+// copyJobs copies finished jobs, in their ids' order.
+func copyJobs(c *copier, page []bolt.Record) error {
+	jobs, err := decodeJobs(page)
+	if err != nil {
+		return err
+	}
+	return c.writeConsole(jobs, nil)
+}
+
+// copyActions copies the operator-action log.
+func copyActions(c *copier, page []bolt.Record) error {
+	actions := make([]bridge.Action, 0, len(page))
+	for _, r := range page {
+		var a bridge.Action
+		if err := json.Unmarshal(r.Value, &a); err != nil {
+			return fmt.Errorf("action %x: %w", r.Key, err)
+		}
+		if err := sameID(r.Key, a.ID); err != nil {
+			return fmt.Errorf("action %x: %w", r.Key, err)
+		}
+		actions = append(actions, a)
+	}
+	return c.writeConsole(nil, actions)
+}
+
+// sameID checks that a record's key is the id its JSON holds (the target
+// keys it by that id).
+func sameID(key []byte, id string) error {
+	k, err := bolt.ID(key)
+	if err != nil {
+		return err
+	}
+	if k != id {
+		return fmt.Errorf("the record holds id %q", id)
+	}
+	return nil
+}
+
+// writeConsole commits jobs and actions.
+func (c *copier) writeConsole(jobs []bridge.Job, actions []bridge.Action) error {
+	if len(jobs)+len(actions) == 0 {
+		return nil
+	}
+	if err := c.dst.CopyConsole(c.ctx, jobs, actions); err != nil {
+		return err
+	}
+	c.sum.Batches++
 	return nil
 }
 
@@ -313,7 +379,7 @@ func copyDeliveries(c *copier, page []bolt.Record) error {
 			return err
 		}
 		if d.RetryOf != "" || d.ResolvedBy != "" {
-			c.sum.RetryLinks++
+			c.sum.RetryLinks++ // carried: PutDelivery writes retry_of and resolved_by
 		}
 		b.Deliveries = append(b.Deliveries, *d)
 	}

@@ -186,12 +186,13 @@ func requireAllSet(t *testing.T, path string, v reflect.Value) {
 	}
 }
 
-// TestCopyCarriesEveryField: an event, a delivery and an order state with
-// every field set, a legacy 32-byte dedup key, a no-repeat key, a durable
-// claim and the order intake's records read back from PostgreSQL as bbolt
-// held them (times at PostgreSQL's microseconds; retry links, which
-// PostgreSQL does not keep yet, reported as not carried); a repeat of the
-// legacy-keyed webhook is a duplicate on the copy.
+// TestCopyCarriesEveryField: an event, a delivery (retry links included)
+// and an order state with every field set, a legacy 32-byte dedup key, a
+// no-repeat key, a durable claim, the order intake's records, a finished
+// bulk job and the operator-action log read back from PostgreSQL as bbolt
+// held them (times at PostgreSQL's microseconds; jobs and actions with
+// their ids, times and order); a repeat of the legacy-keyed webhook is a
+// duplicate on the copy.
 func TestCopyCarriesEveryField(t *testing.T) {
 	ctx := context.Background()
 	db, path := newBolt(t)
@@ -250,6 +251,33 @@ func TestCopyCarriesEveryField(t *testing.T) {
 	// record, ticket and upsert deliveries) and one by its id alone (fetch).
 	backendtest.Take(t, db, backendtest.Order("I1", `"total": 3`), backendtest.FullPlan)
 	backendtest.Take(t, db, backendtest.Order("I2", ""), backendtest.FullPlan)
+	// A finished bulk job and the operator-action log, every field set.
+	job, err := db.CreateJob(ctx, bridge.Job{Kind: bridge.JobRetry, Filter: bridge.JobFilter{State: "dead", Target: "expertsender"},
+		IncludeUnknown: true, State: bridge.JobQueued, CreatedAt: at, UpdatedAt: at, From: "10.0.0.7", Total: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.State, job.UpdatedAt, job.FinishedAt = bridge.JobFailed, at.Add(time.Minute), at.Add(time.Minute+time.Nanosecond)
+	job.Done, job.Skipped, job.Failed, job.Cursor, job.Error = 1, map[string]int{bridge.SkipNewerExists: 1}, 1, del.ID, "an error text"
+	if err := db.SaveJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	requireAllSet(t, "Job", reflect.ValueOf(job))
+	for i := range 3 {
+		if err := db.RecordAction(ctx, bridge.Action{At: at.Add(time.Duration(i) * time.Second), Kind: "retry",
+			What: fmt.Sprintf("retry delivery %d", i), From: "10.0.0.7", Result: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantJobs, err := db.ListJobs(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantActions, err := db.Actions(ctx, 1000)
+	if err != nil || len(wantActions) != 3 {
+		t.Fatalf("actions on bbolt: %v %v", wantActions, err)
+	}
+	requireAllSet(t, "Action", reflect.ValueOf(wantActions[0]))
 	db.Close()
 	u, err := digishare.Decode(legacyBody)
 	if err != nil {
@@ -291,15 +319,22 @@ func TestCopyCarriesEveryField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The PostgreSQL store keeps no retry links yet: the copy reports them
-	// as not carried rather than dropping them silently.
-	want := del
-	want.RetryOf, want.ResolvedBy = "", ""
-	if !reflect.DeepEqual(*gotDel, want) {
-		t.Errorf("delivery on PostgreSQL\n%+v\nwant\n%+v", *gotDel, want)
+	// Its retry links too (RetryOf, ResolvedBy).
+	if !reflect.DeepEqual(*gotDel, del) {
+		t.Errorf("delivery on PostgreSQL\n%+v\nwant\n%+v", *gotDel, del)
 	}
 	if sum.RetryLinks != 1 {
-		t.Errorf("summary counts %d deliveries whose retry links are not carried, want 1", sum.RetryLinks)
+		t.Errorf("summary counts %d deliveries copied with retry links, want 1", sum.RetryLinks)
+	}
+	// The finished job and the actions, with their ids, times and order.
+	if got, err := dst.ListJobs(ctx, 1000); err != nil || !reflect.DeepEqual(got, wantJobs) {
+		t.Errorf("jobs on PostgreSQL %+v (%v), want %+v", got, err, wantJobs)
+	}
+	if got, err := dst.UnfinishedJobs(ctx); err != nil || len(got) != 0 {
+		t.Errorf("unfinished jobs on PostgreSQL %+v (%v), want none", got, err)
+	}
+	if got, err := dst.Actions(ctx, 1000); err != nil || !reflect.DeepEqual(got, wantActions) {
+		t.Errorf("actions on PostgreSQL %+v (%v), want %+v", got, err, wantActions)
 	}
 	var gotOrder bridge.OrderState
 	if err := dst.View(ctx, func(tx bridge.Tx) error { gotOrder, err = tx.OrderState("full-1"); return err }); err != nil {
@@ -348,6 +383,28 @@ func TestCopyCarriesEveryField(t *testing.T) {
 	}
 	if !found {
 		t.Error("the copied durably-claimed delivery is not pending on PostgreSQL")
+	}
+}
+
+// TestUnfinishedJobStopsTheCopy: a store with a bulk job still to run is
+// refused before anything is written, its finished jobs included.
+func TestUnfinishedJobStopsTheCopy(t *testing.T) {
+	ctx := context.Background()
+	db, path := newBolt(t)
+	backendtest.IngestAt(t, db, backendtest.Table(t, "k"), "t1", "ORDER-1", backendtest.Confirmed, "", time.Now())
+	for _, st := range []bridge.JobState{bridge.JobDone, bridge.JobRunning} {
+		if _, err := db.CreateJob(ctx, bridge.Job{Kind: bridge.JobRetry, State: st, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	dst := openPG(t, pgtest.NewDatabase(t))
+	sum, err := Copy(ctx, openExport(t, path), dst, nil)
+	if !errors.Is(err, ErrUnfinishedJob) || sum.Batches != 0 {
+		t.Fatalf("Copy = %v after %d batches, want ErrUnfinishedJob before any", err, sum.Batches)
+	}
+	if empty, what, err := dst.Empty(ctx); err != nil || !empty {
+		t.Errorf("after the refusal the target holds %s (%v)", what, err)
 	}
 }
 
