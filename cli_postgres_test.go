@@ -44,7 +44,7 @@ func TestCLIPostgresDirect(t *testing.T) {
 		return strings.Contains(out, "1 done")
 	})
 	// The admin API answers on PostgreSQL, the routes that show the
-	// console's counts included (the store keeps none yet: they read 0).
+	// console's counts included (kept by the PostgreSQL store as on bbolt).
 	for _, path := range []string{"/admin/mapping", "/admin/events?limit=5", "/admin/deliveries?state=done"} {
 		if code, body := s.call("GET", path, nil); code != 200 {
 			t.Errorf("GET %s on PostgreSQL: %d %v", path, code, body)
