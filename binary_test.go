@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/statusbridge/statusbridge/internal/pgtest"
 )
 
 var (
@@ -15,9 +17,10 @@ var (
 	binDir  string
 )
 
-// TestMain removes the binary built for the process-level tests.
+// TestMain removes the binary built for the process-level tests, and stops
+// the PostgreSQL server shared by the tests that use pgtest.NewDatabase.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

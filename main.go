@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,7 +24,6 @@ import (
 	"time"
 
 	"github.com/statusbridge/statusbridge/admin"
-	"github.com/statusbridge/statusbridge/bolt"
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/cli"
 	"github.com/statusbridge/statusbridge/config"
@@ -33,7 +33,9 @@ import (
 	"github.com/statusbridge/statusbridge/mapping"
 	"github.com/statusbridge/statusbridge/metrics"
 	"github.com/statusbridge/statusbridge/outbound"
+	"github.com/statusbridge/statusbridge/postgres"
 	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/storeopen"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -46,15 +48,18 @@ Usage:
   statusbridge config check [--config FILE]  validate a config file
   statusbridge events list|show|tail ...     stored events, their decisions and deliveries; tail: live
   statusbridge deliveries list|retry|tail .. deliveries (dead ones that need a person), retry, live tail
+  statusbridge orders push|import|list|show  take orders in (through the running server), list them, show one
   statusbridge replay ...                    re-decide and re-send stored events
   statusbridge mapping diff --config NEW     what a candidate mapping would change
-  statusbridge store compact                 shrink the store file (service stopped)
+  statusbridge store compact                 shrink the bbolt file (service stopped)
+  statusbridge store copy --to NEW.yaml      copy a bbolt store into PostgreSQL (service stopped)
   statusbridge version                       print the version
   statusbridge COMMAND --help                help for a command
 
 events, deliveries, replay and mapping diff ask the running server through its admin API
 (--server URL, default http://<listen>; token from STATUSBRIDGE_ADMIN_TOKEN)
-and read the store file directly only when no server answers.
+and read the store directly (the bbolt file, or the PostgreSQL database)
+only when no server answers.
 
 Without --config, commands read ./config.yaml when it exists, else built-in
 defaults (listen 127.0.0.1:8080, store data/statusbridge.db, no mapping, no
@@ -102,10 +107,12 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return cli.Deliveries(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "replay":
 		return cli.Replay(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+	case "orders":
+		return cli.Orders(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "mapping":
 		return cli.MappingDiff(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "store":
-		return cli.StoreCompact(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
+		return cli.Store(args[1:], cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr})
 	case "version":
 		if len(args) > 1 {
 			if isHelp(args[1]) {
@@ -211,7 +218,31 @@ func cmdConfigCheck(args []string, getenv func(string) (string, bool), stdout, s
 	if len(disabled) > 0 {
 		fmt.Fprintf(stdout, "  targets disabled (their deliveries are recorded as skipped):\n%s\n", strings.Join(disabled, "\n"))
 	}
+	fmt.Fprintf(stdout, "  order intake (POST %s): %s\n", cfg.Intake.Path, intakeSummary(cfg))
 	return exitOK
+}
+
+// intakeSummary says what an order intake causes under cfg.
+func intakeSummary(cfg *config.Config) string {
+	if cfg.Intake.Token == "" {
+		return "refused (intake.token is empty)"
+	}
+	plan := outbound.Plan(cfg)
+	var steps []string
+	for _, s := range []struct {
+		name string
+		step bridge.Step
+	}{{"ticket (digishare)", plan.Ticket}, {"order upsert (expertsender)", plan.Upsert}, {"fetch of an orderId alone (order_system)", plan.Fetch}} {
+		switch {
+		case !s.step.On:
+			continue
+		case s.step.Skip != "":
+			steps = append(steps, s.name+" recorded as skipped: "+s.step.Skip)
+		default:
+			steps = append(steps, s.name)
+		}
+	}
+	return orNone(steps)
 }
 
 func orNone(s []string) string {
@@ -223,8 +254,9 @@ func orNone(s []string) string {
 
 const serveUsage = `Usage: statusbridge serve [--config FILE]
 
-Runs the service: the Digishare webhook (POST webhook.path), /healthz,
-/readyz, and the delivery worker. SIGINT/SIGTERM shut it down gracefully.
+Runs the service: the Digishare webhook (POST webhook.path), the order
+intake (POST intake.path), /healthz, /readyz, the admin API, and the
+delivery worker. SIGINT/SIGTERM shut it down gracefully.
 A config error exits 2 before listening; a start-up failure exits 1.
 
 `
@@ -283,23 +315,28 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	gcDefaults(getenv)
 	warnInsecure(cfg, log)
 	var st bridge.Store
-	met := metrics.New(func() (map[string]metrics.OutboxStat, error) { // read at scrapes, once the store is open
-		stats, err := st.PendingByTarget(context.Background())
+	// Read at scrapes, once the store is open; with PostgreSQL these are the
+	// deployment's figures, the same on every replica.
+	met := metrics.New(func() (map[string]metrics.OutboxStat, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stats, err := st.PendingByTarget(ctx)
 		out := make(map[string]metrics.OutboxStat, len(stats))
 		for t, s := range stats {
 			out[t] = metrics.OutboxStat{Pending: s.Pending, OldestCreate: s.Oldest}
 		}
 		return out, err
 	})
-	met.Targets(mapping.New(cfg).Targets()) // every configured target's gauges read 0 from the start
+	plan := outbound.Plan(cfg)                                       // which deliveries an order intake causes
+	met.Targets(withIntakeTargets(mapping.New(cfg).Targets(), plan)) // every configured target's gauges read 0 from the start
 	var commits atomic.Int64
-	db, err := bolt.Open(cfg.Store.Path, bolt.Options{Logger: log,
-		OnCommit: func(c bolt.CommitStats) { commits.Add(1); met.Commit(c.Writes, c.Pages, c.Duration) }})
+	backend, err := storeopen.Open(ctx, cfg, storeopen.Options{Logger: log,
+		OnCommit: func(writes, pages int, d time.Duration) { commits.Add(1); met.Commit(writes, pages, d) }})
 	if err != nil {
 		return err
 	}
 	go releaseWhenIdle(ctx, commits.Load, time.Second, debug.FreeOSMemory)
-	st = bridge.Store{Backend: db}
+	st = bridge.Store{Backend: backend}
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("close store", "err", err)
@@ -308,6 +345,16 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+
+	// The sender: with bbolt this process is the only one; with PostgreSQL
+	// the replicas elect one, and /readyz says whether it is this one.
+	pg, replicated := backend.(*postgres.DB)
+	var sending atomic.Bool
+	setSender := func(on bool) { sending.Store(on); met.SetSender(on) }
+	readyInfo := func() map[string]any { return nil }
+	if replicated {
+		readyInfo = func() map[string]any { return map[string]any{"sender": sending.Load()} }
 	}
 
 	maps := live.New(cfg, getenv, log, met)
@@ -321,7 +368,9 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	worker := outbound.NewWorker(st, senders, policy, log)
 	worker.Observe(met)
 	proxies := admin.ProxiesOf(cfg.Server.TrustedProxies)
-	svc := admin.New(admin.Options{Store: st, Console: db, Mapping: maps, Health: worker.Health, Log: log})
+	svc := admin.New(admin.Options{Store: st, Console: storeopen.Console(backend), Mapping: maps, Health: worker.Health,
+		IntakeTargets: plan.Targets(), Log: log})
+	feed, _ := backend.(receiver.Feed)       // the live tail; a backend without one answers 404
 	guard := admin.NewGuard(cfg.Admin.Token) // one count of wrong tokens for the API and the console
 	var ui http.Handler
 	if cfg.Admin.Token != "" {
@@ -337,24 +386,37 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 		MaxBody:         int64(cfg.Webhook.MaxBody),
 		Mapping:         maps.Current,
 		MappingLoadedAt: maps.LoadedAt,
-		Ready:           func() error { return st.Ping(context.Background()) },
-		AdminToken:      cfg.Admin.Token,
-		Admin:           st,
-		Service:         svc,
-		Guard:           guard,
-		Proxies:         proxies,
-		Console:         ui,
-		Feed:            db,
-		Observer:        met,
-		Metrics:         met.Handler(),
-		Log:             log,
+		Ready: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return st.Ping(ctx)
+		},
+		ReadyInfo:  readyInfo,
+		AdminToken: cfg.Admin.Token,
+		Admin:      st,
+		Service:    svc,
+		Guard:      guard,
+		Proxies:    proxies,
+		Console:    ui,
+		Intake: receiver.IntakeOptions{Path: cfg.Intake.Path, Token: cfg.Intake.Token, MaxBody: int64(cfg.Intake.MaxBody),
+			Plan: plan},
+		Feed:     feed,
+		Observer: met,
+		Metrics:  met.Handler(),
+		Log:      log,
 	})
 
 	bg, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	workerDone := make(chan error, 1)
-	met.SetSender(true) // one process holds the bbolt file: it is the sender
-	go func() { workerDone <- worker.Run(bg) }()
+	if replicated {
+		leader := postgres.NewLeader(cfg.Store.Postgres.DSN, pg.Schema(), cfg.Delivery.Failover.D(), log)
+		setSender(false)
+		go func() { workerDone <- worker.RunElected(bg, leader, pg.TakeOver, setSender) }()
+	} else {
+		setSender(true) // one process holds the bbolt file: it is the sender
+		go func() { workerDone <- worker.Run(bg) }()
+	}
 	background := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	background(func() {
 		if err := maps.Watch(bg); err != nil {
@@ -380,8 +442,8 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path,
-		"store", cfg.Store.Path, "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
+	log.Info("statusbridge listening", "addr", ln.Addr().String(), "webhook", cfg.Webhook.Path, "intake", cfg.Intake.Path,
+		"store", storeopen.Describe(cfg), "mapping_version", maps.Current().Version(), "targets", orNone(maps.Current().Targets()),
 		"version", buildVersion())
 
 	var runErr error
@@ -409,6 +471,18 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	}
 	log.Info("shut down", attrs...)
 	return runErr
+}
+
+// withIntakeTargets adds the targets of the order intake's steps (digishare)
+// to the mapping's.
+func withIntakeTargets(targets []string, plan bridge.IntakePlan) []string {
+	for _, t := range plan.Targets() {
+		if !slices.Contains(targets, t) {
+			targets = append(targets, t)
+		}
+	}
+	sort.Strings(targets)
+	return targets
 }
 
 // retentionInterval sweeps often enough for the retention, at most hourly.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,8 +68,15 @@ func TestConfigCheck(t *testing.T) {
 	code, out, _ := runCLI(t, "config", "check", "--config", "config.example.yaml")
 	// Without credentials every target is disabled, as serve warns: say so, and why.
 	if code != 0 || !strings.Contains(out, "ok") || !strings.Contains(out, "targets enabled: none") ||
-		!strings.Contains(out, "expertsender: targets.expertsender has no api_key") {
+		!strings.Contains(out, "expertsender: targets.expertsender has no api_key") ||
+		!strings.Contains(out, "order intake (POST /webhooks/orders): refused (intake.token is empty)") {
 		t.Errorf("example config: %d %q", code, out)
+	}
+	var intakeOut bytes.Buffer
+	env := func(k string) (string, bool) { return "intake-tok", k == "STATUSBRIDGE_INTAKE_TOKEN" }
+	if code := run(context.Background(), []string{"config", "check", "--config", "config.example.yaml"}, env, &intakeOut, io.Discard); code != 0 ||
+		!strings.Contains(intakeOut.String(), "ticket (digishare) recorded as skipped: targets.digishare has no token") {
+		t.Errorf("example config with an intake token: %d %q", code, intakeOut.String())
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("listen: 127.0.0.1:1\nwebhok: {}\ndelivery: { max_attempts: 0 }\n"), 0o600)

@@ -51,6 +51,9 @@ type RetryPreview struct {
 // permanent before anything was sent (a missing placeholder, an unreadable
 // phone number).
 func OutcomeUnknown(d *bridge.Delivery) bool {
+	if d.UnknownOutcome() { // a ticket that may exist (bridge.ResultOutcomeUnknown)
+		return true
+	}
 	n := len(d.Attempts)
 	return n > 0 && d.Attempts[n-1].StatusCode == 0 && !strings.HasPrefix(d.Reason, "permanent failure")
 }
@@ -68,8 +71,8 @@ func (s *Service) checkJob(req *JobRequest) error {
 	if req.Filter.State != string(bridge.Dead) {
 		return invalid("filter.state: only dead deliveries are retried")
 	}
-	if t := req.Filter.Target; t != "" && !slices.Contains(s.maps.Current().Targets(), t) {
-		return invalid("filter.target: %q is not a configured target (%s)", t, strings.Join(s.maps.Current().Targets(), ", "))
+	if t := req.Filter.Target; t != "" && !slices.Contains(s.knownTargets(), t) {
+		return invalid("filter.target: %q is not a configured target (%s)", t, strings.Join(s.knownTargets(), ", "))
 	}
 	return nil
 }

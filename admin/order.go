@@ -149,5 +149,8 @@ func (s *Service) Order(ctx context.Context, orderID string) (*OrderView, error)
 		v.Targets = append(v.Targets, *t)
 	}
 	sort.Slice(v.Targets, func(i, j int) bool { return v.Targets[i].Target < v.Targets[j].Target })
+	if err := s.addIntakes(ctx, v); err != nil {
+		return nil, err
+	}
 	return v, nil
 }

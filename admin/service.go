@@ -39,8 +39,8 @@ var _ Store = bridge.Store{}
 
 // ConsoleStore is what a backend keeps for the console besides its records:
 // counters changed in the transactions that change states, bulk jobs, and
-// the last operator actions (*bolt.DB has it; a backend that lacks it
-// cannot serve the console).
+// the last operator actions (*bolt.DB and *postgres.DB have it; a backend
+// that lacks it cannot serve the console).
 type ConsoleStore interface {
 	// Counters reads the counters as of now, without a scan.
 	Counters(ctx context.Context, now time.Time) (bridge.Counters, error)
@@ -71,8 +71,12 @@ type Options struct {
 	Mapping Mapping
 	// Health reports each target's circuit breaker (nil: unknown).
 	Health func() map[string]bridge.TargetHealth
-	Now    func() time.Time
-	Log    *slog.Logger
+	// IntakeTargets are the targets of the order intake's steps
+	// (bridge.IntakePlan.Targets: digishare, …), valid in replays and jobs
+	// beside the mapping's.
+	IntakeTargets []string
+	Now           func() time.Time
+	Log           *slog.Logger
 }
 
 // Service is the admin service.
@@ -81,6 +85,7 @@ type Service struct {
 	console ConsoleStore
 	maps    Mapping
 	health  func() map[string]bridge.TargetHealth
+	intake  []string // targets of the order intake's steps
 	now     func() time.Time
 	log     *slog.Logger
 	wake    chan struct{} // a job was created
@@ -94,8 +99,19 @@ func New(o Options) *Service {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: o.Store, console: o.Console, maps: o.Mapping, health: o.Health, now: o.Now, log: o.Log,
+	return &Service{store: o.Store, console: o.Console, maps: o.Mapping, health: o.Health, intake: o.IntakeTargets, now: o.Now, log: o.Log,
 		wake: make(chan struct{}, 1)}
+}
+
+// knownTargets are the mapping's targets and the order intake's.
+func (s *Service) knownTargets() []string {
+	known := s.maps.Current().Targets()
+	for _, t := range s.intake {
+		if !slices.Contains(known, t) {
+			known = append(known, t)
+		}
+	}
+	return known
 }
 
 // InputError is a request refused as it was asked (HTTP 400); its message
@@ -250,11 +266,16 @@ func (s *Service) orderState(ctx context.Context, orderID string) (bridge.OrderS
 	return st, err
 }
 
-// retryable says why d cannot be retried under the order's state ("" when it can).
+// retryable says why d cannot be retried under the order's state ("" when it
+// can). Deliveries of order intakes (order, ticket, fetch) are compared with
+// the order's intake record by RetryDelivery itself (a conflict there is
+// counted newer_exists).
 func retryable(d *bridge.Delivery, st bridge.OrderState) string {
 	switch {
 	case d.State != bridge.Dead:
 		return bridge.SkipNotDead
+	case d.KindOrStatus() != bridge.KindStatus:
+		return ""
 	case st.Targets[d.Target].DeliveryID != d.ID:
 		return bridge.SkipNewerExists
 	}
@@ -269,7 +290,10 @@ func (s *Service) CheckReplay(sel bridge.ReplaySelector, opt bridge.ReplayOption
 	if sel.Dead && (len(sel.EventIDs) > 0 || sel.OrderID != "" || !sel.Since.IsZero() || !sel.Until.IsZero() || sel.State != "") {
 		return invalid("dead selects deliveries: use it alone (with targets)")
 	}
-	known := s.maps.Current().Targets()
+	if opt.IncludeUnknown && !sel.Dead {
+		return invalid("include_unknown goes with dead: it lets a dead replay retry tickets whose outcome is unknown")
+	}
+	known := s.knownTargets()
 	for _, t := range opt.Targets {
 		if !slices.Contains(known, t) {
 			return invalid("targets: %q is not a configured target (%s)", t, strings.Join(known, ", "))
@@ -306,7 +330,8 @@ func (s *Service) Replay(ctx context.Context, from string, sel bridge.ReplaySele
 	}
 	if err == nil {
 		s.log.Info("replay", "matched", sum.Matched, "dispatched", sum.Dispatched, "superseded", sum.Superseded,
-			"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "dry_run", sum.DryRun, "force", opt.Force, "remote", from)
+			"unchanged", sum.Unchanged, "skipped", sum.Skipped, "failed", sum.Failed, "retried", sum.Retried,
+			"left_out_unknown", sum.LeftOutUnknown, "dry_run", sum.DryRun, "force", opt.Force, "remote", from)
 	}
 	return sum, err
 }

@@ -36,9 +36,27 @@ type noObs struct{}
 
 func (noObs) Reload(bool) {}
 
+// consoleBackend is a backend with the console's store: both of them.
+type consoleBackend interface {
+	bridge.Backend
+	ConsoleStore
+}
+
+// openBackend opens the store of a test's service in dir: bbolt, or
+// PostgreSQL when TestServiceOnPostgres runs the tests again.
+var openBackend = func(t *testing.T, dir string) consoleBackend {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "sb.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
 type env struct {
 	t    *testing.T
-	db   *bolt.DB
+	db   consoleBackend
 	maps *live.Mapping
 	svc  *Service
 	cfg  string
@@ -59,11 +77,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "sb.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openBackend(t, dir)
 	maps := live.New(cfg, nil, slog.New(slog.DiscardHandler), noObs{})
 	svc := New(Options{Store: bridge.Store{Backend: db}, Console: db, Mapping: maps})
 	return &env{t: t, db: db, maps: maps, svc: svc, cfg: path}
@@ -234,7 +248,10 @@ func TestRetryJobPreviewRunAndResume(t *testing.T) {
 	if err := e.svc.runJob(ctx, j); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted job: %v", err)
 	}
-	mid, _ := e.svc.Job(ctx, j.ID)
+	mid, err := e.svc.Job(context.Background(), j.ID) // ctx is canceled: a database refuses it
+	if err != nil {
+		t.Fatal(err)
+	}
 	if mid.State != bridge.JobRunning || mid.Done != 2 || mid.Cursor == "" {
 		t.Fatalf("after the interruption: %+v", mid)
 	}

@@ -126,9 +126,36 @@ func TestStoreFlag(t *testing.T) {
 	if err != nil || st.name() != "bbolt" || st.configSection("deliver") != `store: { path: "/tmp/x/deliver.db" }` {
 		t.Errorf("bbolt: %v %v", st, err)
 	}
-	for _, k := range []string{"postgres", "sqlite", ""} {
+	pg, err := newStore("postgres", "/tmp/x")
+	if err != nil || pg.name() != "postgres" || !strings.Contains(pg.configSection("pg1_deliver"), "driver: postgres") ||
+		!strings.Contains(pg.configSection("pg1_deliver"), "schema: pg1_deliver") {
+		t.Errorf("postgres: %v %v", pg, err)
+	}
+	for _, k := range []string{"sqlite", ""} {
 		if _, err := newStore(k, "/tmp/x"); err == nil {
 			t.Errorf("-store %q accepted", k)
 		}
+	}
+}
+
+func TestPostgresReport(t *testing.T) {
+	var out strings.Builder
+	f := &PostgresFigures{Ingest1PerS: 3000, Deliver1PerS: 2000, BboltDeliverPerS: 5000, Target: pgTarget}
+	f.Deliver1VsBbolt = f.Deliver1PerS / f.BboltDeliverPerS
+	f.Met = f.Deliver1VsBbolt >= pgTarget
+	if err := printPostgres(&out, f); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "2000 / 5000/s = 40.0% ✓ (target ≥ 33%)") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	out.Reset()
+	f.Deliver1PerS, f.Deliver1VsBbolt, f.Met = 1000, 0.2, false
+	_ = printPostgres(&out, f)
+	if !strings.Contains(out.String(), "20.0% ✗") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	if err := printPostgres(&out, nil); err != nil {
+		t.Error(err)
 	}
 }

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t="${FUZZTIME:-60s}"
-for target in "./digishare FuzzDecode" "./config FuzzParse" "./receiver FuzzWebhook" "./bolt FuzzDecodeRecord" "./bolt FuzzPayload"; do
+for target in "./digishare FuzzDecode" "./config FuzzParse" "./receiver FuzzWebhook" "./bolt FuzzDecodeRecord" "./internal/payload FuzzPayload" "./orders FuzzDecode" "./ticket FuzzRender"; do
   set -- $target
   echo "== $2 ($1) for $t"
   go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$t"

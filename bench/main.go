@@ -48,7 +48,8 @@ func main() {
 	flag.BoolVar(&o.short, "short", false, "shorter phases (a quick look, noisier figures)")
 	flag.StringVar(&o.out, "out", "bench/out/results.json", "where to write the results as JSON")
 	flag.IntVar(&o.events, "events", 100000, "events to store before measuring RSS and store size")
-	flag.StringVar(&o.store, "store", "bbolt", "statusbridge's store: bbolt (postgres comes later)")
+	flag.StringVar(&o.store, "store", "bbolt", "bbolt, or postgres: also measure statusbridge on a PostgreSQL server the bench starts (1 and 2 replicas), against the bbolt figures of the same run")
+	flag.IntVar(&o.pgMaxConns, "pg-max-conns", 16, "-store postgres: store.postgres.max_conns of each replica (statusbridge's default is 16)")
 	flag.StringVar(&o.gen, "gen", "auto", "generator of the saturation phases: auto (wrk, installed with apt-get when root; else the Go generator), wrk (fail without it) or go")
 	flag.DurationVar(&o.quietMax, "quiet-max", 60*time.Second, "longest wait for a quiet machine before each phase (then it runs anyway)")
 	flag.Float64Var(&o.quietCPU, "quiet-cpu", 0.2, "quiet: other processes together use less than this many cores for 2 s")
@@ -76,11 +77,13 @@ func main() {
 
 // options are the flags of a bench run.
 type options struct {
-	short    bool
-	out      string
-	events   int
-	store    string
-	gen      string
-	quietMax time.Duration
-	quietCPU float64
+	short  bool
+	out    string
+	events int
+	store  string
+	// pgMaxConns is store.postgres.max_conns of each replica (-store postgres).
+	pgMaxConns int
+	gen        string
+	quietMax   time.Duration
+	quietCPU   float64
 }

@@ -38,6 +38,9 @@ type Result struct {
 	// (statusbridge_store_commit_pages).
 	PagesPerCommit float64 `json:"pages_per_commit,omitempty"`
 	CPUPerReqUs    float64 `json:"server_cpu_us_per_stored_webhook,omitempty"`
+	// StoreCPUPerReqUs is the store server's CPU (PostgreSQL's processes)
+	// per stored webhook.
+	StoreCPUPerReqUs float64 `json:"store_cpu_us_per_stored_webhook,omitempty"`
 	// GenCPUPerReqUs is the generator's CPU per request: wrk's own, or this
 	// program's (the Go generators, and in delivery phases the no-op
 	// ExpertSender), which share the machine's cores with the server.
@@ -73,6 +76,8 @@ type Report struct {
 	Ratios        map[string]float64 `json:"ratios"`
 	// Issue #15's targets, each met or missed.
 	Targets []targets.Target `json:"targets"`
+	// Postgres holds issue #12's figures (-store postgres).
+	Postgres *PostgresFigures `json:"postgres,omitempty"`
 }
 
 func printReport(out io.Writer, r *Report) error {
@@ -183,5 +188,35 @@ func printReport(out io.Writer, r *Report) error {
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	return targets.Write(out, r.Targets)
+	if err := targets.Write(out, r.Targets); err != nil {
+		return err
+	}
+	return printPostgres(out, r.Postgres)
+}
+
+// printPostgres writes issue #12's figures, when the run has them.
+func printPostgres(out io.Writer, f *PostgresFigures) error {
+	if f == nil {
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\nPOSTGRESQL (issue 12)\tMEASURED\n")
+	fmt.Fprintf(w, "durable ingest at saturation, 1 replica\t%.0f/s\n", f.Ingest1PerS)
+	fmt.Fprintf(w, "durable ingest at saturation, 2 replicas\t%.0f/s\n", f.Ingest2PerS)
+	fmt.Fprintf(w, "ingest + delivery at saturation, 1 replica\t%.0f/s\n", f.Deliver1PerS)
+	fmt.Fprintf(w, "ingest + delivery at saturation, 2 replicas\t%.0f/s\n", f.Deliver2PerS)
+	fmt.Fprintf(w, "p99 ack at 1,000/s with delivery, 1 replica\t%.2f ms (server-side %.2f ms, end-to-end %.2f ms)\n",
+		f.AckP99_1kMs, f.ServerP99_1kMs, f.E2EP99_1kMs)
+	fmt.Fprintf(w, "CPU per webhook at saturation, ingest + delivery, 1 replica\tstatusbridge %.0f µs, PostgreSQL %.0f µs\n",
+		f.CPUPerWebhookUs, f.PostgresCPUPerReq)
+	fmt.Fprintf(w, "commit p50 / p99, same phase\t%.2f / %.2f ms\n", f.CommitP50ms, f.CommitP99ms)
+	fmt.Fprintf(w, "store size per event (tables and indexes)\t%.0f bytes\n", f.BytesPerEvent)
+	mark := "✗"
+	if f.Met {
+		mark = "✓"
+	}
+	fmt.Fprintf(w, "ISSUE #12 TARGET\t1 replica ingest + delivery ÷ bbolt ingest + delivery = %.0f / %.0f/s = %.1f%% %s (target ≥ %.0f%%)\n",
+		f.Deliver1PerS, f.BboltDeliverPerS, 100*f.Deliver1VsBbolt, mark, 100*f.Target)
+	fmt.Fprintf(w, "settings\t%s\n", f.Settings)
+	return w.Flush()
 }

@@ -21,6 +21,7 @@ type bench struct {
 	dir    string       // temporary files, removed at the end
 	gen    generator    // what drives the saturation phases
 	store  storeBackend // statusbridge's store, and its config
+	pg     *pgStore     // -store postgres: the PostgreSQL phases' store (else nil)
 	quiet  proc.Waiter
 	rep    *Report
 	es     *expertSender
@@ -43,8 +44,22 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(dir)
 	b.dir = dir
-	if b.store, err = newStore(o.store, dir); err != nil {
+	// statusbridge's phases run on bbolt; -store postgres adds the same on
+	// PostgreSQL, in the same run.
+	if b.store, err = newStore("bbolt", dir); err != nil {
 		return err
+	}
+	switch o.store {
+	case "bbolt":
+	case "postgres":
+		st, err := newStore(o.store, dir)
+		if err != nil {
+			return err
+		}
+		b.pg = st.(*pgStore)
+		b.pg.maxConns = o.pgMaxConns
+	default:
+		return fmt.Errorf("-store %q: want bbolt or postgres", o.store)
 	}
 	if b.gen, err = chooseGenerator(o.gen, dir); err != nil {
 		return err
@@ -52,8 +67,14 @@ func run(o options) error {
 	fmt.Fprintln(os.Stderr, b.gen.note)
 	b.quiet = proc.Waiter{MaxCores: o.quietCPU, Window: 2 * time.Second, Max: o.quietMax,
 		Sample: func() (proc.Snapshot, error) { return proc.Read(os.DirFS("/proc")) },
-		Roots:  func() []int { return append([]int{os.Getpid()}, b.store.ownPIDs()...) },
-		Sleep:  time.Sleep, Now: time.Now}
+		Roots: func() []int {
+			roots := append([]int{os.Getpid()}, b.store.ownPIDs()...)
+			if b.pg != nil {
+				roots = append(roots, b.pg.ownPIDs()...)
+			}
+			return roots
+		},
+		Sleep: time.Sleep, Now: time.Now}
 
 	bin := filepath.Join(dir, "statusbridge")
 	fmt.Fprintln(os.Stderr, "building statusbridge…")
@@ -68,7 +89,7 @@ func run(o options) error {
 		return err
 	}
 	defer b.es.Close()
-	b.rep = &Report{When: time.Now().UTC(), Machine: machine(), Store: b.store.name(), Ratios: map[string]float64{},
+	b.rep = &Report{When: time.Now().UTC(), Machine: machine(), Store: o.store, Ratios: map[string]float64{},
 		Generator: b.gen.info(b.satDur), DiskBytesFrom: diskBytesFrom, NotQuiet: []string{}}
 	fixed := func(perS int) vegeta.Rate { return vegeta.Rate{Freq: perS, Per: time.Second} }
 
@@ -201,6 +222,13 @@ func run(o options) error {
 	b.rep.Events = stored
 	b.rep.StoreB = float64(size) / float64(max(b.rep.Events, 1))
 
+	// 5. The same on PostgreSQL (-store postgres), against the bbolt figures above.
+	if b.pg != nil {
+		if err := b.postgresPhases(bin, b.pg, deliverSat); err != nil {
+			return err
+		}
+	}
+
 	b.rep.NoopPerS = noopSat.Throughput
 	b.rep.NoopP99_1kMs = noop1k.P99ms
 	b.rep.FloorP99_1kMs = floor1k.P99ms
@@ -251,8 +279,9 @@ func run(o options) error {
 
 // phaseOpts says what a phase reads around its load besides the quiet wait.
 type phaseOpts struct {
-	bridge bool // a statusbridge: read its /metrics before and after
-	drain  bool // it delivers: wait for its outbox to drain before reading its disk writes
+	bridge bool     // a statusbridge: read its /metrics before and after
+	drain  bool     // it delivers: wait for its outbox to drain before reading its disk writes
+	pgCPU  *pgStore // its store's server: read that server's CPU over the phase too
 }
 
 // phase waits for a quiet machine, runs load, and adds what the server did
@@ -269,6 +298,10 @@ func (b *bench) phase(srv *process, o phaseOpts, load func() (Result, error)) (R
 	if o.bridge {
 		before = scrape(srv.addr)
 	}
+	var pg0 proc.Snapshot
+	if o.pgCPU != nil {
+		pg0, _ = proc.Read(os.DirFS("/proc"))
+	}
 	r, err := load()
 	if err != nil {
 		return r, err
@@ -284,6 +317,10 @@ func (b *bench) phase(srv *process, o phaseOpts, load func() (Result, error)) (R
 		after := scrape(srv.addr)
 		if n := after["statusbridge_webhook_seconds_count"] - before["statusbridge_webhook_seconds_count"]; n > 0 {
 			r.CPUPerReqUs = 1e6 * (after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]) / n
+			if pg1, err := proc.Read(os.DirFS("/proc")); err == nil && pg0 != nil {
+				ticks := proc.TreeTicks(pg0, pg1, o.pgCPU.ownPIDs())
+				r.StoreCPUPerReqUs = 1e6 * float64(ticks) / proc.TicksPerSecond / n
+			}
 		}
 		r.ServerP99ms = 1000 * histQuantile(before, after, "statusbridge_webhook_seconds", 0.99)
 		r.CommitP50ms = 1000 * histQuantile(before, after, "statusbridge_store_commit_seconds", 0.50)

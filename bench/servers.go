@@ -76,9 +76,9 @@ func runBolt(addr, path string) error {
 }
 
 // storeBackend is statusbridge's store as the bench sets it up: the bench
-// writes each server's config, so another store (PostgreSQL, later) is its
-// own store section (a DSN instead of a path), its own size, and its own
-// processes, which the quiet wait counts as the bench's.
+// writes each server's config, so each store is its own store section (a
+// path, or a DSN and a schema), its own size, and its own processes (the
+// PostgreSQL server's), which the quiet wait counts as the bench's.
 type storeBackend interface {
 	name() string
 	configSection(server string) string // the config's store: line for that server
@@ -91,10 +91,9 @@ func newStore(kind, dir string) (storeBackend, error) {
 	case "bbolt":
 		return bboltStore{dir: dir}, nil
 	case "postgres":
-		return nil, errors.New("-store postgres: not yet; statusbridge has only its bbolt store today " +
-			"(with one, the bench will put its DSN in the generated config and count PostgreSQL's processes as its own)")
+		return &pgStore{maxConns: 16}, nil // started by the PostgreSQL phases
 	default:
-		return nil, fmt.Errorf("-store %q: want bbolt (postgres comes later)", kind)
+		return nil, fmt.Errorf("-store %q: want bbolt or postgres", kind)
 	}
 }
 
@@ -197,6 +196,12 @@ func drained(m map[string]float64) bool {
 // starts the server; esURL "" pauses the target (deliveries are recorded as
 // skipped).
 func startBridge(bin, dir, name, addr, esURL string, st storeBackend) (*process, error) {
+	return startBridgeAs(bin, dir, name, name, addr, esURL, st)
+}
+
+// startBridgeAs is startBridge for a server named name whose store is
+// store's (a second replica of one deployment).
+func startBridgeAs(bin, dir, store, name, addr, esURL string, st storeBackend) (*process, error) {
 	key := ""
 	base := "https://api.ecdp.app" // never called: without a key deliveries are skipped
 	if esURL != "" {
@@ -209,7 +214,7 @@ order_id: { strip_prefix: "ORDER-" }
 targets: { expertsender: { base_url: %q, api_key: %q, timeout: 5s } }
 delivery: { concurrency: 16 }
 mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid } } }
-`, addr, st.configSection(name), base, key)
+`, addr, st.configSection(store), base, key)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("config of %s: %w", name, err)

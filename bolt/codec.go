@@ -33,10 +33,15 @@ import (
 // attempt followed by the request it sent (codec_request.go), then RetryOf
 // and ResolvedBy. Stores holding such records are marked statusbridge/3, so
 // a build that cannot read them refuses the file at open.
+//
+// A delivery of another kind than status (statusbridge/4) is deliveryV3:
+// the deliveryV2 fields, then its kind and its intake id. Status deliveries
+// are still written as deliveryV2 (they read back with kind status).
 const (
 	recordV1   = 0x01
 	eventV2    = 0x02
 	deliveryV2 = 0x02 // the same byte, for deliveries
+	deliveryV3 = 0x03
 )
 
 // errCorrupt is returned for a record that cannot be decoded.
@@ -57,6 +62,8 @@ var interned = []string{
 	// sent requests (statusbridge/3)
 	"GET", "POST", "PUT", "PATCH", "DELETE", "Accept", "Content-Type", "User-Agent", "Authorization",
 	"X-Api-Key", "X-Ev-Store-Hash", "X-Ev-Customer-Hash", "application/json", "statusbridge", redacted,
+	// order intake (statusbridge/4)
+	"digishare", "status", "order", "ticket", "fetch", "outcome_unknown",
 }
 
 var internIndex = func() map[string]uint64 {
@@ -385,7 +392,18 @@ func encodeDelivery(x *bridge.Delivery) []byte {
 	}
 	e.id(x.RetryOf)
 	e.id(x.ResolvedBy)
+	if !isStatusDelivery(x) {
+		e.b[0] = deliveryV3
+		e.str(string(x.Kind))
+		e.id(x.IntakeID)
+	}
 	return e.b
+}
+
+// isStatusDelivery reports whether x is written as deliveryV2: a status
+// delivery without an intake.
+func isStatusDelivery(x *bridge.Delivery) bool {
+	return (x.Kind == "" || x.Kind == bridge.KindStatus) && x.IntakeID == ""
 }
 
 func decodeDelivery(key, raw []byte, x *bridge.Delivery) error {
@@ -412,14 +430,21 @@ func decodeDelivery(key, raw []byte, x *bridge.Delivery) error {
 			a.Duration = time.Duration(d.int())
 			a.Error = d.str()
 			a.Excerpt = d.str()
-			if raw[0] == deliveryV2 {
+			if raw[0] >= deliveryV2 {
 				a.Request = decodeSentRequest(&d)
 			}
 		}
 	}
-	if raw[0] == deliveryV2 {
+	if raw[0] >= deliveryV2 {
 		x.RetryOf = d.id()
 		x.ResolvedBy = d.id()
+	}
+	x.Kind = bridge.KindStatus
+	if raw[0] == deliveryV3 {
+		if k := d.str(); k != "" {
+			x.Kind = bridge.DeliveryKind(k)
+		}
+		x.IntakeID = d.id()
 	}
 	return d.end()
 }
@@ -500,12 +525,18 @@ func decodeRecord(key, raw []byte, v any) error {
 		return fmt.Errorf("%w: empty", errCorrupt)
 	}
 	if raw[0] == '{' {
-		return json.Unmarshal(raw, v)
+		if err := json.Unmarshal(raw, v); err != nil {
+			return err
+		}
+		if x, ok := v.(*bridge.Delivery); ok && x.Kind == "" {
+			x.Kind = bridge.KindStatus // written before kinds existed
+		}
+		return nil
 	}
 	if x, ok := v.(*bridge.Event); ok && (raw[0] == recordV1 || raw[0] == eventV2) {
 		return decodeEvent(key, raw, x)
 	}
-	if x, ok := v.(*bridge.Delivery); ok && (raw[0] == recordV1 || raw[0] == deliveryV2) {
+	if x, ok := v.(*bridge.Delivery); ok && (raw[0] == recordV1 || raw[0] == deliveryV2 || raw[0] == deliveryV3) {
 		return decodeDelivery(key, raw, x)
 	}
 	if raw[0] != recordV1 {

@@ -91,7 +91,7 @@ func TestOpenUpgradesSchema2AndRefusesUnknown(t *testing.T) {
 	for _, c := range []struct {
 		schema string
 		ok     bool
-	}{{schemaVersion2, true}, {schemaVersion3, true}, {"statusbridge/5", false}} {
+	}{{schemaVersion2, true}, {schemaVersion3, true}, {schemaVersion4, true}, {"statusbridge/6", false}} {
 		path := filepath.Join(t.TempDir(), "old.db")
 		bdb, err := bbolt.Open(path, 0o600, nil)
 		if err != nil {

@@ -78,11 +78,12 @@ func TestDedupKeysAppend(t *testing.T) {
 	}
 }
 
-// TestOpenUpgradesSchema3DedupKeys: a statusbridge/3 store (hash-only dedup
-// keys) opens as /4; repeats of its events are still recognised, new events
-// get time-led keys, and a store made by /4 consults no old keys.
-func TestOpenUpgradesSchema3DedupKeys(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v3.db")
+// TestOpenUpgradesSchema4DedupKeys: a statusbridge/4 store (hash-only dedup
+// keys, as every version before /5 wrote them) opens as /5; repeats of its
+// events are still recognised, new events get time-led keys, and a store
+// made by /5 consults no old keys.
+func TestOpenUpgradesSchema4DedupKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v4.db")
 	tb := testTable(t, "") // deliveries skipped: retention may delete the events
 	db, err := Open(path, Options{})
 	if err != nil {
@@ -100,8 +101,8 @@ func TestOpenUpgradesSchema3DedupKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	// Make it the store a /3 build would have written: the hash-only key,
-	// in the event too, and the /3 schema.
+	// Make it the store a /4 build would have written: the hash-only key,
+	// in the event too, and the /4 schema.
 	bdb, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +124,10 @@ func TestOpenUpgradesSchema3DedupKeys(t *testing.T) {
 		if err := putRecord(tx.Bucket(bucketEvents), evKey, &ev); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion3))
+		if err := tx.Bucket(bucketMeta).Delete([]byte(metaDedupMergedKey)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaKey), []byte(schemaVersion4))
 	})
 	bdb.Close()
 	if err != nil {
@@ -148,7 +152,7 @@ func TestOpenUpgradesSchema3DedupKeys(t *testing.T) {
 		t.Errorf("old keys consulted for updates before %v, want the upgrade + %v", got, hashDedupSlack)
 	}
 	if res, err := bridge.Ingest(context.Background(), db, incoming(t, old), tb); err != nil || !res.Duplicate || res.EventID != first.EventID {
-		t.Fatalf("repeat of a /3 event: %+v %v, want a duplicate of %s", res, err, first.EventID)
+		t.Fatalf("repeat of a /4 event: %+v %v, want a duplicate of %s", res, err, first.EventID)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	fresh := fake.Update{TicketID: "t-new", OrderID: "ORDER-2", StatusID: confirmed, DateStatus: now.Format(time.DateTime)}.Payload()

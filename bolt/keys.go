@@ -13,18 +13,21 @@ import (
 
 // Bucket names. Keys are chosen so cursors iterate in time order.
 var (
-	bucketMeta       = []byte("meta")       // "schema" → schemaVersion; "legacy_dedup" when set
-	bucketEvents     = []byte("events")     // event id (16-byte UUIDv7) → event record with its stored payload (codec.go)
-	bucketPayloads   = []byte("payloads")   // event id → stored payload, for events written before payloads were inline
-	bucketDedup      = []byte("dedup")      // dedup key (dedupIndexKey: the update's time, then its hash) → event id
-	bucketOrders     = []byte("orders")     // order id → mapping.OrderState record
-	bucketDeliveries = []byte("deliveries") // delivery id (16-byte UUIDv7) → Delivery record
-	bucketPending    = []byte("pending")    // delivery id → nothing: deliveries not yet finished
-	bucketOnce       = []byte("once")       // no-repeat key (e.g. Everlytic order+status+workflow) → delivery id
-	bucketClaims     = []byte("claims")     // delivery id → nothing: durable claims (sent, outcome not yet recorded)
-	bucketChanges    = []byte("changes")    // sequence → delivery id + time: recent delivery results, for the live tail (feed.go)
+	bucketMeta         = []byte("meta")          // "schema" → schemaVersion; "legacy_dedup" when set
+	bucketEvents       = []byte("events")        // event id (16-byte UUIDv7) → event record with its stored payload (codec.go)
+	bucketPayloads     = []byte("payloads")      // event id → stored payload, for events written before payloads were inline
+	bucketDedup        = []byte("dedup")         // dedup key (dedupIndexKey: the update's time, then its hash) → event id
+	bucketOrders       = []byte("orders")        // order id → mapping.OrderState record
+	bucketDeliveries   = []byte("deliveries")    // delivery id (16-byte UUIDv7) → Delivery record
+	bucketPending      = []byte("pending")       // delivery id → nothing: deliveries not yet finished
+	bucketOnce         = []byte("once")          // no-repeat key (e.g. Everlytic order+status+workflow) → delivery id
+	bucketClaims       = []byte("claims")        // delivery id → nothing: durable claims (sent, outcome not yet recorded)
+	bucketChanges      = []byte("changes")       // sequence → delivery id + time: recent delivery results, for the live tail (feed.go)
+	bucketIntakes      = []byte("intakes")       // intake id (16-byte UUIDv7) → intake record with its stored raw body (intake.go)
+	bucketOrderIntakes = []byte("order_intakes") // order id → the order's intake record: latest content, ticket, media id (intake.go)
 
-	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce, bucketClaims, bucketChanges}
+	allBuckets = [][]byte{bucketMeta, bucketEvents, bucketPayloads, bucketDedup, bucketOrders, bucketDeliveries, bucketPending, bucketOnce, bucketClaims, bucketChanges,
+		bucketIntakes, bucketOrderIntakes}
 )
 
 // Schema versions. statusbridge/2 writes records in the binary form of
@@ -33,35 +36,40 @@ var (
 // records stay readable and its old dedup keys are still consulted.
 // statusbridge/3 adds to deliveries the request each attempt sent and their
 // retry links (deliveryV2 records) and the changes feed (feed.go); a /2
-// store is upgraded in place the same way. statusbridge/4 leads dedup keys
-// with the update's own time (dedupIndexKey), so new keys append to the
-// index instead of each dirtying a random page of it, and stores payloads
-// in a small form (S2 and a fixed Huffman table, compress.go) that a /3
-// build would take for raw bytes; a /1–/3 store is
-// upgraded in place: its keys (hash only) stay, and are still consulted for
-// updates from before the upgrade (metaHashDedupKey). Binaries refuse a store
-// of a version they do not know instead of misreading it (a /2 build
-// refuses /3, a /3 build /4).
+// store is upgraded in place the same way. statusbridge/4 adds order
+// intakes (the intakes and order_intakes buckets) and deliveries of other
+// kinds than status (deliveryV3 records: the kind and the intake), which a
+// /3 build would fail to read; a /3 store is upgraded in place (its records
+// stay as they are). statusbridge/5 leads dedup keys with the update's own
+// time (dedupIndexKey), so new keys append to the index instead of each
+// dirtying a random page of it, and stores payloads in a small form (S2 and
+// a fixed Huffman table, internal/payload) that a /4 build would take for
+// raw bytes; a /1–/4 store is upgraded in place: its keys (hash only) stay,
+// and are still consulted for updates from before the upgrade
+// (metaHashDedupKey). Binaries refuse a store of a version they do not know
+// instead of misreading it (a /2 build refuses /3, a /3 build /4, a /4 build
+// /5).
 const (
 	metaSchemaKey      = "schema"
 	metaLegacyDedupKey = "legacy_dedup" // set: the dedup index may hold 32-byte keys
-	// metaHashDedupKey, set when a store from before statusbridge/4 is
+	// metaHashDedupKey, set when a store from before statusbridge/5 is
 	// upgraded: 8 bytes, big-endian Unix seconds. An update whose time is
 	// earlier (or that has none) may repeat an event stored under a hash-only
 	// key (16 bytes, or 32 with legacy_dedup), so those are consulted too.
 	metaHashDedupKey = "hash_dedup_before"
-	schemaVersion    = "statusbridge/4"
+	schemaVersion    = "statusbridge/5"
+	schemaVersion4   = "statusbridge/4"
 	schemaVersion3   = "statusbridge/3"
 	schemaVersion2   = "statusbridge/2"
 	schemaVersion1   = "statusbridge/1"
 )
 
 // dedupKeyLen is how much of the sha256 dedup key a hash-only key (before
-// statusbridge/4) keeps: 128 bits make an accidental collision as unlikely
+// statusbridge/5) keeps: 128 bits make an accidental collision as unlikely
 // as a UUID's, at half the size.
 const dedupKeyLen = 16
 
-// hashDedupSlack is how long after an upgrade to statusbridge/4 an update's
+// hashDedupSlack is how long after an upgrade to statusbridge/5 an update's
 // time may lie and still be looked up under the old hash-only keys too: a
 // repeat of an event stored before the upgrade carries a time from before it,
 // give or take Digishare's clock.

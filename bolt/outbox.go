@@ -25,6 +25,7 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 	err := db.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketPending).Cursor()
 		deliveries := tx.Bucket(bucketDeliveries)
+		claims := tx.Bucket(bucketClaims)
 		var k []byte
 		if start == nil {
 			k, _ = c.First()
@@ -38,6 +39,9 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 				return err
 			}
 			if found {
+				// A durable claim this process does not hold was left by a
+				// process that is gone: the request may have gone out.
+				d.Claimed = claims != nil && claims.Get(k) != nil && !db.holds(d.ID)
 				out = append(out, d)
 			}
 		}
@@ -53,10 +57,13 @@ func (db *DB) PendingAfter(ctx context.Context, after string, limit int) ([]brid
 // the file, so a claim lives in memory (no commit per attempt) unless
 // durable is set (a request that must not be repeated blindly): then it is
 // committed before Claim returns, and a crash leaves it on disk. It refuses a
-// delivery that is claimed already or no longer pending.
+// delivery that is claimed already or no longer pending; a durable claim of
+// a delivery this process claims already makes that claim durable (a sender
+// that does some work before the request that must not be repeated).
 func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error {
 	db.claimMu.Lock()
-	if db.claims[d.ID] {
+	upgrade := db.claims[d.ID]
+	if upgrade && !durable {
 		db.claimMu.Unlock()
 		return fmt.Errorf("%w: delivery %s is being sent", bridge.ErrClaimRefused, d.ID)
 	}
@@ -75,7 +82,9 @@ func (db *DB) Claim(ctx context.Context, d *bridge.Delivery, durable bool) error
 		}, false, false)
 	}
 	if err != nil {
-		db.dropClaim(d.ID)
+		if !upgrade {
+			db.dropClaim(d.ID)
+		}
 		return fmt.Errorf("store: claim delivery %s: %w", d.ID, err)
 	}
 	return nil
@@ -89,6 +98,13 @@ func (db *DB) Release(ctx context.Context, id string) error {
 		return err
 	}
 	return db.submit(func(tx *bbolt.Tx) error { return tx.Bucket(bucketClaims).Delete(key) }, false, false)
+}
+
+// holds reports whether this process claims the delivery.
+func (db *DB) holds(id string) bool {
+	db.claimMu.Lock()
+	defer db.claimMu.Unlock()
+	return db.claims[id]
 }
 
 func (db *DB) dropClaim(id string) {
@@ -149,53 +165,56 @@ func recordFn(id string, o bridge.AttemptResult, now time.Time) (func(tx *bbolt.
 	if err != nil {
 		return nil, err
 	}
-	return func(btx *bbolt.Tx) error {
-		b := btx.Bucket(bucketDeliveries)
-		var d bridge.Delivery
-		found, err := getRecord(b, key, &d)
-		if err != nil {
+	return func(btx *bbolt.Tx) error { return recordTx(btx, key, id, o, now) }, nil
+}
+
+// recordTx records an attempt result in btx (see Record).
+func recordTx(btx *bbolt.Tx, key []byte, id string, o bridge.AttemptResult, now time.Time) error {
+	b := btx.Bucket(bucketDeliveries)
+	var d bridge.Delivery
+	found, err := getRecord(b, key, &d)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
+	}
+	if err := countDelivery(btx, d.Target, key, d.State, o.State); err != nil {
+		return err
+	}
+	if o.Attempt != nil {
+		d.Attempts = append(d.Attempts, *o.Attempt)
+	}
+	d.State, d.NextAttemptAt, d.UpdatedAt = o.State, o.NextAttemptAt, now.UTC()
+	if o.Reason != "" || o.State.Terminal() {
+		d.Reason = o.Reason
+	}
+	if o.Result != "" {
+		d.Result = o.Result
+	}
+	if o.State == bridge.Done && d.RetryOf != "" {
+		if err := bridge.ResolveRetried(&tx{tx: btx}, &d); err != nil {
 			return err
 		}
-		if !found {
-			return fmt.Errorf("%w: delivery %s", bridge.ErrNotFound, id)
-		}
-		if err := countDelivery(btx, d.Target, key, d.State, o.State); err != nil {
+	}
+	if o.State == bridge.Done && o.OnceKey != "" {
+		if err := btx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
 			return err
 		}
-		if o.Attempt != nil {
-			d.Attempts = append(d.Attempts, *o.Attempt)
-		}
-		d.State, d.NextAttemptAt, d.UpdatedAt = o.State, o.NextAttemptAt, now.UTC()
-		if o.Reason != "" || o.State.Terminal() {
-			d.Reason = o.Reason
-		}
-		if o.Result != "" {
-			d.Result = o.Result
-		}
-		if o.State == bridge.Done && d.RetryOf != "" {
-			if err := bridge.ResolveRetried(&tx{tx: btx}, &d); err != nil {
-				return err
-			}
-		}
-		if o.State == bridge.Done && o.OnceKey != "" {
-			if err := btx.Bucket(bucketOnce).Put([]byte(o.OnceKey), key); err != nil {
-				return err
-			}
-		}
-		if o.State.Terminal() {
-			d.NextAttemptAt = time.Time{}
-			if err := btx.Bucket(bucketPending).Delete(key); err != nil {
-				return err
-			}
-		}
-		if err := btx.Bucket(bucketClaims).Delete(key); err != nil {
+	}
+	if o.State.Terminal() {
+		d.NextAttemptAt = time.Time{}
+		if err := btx.Bucket(bucketPending).Delete(key); err != nil {
 			return err
 		}
-		if err := noteChangeTx(btx, key, now); err != nil {
-			return err
-		}
-		return putRecord(b, key, &d)
-	}, nil
+	}
+	if err := btx.Bucket(bucketClaims).Delete(key); err != nil {
+		return err
+	}
+	if err := noteChangeTx(btx, key, now); err != nil {
+		return err
+	}
+	return putRecord(b, key, &d)
 }
 
 // Triggered reports whether a no-repeat key was recorded by a done delivery.
@@ -219,6 +238,9 @@ func (db *DB) Stats(ctx context.Context) (bridge.Stats, error) {
 		s.Deliveries = tx.Bucket(bucketDeliveries).Stats().KeyN
 		s.Pending = tx.Bucket(bucketPending).Stats().KeyN
 		s.Orders = tx.Bucket(bucketOrders).Stats().KeyN
+		if b := tx.Bucket(bucketIntakes); b != nil {
+			s.Intakes = b.Stats().KeyN
+		}
 		return nil
 	})
 	return s, err

@@ -220,7 +220,8 @@ func checkSchema(bdb *bbolt.DB, readOnly bool) (form dedupForm, err error) {
 			schema := m.Get([]byte(metaSchemaKey))
 			v1 = bytes.Equal(schema, []byte(schemaVersion1))
 			current = bytes.Equal(schema, []byte(schemaVersion))
-			ours = v1 || current || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion3))
+			ours = v1 || current || bytes.Equal(schema, []byte(schemaVersion2)) || bytes.Equal(schema, []byte(schemaVersion3)) ||
+				bytes.Equal(schema, []byte(schemaVersion4))
 			form.legacy32 = v1 || m.Get([]byte(metaLegacyDedupKey)) != nil
 			if v := m.Get([]byte(metaHashDedupKey)); len(v) == 8 {
 				form.hashBefore = int64(binary.BigEndian.Uint64(v))

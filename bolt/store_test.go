@@ -12,27 +12,10 @@ import (
 	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
-	"github.com/statusbridge/statusbridge/config"
-	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/bridge/backendtest"
 	"github.com/statusbridge/statusbridge/internal/fake"
-	"github.com/statusbridge/statusbridge/mapping"
 	bbolt "go.etcd.io/bbolt"
 )
-
-const confirmed = "yqdwrbka7kz69v8e"
-
-func testTable(t *testing.T, apiKey string) *mapping.Table {
-	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-order_id: { strip_prefix: "ORDER-" }
-targets: { expertsender: { api_key: %q } }
-mapping: { statuses: { yqdwrbka7kz69v8e: { name: Order Confirmed, expertsender: paid }, x9q3wrlv0m7vzea8: { name: Awaiting, expertsender: placed } } }
-`, apiKey)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mapping.New(cfg)
-}
 
 func openTemp(t *testing.T) (*DB, string) {
 	t.Helper()
@@ -43,201 +26,6 @@ func openTemp(t *testing.T) (*DB, string) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db, path
-}
-
-func incoming(t *testing.T, raw []byte) bridge.Incoming {
-	t.Helper()
-	ev, err := digishare.Decode(raw)
-	in := bridge.Incoming{Raw: raw, Update: ev, ReceivedAt: time.Now()}
-	var se *digishare.ShapeError
-	if errors.As(err, &se) {
-		in.Invalid = se.Reason
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return in
-}
-
-func TestIngestDispatchesAndKeepsPayload(t *testing.T) {
-	db, _ := openTemp(t)
-	raw := fake.Update{TicketID: "t1", OrderID: "ORDER-1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
-	res, err := bridge.Ingest(context.Background(), db, incoming(t, raw), testTable(t, "k"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Duplicate || res.State != bridge.EventDispatched || len(res.Deliveries) != 1 {
-		t.Fatalf("result = %+v", res)
-	}
-	ev, payload, err := db.GetEvent(context.Background(), res.EventID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(payload, raw) {
-		t.Error("payload not kept byte for byte")
-	}
-	if ev.OrderID != "1" || ev.State != bridge.EventDispatched || len(ev.Decisions) != 1 || len(ev.DeliveryIDs) != 1 {
-		t.Errorf("event = %+v", ev)
-	}
-	pending, err := db.PendingAfter(context.Background(), "", 10)
-	if err != nil || len(pending) != 1 || pending[0].Status != "paid" || pending[0].OrderID != "1" || pending[0].State != bridge.Pending {
-		t.Fatalf("pending = %+v, %v", pending, err)
-	}
-	if more, _ := db.PendingAfter(context.Background(), pending[0].ID, 10); len(more) != 0 {
-		t.Errorf("PendingAfter(last) = %v, want nothing", more)
-	}
-	select {
-	case <-db.Wake():
-	default:
-		t.Error("a commit that created a delivery must wake the worker")
-	}
-}
-
-func TestIngestDuplicateStoresNothing(t *testing.T) {
-	db, _ := openTemp(t)
-	tb := testTable(t, "k")
-	raw := fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed, DateStatus: "2026-01-13 16:29:51"}.Payload()
-	first, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !again.Duplicate || again.EventID != first.EventID || again.State != bridge.EventDispatched || len(again.Deliveries) != 0 {
-		t.Errorf("repeat = %+v, want duplicate of %s", again, first.EventID)
-	}
-	st, _ := db.Stats(context.Background())
-	if st.Events != 1 || st.Deliveries != 1 {
-		t.Errorf("stats = %+v, want 1 event, 1 delivery", st)
-	}
-}
-
-func TestIngestInvalidAndSkipped(t *testing.T) {
-	db, _ := openTemp(t)
-	res, err := bridge.Ingest(context.Background(), db, incoming(t, []byte(`{"event":"ticket.updated","data":{"id":5}}`)), testTable(t, "k"))
-	if err != nil || res.State != bridge.EventInvalid {
-		t.Fatalf("invalid: %+v, %v", res, err)
-	}
-	ev, _, _ := db.GetEvent(context.Background(), res.EventID)
-	if ev.Error == "" || ev.State != bridge.EventInvalid {
-		t.Errorf("stored invalid event = %+v", ev)
-	}
-	// A disabled target: the delivery is recorded as skipped, not queued.
-	res, err = bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t", OrderID: "9", StatusID: confirmed}.Payload()), testTable(t, ""))
-	if err != nil || len(res.Deliveries) != 1 || res.Deliveries[0].State != bridge.Skipped || res.Deliveries[0].Reason == "" {
-		t.Fatalf("skipped: %+v, %v", res, err)
-	}
-	if p, _ := db.PendingAfter(context.Background(), "", 10); len(p) != 0 {
-		t.Errorf("skipped delivery queued: %v", p)
-	}
-}
-
-func TestIngestOrderStateAcrossEvents(t *testing.T) {
-	db, _ := openTemp(t)
-	tb := testTable(t, "k")
-	ingest := func(ticket, status, at string) bridge.IngestResult {
-		t.Helper()
-		res, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: ticket, OrderID: "7", StatusID: status, DateStatus: at}.Payload()), tb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
-	if r := ingest("a", confirmed, "2026-01-13 10:00:00"); r.State != bridge.EventDispatched {
-		t.Fatalf("first = %v", r.State)
-	}
-	if r := ingest("b", confirmed, "2026-01-13 11:00:00"); r.State != bridge.EventUnchanged {
-		t.Errorf("same status again = %v, want unchanged", r.State)
-	}
-	if r := ingest("c", "x9q3wrlv0m7vzea8", "2026-01-13 09:00:00"); r.State != bridge.EventSuperseded {
-		t.Errorf("older update = %v, want superseded", r.State)
-	}
-	// The last delivery dies: the same status is sent again by a fresh update.
-	pending, _ := db.PendingAfter(context.Background(), "", 10)
-	if err := db.Record(context.Background(), pending[0].ID, bridge.AttemptResult{State: bridge.Dead, Reason: "test"}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if r := ingest("d", confirmed, "2026-01-13 12:00:00"); r.State != bridge.EventDispatched {
-		t.Errorf("after dead delivery = %v, want dispatched", r.State)
-	}
-}
-
-func TestGroupCommitUnderConcurrency(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sb.db")
-	db, err := Open(path, Options{QueueSize: 1024}) // room for all 200 at once
-	if err != nil {
-		t.Fatal(err)
-	}
-	tb := testTable(t, "k")
-	const n = 200
-	var wg sync.WaitGroup
-	ids := make([]string, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			raw := fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 20), StatusID: confirmed,
-				DateStatus: "2026-01-13 16:29:51"}.Payload()
-			r, err := bridge.Ingest(context.Background(), db, incoming(t, raw), tb)
-			ids[i], errs[i] = r.EventID, err
-		}()
-	}
-	wg.Wait()
-	seen := map[string]bool{}
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("ingest %d: %v", i, errs[i])
-		}
-		seen[ids[i]] = true
-	}
-	if len(seen) != n {
-		t.Errorf("%d distinct event ids, want %d", len(seen), n)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db2, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
-	st, _ := db2.Stats(context.Background())
-	// 20 orders, each: first event dispatched, the 9 others unchanged.
-	if st.Events != n || st.Deliveries != 20 || st.Pending != 20 || st.Orders != 20 {
-		t.Errorf("after reopen: %+v", st)
-	}
-}
-
-func TestRecordAttempts(t *testing.T) {
-	db, _ := openTemp(t)
-	res, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := res.Deliveries[0].ID
-	next := time.Now().Add(time.Minute).UTC().Truncate(time.Millisecond)
-	if err := db.Record(context.Background(), id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 500, Error: "HTTP 500"}, State: bridge.Pending, NextAttemptAt: next}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := db.GetDelivery(context.Background(), id)
-	if len(d.Attempts) != 1 || d.State != bridge.Pending || !d.NextAttemptAt.Equal(next) {
-		t.Errorf("after retry: %+v", d)
-	}
-	if err := db.Record(context.Background(), id, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	d, _ = db.GetDelivery(context.Background(), id)
-	if len(d.Attempts) != 2 || d.State != bridge.Done || !d.NextAttemptAt.IsZero() {
-		t.Errorf("after done: %+v", d)
-	}
-	if p, _ := db.PendingAfter(context.Background(), "", 10); len(p) != 0 {
-		t.Errorf("done delivery still pending: %v", p)
-	}
-	if err := db.Record(context.Background(), "00000000-0000-0000-0000-000000000000", bridge.AttemptResult{State: bridge.Done}, time.Now()); !errors.Is(err, bridge.ErrNotFound) {
-		t.Errorf("Record(unknown) = %v, want bridge.ErrNotFound", err)
-	}
 }
 
 func TestOpenRefusesForeignFiles(t *testing.T) {
@@ -287,21 +75,12 @@ func TestOpenLockedFails(t *testing.T) {
 	}
 }
 
-func TestClosedStoreRefusesWrites(t *testing.T) {
-	db, _ := openTemp(t)
-	_ = db.Close()
-	_, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t", OrderID: "1", StatusID: confirmed}.Payload()), testTable(t, "k"))
-	if !errors.Is(err, bridge.ErrClosed) {
-		t.Errorf("Ingest after Close = %v, want bridge.ErrClosed", err)
-	}
-}
-
 func TestListEventsScanCapKeepsPaging(t *testing.T) {
 	db, _ := openTemp(t)
-	tb := testTable(t, "k")
+	tb := backendtest.Table(t, "k")
 	want := map[string]bool{}
 	for i := range 20 {
-		r, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 4), StatusID: confirmed,
+		r, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i % 4), StatusID: backendtest.Confirmed,
 			DateStatus: fmt.Sprintf("2026-01-13 10:00:%02d", i)}.Payload()), tb)
 		if err != nil {
 			t.Fatal(err)
@@ -346,7 +125,7 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := testTable(t, "k")
+	tb := backendtest.Table(t, "k")
 	const n = 400
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -355,7 +134,7 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: confirmed}.Payload()), tb)
+			r, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: fmt.Sprint("t", i), OrderID: fmt.Sprint(i), StatusID: backendtest.Confirmed}.Payload()), tb)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -396,8 +175,8 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := testTable(t, "k")
-	res, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: confirmed}.Payload()), tb)
+	tb := backendtest.Table(t, "k")
+	res, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: backendtest.Confirmed}.Payload()), tb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +189,7 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The record waits (AsyncDelay is an hour) until an ingest comes.
-	if _, err := bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t2", OrderID: "2", StatusID: confirmed}.Payload()), tb); err != nil {
+	if _, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: "t2", OrderID: "2", StatusID: backendtest.Confirmed}.Payload()), tb); err != nil {
 		t.Fatal(err)
 	}
 	if n := <-commits; n != 2 {
@@ -442,7 +221,7 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 		t.Errorf("record queued at close was lost: %+v", p)
 	}
 	// Alone, a record is committed once the (short) delay has passed.
-	res, err = bridge.Ingest(context.Background(), db, incoming(t, fake.Update{TicketID: "t3", OrderID: "3", StatusID: confirmed}.Payload()), tb)
+	res, err = bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: "t3", OrderID: "3", StatusID: backendtest.Confirmed}.Payload()), tb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,40 +238,13 @@ func TestAsyncRecordsShareTheNextCommit(t *testing.T) {
 	}
 }
 
-// TestListingsPageSizeAndCursor: both listings take 50 by default, refuse a
-// cursor that is not an id, and page on from a good one.
-func TestListingsPageSizeAndCursor(t *testing.T) {
-	db, _ := openTemp(t)
-	tb := testTable(t, "k")
-	for i := range 60 {
-		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 10:00:00", time.Now())
-	}
-	evs, next, err := db.ListEvents(context.Background(), bridge.EventFilter{})
-	if err != nil || len(evs) != 50 || next == "" {
-		t.Fatalf("events: %d, next %q, %v; want 50 and a cursor", len(evs), next, err)
-	}
-	if rest, _, err := db.ListEvents(context.Background(), bridge.EventFilter{Cursor: next}); err != nil || len(rest) != 10 {
-		t.Errorf("events after the cursor: %d, %v; want 10", len(rest), err)
-	}
-	ds, next, err := db.ListDeliveries(context.Background(), bridge.DeliveryFilter{})
-	if err != nil || len(ds) != 50 || next == "" {
-		t.Fatalf("deliveries: %d, next %q, %v; want 50 and a cursor", len(ds), next, err)
-	}
-	if _, _, err := db.ListEvents(context.Background(), bridge.EventFilter{Cursor: "zzz"}); err == nil {
-		t.Error("events: a bad cursor was accepted")
-	}
-	if _, _, err := db.ListDeliveries(context.Background(), bridge.DeliveryFilter{Cursor: "zzz"}); err == nil {
-		t.Error("deliveries: a bad cursor was accepted")
-	}
-}
-
 // TestEachWalksEveryPage: the replay helpers visit every matching record
 // once, across pages cut short by the scan cap.
 func TestEachWalksEveryPage(t *testing.T) {
 	db, _ := openTemp(t)
-	tb := testTable(t, "k")
+	tb := backendtest.Table(t, "k")
 	for i := range 10 {
-		ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "2026-01-13 10:00:00", time.Now())
+		backendtest.IngestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), backendtest.Confirmed, "2026-01-13 10:00:00", time.Now())
 	}
 	defer func(old int) { maxScan = old }(maxScan)
 	maxScan = 3
@@ -579,5 +331,42 @@ func TestLingerGathersUnderLoadOnly(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a lone ingest waited for company")
+	}
+}
+
+func TestCompact(t *testing.T) {
+	db, path := openTemp(t)
+	tb := backendtest.Table(t, "k")
+	for i := range 300 {
+		backendtest.IngestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), backendtest.Confirmed, "", time.Now().Add(-200*24*time.Hour))
+	}
+	if _, _, err := Compact(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
+		t.Errorf("compact while open: %v, want ErrLocked", err)
+	}
+	pending, _ := db.PendingAfter(context.Background(), "", 1000)
+	for _, d := range pending {
+		_ = db.Record(context.Background(), d.ID, bridge.AttemptResult{State: bridge.Done}, time.Now())
+	}
+	if _, err := bridge.Sweep(context.Background(), db, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	backendtest.IngestAt(t, db, tb, "keep", "k", backendtest.Confirmed, "", time.Now())
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, after, err := Compact(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after >= before {
+		t.Errorf("compact: %d → %d bytes, want smaller", before, after)
+	}
+	db2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	if st, _ := db2.Stats(context.Background()); st.Events != 1 || st.Pending != 1 {
+		t.Errorf("after compact: %+v", st)
 	}
 }

@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/statusbridge/statusbridge/bridge"
 	bbolt "go.etcd.io/bbolt"
@@ -18,15 +19,40 @@ var (
 type tx struct {
 	db *DB
 	tx *bbolt.Tx
+	// recorded lists the deliveries whose attempts RecordAttempt recorded:
+	// their in-memory claims are dropped once the commit is over.
+	recorded []string
 }
 
 // Update runs fn in the next group commit and returns once that commit is on
-// disk. fn runs exactly once.
+// disk. fn runs once, or again alone when a neighbour in its group commit
+// failed.
 func (db *DB) Update(ctx context.Context, opt bridge.UpdateOptions, fn func(bridge.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.submit(func(btx *bbolt.Tx) error { return fn(&tx{db, btx}) }, opt.Refusable, opt.Wake)
+	var last *tx
+	err := db.submit(func(btx *bbolt.Tx) error { last = &tx{db: db, tx: btx}; return fn(last) }, opt.Refusable, opt.Wake)
+	if last != nil {
+		for _, id := range last.recorded {
+			db.dropClaim(id) // as Record does, whether or not the commit succeeded
+		}
+	}
+	return err
+}
+
+// RecordAttempt records an attempt result (as Record does) inside the
+// transaction; the delivery's durable claim goes in the same commit, its
+// in-memory claim once the commit is over.
+func (t *tx) RecordAttempt(id string, o bridge.AttemptResult, now time.Time) error {
+	key, err := idKey(id)
+	if err != nil {
+		return err
+	}
+	if t.db != nil {
+		t.recorded = append(t.recorded, id)
+	}
+	return recordTx(t.tx, key, id, o, now)
 }
 
 // View runs fn in a read-only transaction.
@@ -34,7 +60,7 @@ func (db *DB) View(ctx context.Context, fn func(bridge.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.view(func(btx *bbolt.Tx) error { return fn(&tx{db, btx}) })
+	return db.view(func(btx *bbolt.Tx) error { return fn(&tx{db: db, tx: btx}) })
 }
 
 // StoredPayload compresses a body for PutEvent (outside the committer).

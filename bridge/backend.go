@@ -53,6 +53,12 @@ type Backend interface {
 	// ResolveDeliveryID is ResolveEventID for deliveries.
 	ResolveDeliveryID(ctx context.Context, ref string) (string, error)
 
+	// GetIntake returns an order intake and its raw body (ErrNotFound).
+	GetIntake(ctx context.Context, id string) (*Intake, []byte, error)
+	// ListIntakes returns matching intakes newest first and the next cursor
+	// (with Latest: each order's newest intake, one row per order).
+	ListIntakes(ctx context.Context, f IntakeFilter) ([]Intake, string, error)
+
 	Outbox
 
 	// Busy reports whether an ingest now would be refused (ErrOverloaded).
@@ -69,12 +75,19 @@ type Outbox interface {
 	// PendingAfter returns up to limit unfinished deliveries after the one
 	// with id after ("" = from the start), in commit order within each
 	// (order, target) lane. A backend may return a delivery again; the
-	// worker skips those it holds.
+	// worker skips those it holds. A delivery whose claim was left by a
+	// sender that is gone (a durable claim from before a crash, another
+	// sender's at takeover) is returned with Claimed set.
 	PendingAfter(ctx context.Context, after string, limit int) ([]Delivery, error)
 	// Claim marks a delivery as being sent by this process until the claim
 	// is released by Record. It refuses (ErrClaimRefused) a delivery that is
-	// no longer pending, claimed by another sender, or not the oldest
-	// unfinished one of its lane.
+	// no longer pending, claimed by another sender, or not the next of its
+	// lane: the lane's oldest unfinished order delivery goes before its
+	// status deliveries (one already claimed finishes first), and each kind
+	// goes in commit order. A durable claim is committed before Claim
+	// returns, so a crash leaves a record that the request may have gone out;
+	// a durable claim of a delivery this process claims already makes that
+	// claim durable.
 	Claim(ctx context.Context, d *Delivery, durable bool) error
 	// Release drops a claim without recording an attempt (shutdown).
 	Release(ctx context.Context, id string) error
@@ -131,6 +144,26 @@ type Tx interface {
 	// PutDelivery inserts or rewrites a delivery; an unfinished one is in
 	// the outbox, a finished one leaves it.
 	PutDelivery(d *Delivery) error
+	// RecordAttempt is Outbox.Record inside this transaction: it appends the
+	// attempt, moves the delivery to its new state, records a done
+	// delivery's no-repeat key and resolves what it retried, and releases
+	// the delivery's claim (durable claims included) once the transaction
+	// commits (ErrNotFound for no such delivery).
+	RecordAttempt(id string, r AttemptResult, now time.Time) error
+
+	// Intake reads an order intake (ErrNotFound).
+	Intake(id string) (*Intake, error)
+	// IntakeRaw reads an intake's raw body, byte for byte as received.
+	IntakeRaw(id string) ([]byte, error)
+	// PutIntake inserts or rewrites an intake. stored (from
+	// Backend.StoredPayload) is its raw body on insert; nil keeps the body
+	// it has.
+	PutIntake(in *Intake, stored []byte) error
+	// OrderIntake reads an order's intake record (ErrNotFound when the order
+	// has had no intake). Read it under LockOrder to change it.
+	OrderIntake(orderID string) (*OrderIntake, error)
+	// PutOrderIntake writes an order's intake record.
+	PutOrderIntake(rec *OrderIntake) error
 }
 
 // DedupKey identifies an update's repeats: Hash is digishare's dedup key

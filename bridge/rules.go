@@ -117,7 +117,7 @@ func apply(tx Tx, ev *Event, st OrderState, d Decision, force bool, now time.Tim
 				return nil, err
 			}
 			del := Delivery{
-				ID: id, EventID: ev.ID, OrderID: d.OrderID, Target: p.Target,
+				ID: id, EventID: ev.ID, OrderID: d.OrderID, Target: p.Target, Kind: KindStatus,
 				Status: p.Status, StatusID: d.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 				State: Pending, Force: force,
 			}
@@ -159,7 +159,57 @@ func Replay(ctx context.Context, b Backend, sel ReplaySelector, dec Decider, opt
 	for _, id := range missing {
 		sum.Errors = append(sum.Errors, fmt.Sprintf("event %s: not found", id))
 	}
-	return sum, redecide(ctx, b, ids, dec, DecideOptions{Force: opt.Force, Targets: opt.Targets}, opt, now, &sum)
+	if err := redecide(ctx, b, ids, dec, DecideOptions{Force: opt.Force, Targets: opt.Targets}, opt, now, &sum); err != nil {
+		return sum, err
+	}
+	if sel.Dead {
+		return sum, retryDeadIntakeDeliveries(ctx, b, opt, now, &sum)
+	}
+	return sum, nil
+}
+
+// retryDeadIntakeDeliveries queues again the dead deliveries that came from
+// intakes (order, ticket, fetch: they have no event to re-decide), of
+// opt.Targets when set, oldest first. A ticket whose outcome is unknown is
+// left out and counted unless opt.IncludeUnknown; one the 409 rule refuses
+// (a newer delivery of its kind, a ticket already made) is counted skipped.
+func retryDeadIntakeDeliveries(ctx context.Context, b Backend, opt ReplayOptions, now time.Time, sum *ReplaySummary) error {
+	var dead []Delivery
+	err := EachDelivery(ctx, b, DeliveryFilter{State: string(Dead)}, func(d *Delivery) {
+		if d.KindOrStatus() != KindStatus && (len(opt.Targets) == 0 || slices.Contains(opt.Targets, d.Target)) {
+			dead = append(dead, *d)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("store: replay: %w", err)
+	}
+	slices.Reverse(dead) // listed newest first
+	for i := range dead {
+		d := &dead[i]
+		if d.UnknownOutcome() && !opt.IncludeUnknown {
+			sum.LeftOutUnknown++
+			continue
+		}
+		if opt.DryRun {
+			sum.Retried++
+			sum.Requests = append(sum.Requests, ReplayedDelivery{OrderID: d.OrderID, Target: d.Target, Kind: d.Kind})
+			continue
+		}
+		nd, err := RetryDelivery(ctx, b, d.ID, now)
+		var ce *ConflictError
+		switch {
+		case errors.As(err, &ce):
+			sum.Skipped++
+			sum.Errors = append(sum.Errors, fmt.Sprintf("delivery %s not retried: %s", d.ID, ce.Msg))
+		case err != nil:
+			sum.Failed++
+			sum.Errors = append(sum.Errors, fmt.Sprintf("delivery %s: %v", d.ID, err))
+		default:
+			sum.Retried++
+			sum.Requests = append(sum.Requests, ReplayedDelivery{OrderID: nd.OrderID, Target: nd.Target, Kind: nd.Kind})
+		}
+	}
+	return nil
 }
 
 // RedecideUnmapped decides again, under dec, the events held as unmapped
@@ -239,7 +289,8 @@ func selectEvents(ctx context.Context, b Backend, sel ReplaySelector, targets []
 	case sel.Dead:
 		seen := map[string]bool{}
 		err := EachDelivery(ctx, b, DeliveryFilter{State: string(Dead)}, func(d *Delivery) {
-			if (len(targets) == 0 || slices.Contains(targets, d.Target)) && !seen[d.EventID] {
+			if d.KindOrStatus() == KindStatus && d.EventID != "" &&
+				(len(targets) == 0 || slices.Contains(targets, d.Target)) && !seen[d.EventID] {
 				seen[d.EventID] = true
 				ids = append(ids, d.EventID)
 			}
@@ -280,6 +331,7 @@ func redecide(ctx context.Context, b Backend, ids []string, dec Decider, mopt De
 			sum.Errors = append(sum.Errors, err.Error())
 			return fmt.Errorf("store: replay: %w", err)
 		}
+		sum.Matched += part.Matched // minus the events another replica decided meanwhile
 		sum.Dispatched += part.Dispatched
 		sum.Superseded += part.Superseded
 		sum.Unchanged += part.Unchanged
@@ -379,9 +431,12 @@ func replayOne(tx Tx, id string, dec Decider, mopt DecideOptions, opt ReplayOpti
 }
 
 // RetryDelivery queues a dead delivery again, as a new delivery with the same
-// order, target and status. It refuses (ErrConflict) a delivery that is not
-// dead, or one a newer delivery for the same order and target replaced:
-// sending it would put an older status over a newer one.
+// order, target, kind and status. It refuses (ErrConflict) a delivery that is
+// not dead, or one a newer delivery of the same kind replaced: a status
+// delivery whose order and target have a newer one (sending it would put an
+// older status over a newer one), an order upsert whose order has a newer
+// upsert, a ticket delivery of an order whose ticket is recorded (or that
+// has a newer ticket delivery).
 func RetryDelivery(ctx context.Context, b Backend, id string, now time.Time) (*Delivery, error) {
 	nid, err := NewID()
 	if err != nil {
@@ -400,13 +455,16 @@ func RetryDelivery(ctx context.Context, b Backend, id string, now time.Time) (*D
 		if old.State != Dead {
 			return &ConflictError{Msg: fmt.Sprintf("delivery %s is %s; only dead deliveries can be retried", id, old.State)}
 		}
+		out = Delivery{ID: nid, EventID: old.EventID, IntakeID: old.IntakeID, OrderID: old.OrderID, Target: old.Target,
+			Kind: old.KindOrStatus(), Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+			State: Pending, Force: old.Force, Reason: "retry of " + id, RetryOf: id}
+		if old.KindOrStatus() != KindStatus {
+			return retryIntakeDelivery(tx, old, &out)
+		}
 		if cur := st.Targets[old.Target].DeliveryID; cur != id {
 			return &ConflictError{Msg: fmt.Sprintf("a newer delivery (%s) for order %s and target %s exists; retrying this one would send an older status",
 				cur, old.OrderID, old.Target)}
 		}
-		out = Delivery{ID: nid, EventID: old.EventID, OrderID: old.OrderID, Target: old.Target,
-			Status: old.Status, StatusID: old.StatusID, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-			State: Pending, Force: old.Force, Reason: "retry of " + id, RetryOf: id}
 		if err := tx.PutDelivery(&out); err != nil {
 			return err
 		}
@@ -430,4 +488,63 @@ func RetryDelivery(ctx context.Context, b Backend, id string, now time.Time) (*D
 		return nil, err
 	}
 	return &out, nil
+}
+
+// retryIntakeDelivery checks the 409 rule of an order, ticket or fetch
+// delivery against the order's intake record, queues its retry out and
+// makes it the order's delivery of that kind.
+func retryIntakeDelivery(tx Tx, old, out *Delivery) error {
+	rec, err := tx.OrderIntake(old.OrderID)
+	if errors.Is(err, ErrNotFound) {
+		rec, err = &OrderIntake{OrderID: old.OrderID}, nil
+	}
+	if err != nil {
+		return err
+	}
+	switch old.Kind {
+	case KindTicket:
+		if t := rec.Ticket; t != nil {
+			return &ConflictError{Msg: fmt.Sprintf("order %s has its ticket already (%s); retrying would create a second one",
+				old.OrderID, describeTicket(t))}
+		}
+		if rec.TicketDeliveryID != "" && rec.TicketDeliveryID != old.ID {
+			return &ConflictError{Msg: fmt.Sprintf("a newer ticket delivery (%s) for order %s exists; retry that one if it is dead",
+				rec.TicketDeliveryID, old.OrderID)}
+		}
+		rec.TicketDeliveryID = out.ID
+	case KindOrder:
+		if rec.UpsertDeliveryID != "" && rec.UpsertDeliveryID != old.ID {
+			return &ConflictError{Msg: fmt.Sprintf("a newer ExpertSender order delivery (%s) for order %s exists; retrying this one would send an older document",
+				rec.UpsertDeliveryID, old.OrderID)}
+		}
+		rec.UpsertDeliveryID = out.ID
+	}
+	if err := tx.PutDelivery(out); err != nil {
+		return err
+	}
+	if old.Kind != KindFetch && rec.LastIntakeID != "" {
+		if err := tx.PutOrderIntake(rec); err != nil {
+			return err
+		}
+	}
+	it, err := tx.Intake(old.IntakeID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	it.DeliveryIDs = append(it.DeliveryIDs, out.ID)
+	return tx.PutIntake(it, nil)
+}
+
+func describeTicket(t *Ticket) string {
+	s := "ticket"
+	if t.ID != "" {
+		s += " " + t.ID
+	}
+	if t.Number != "" {
+		s += " #" + t.Number
+	}
+	return s
 }

@@ -61,3 +61,18 @@ func (s Store) RunRetention(ctx context.Context, retention, interval time.Durati
 func (s Store) FillShortDeliveryIDs(ctx context.Context, ds []Delivery) error {
 	return FillShortDeliveryIDs(ctx, s.Backend, ds)
 }
+
+// TakeIntake: see the function TakeIntake.
+func (s Store) TakeIntake(ctx context.Context, in IncomingOrder, plan IntakePlan, now time.Time) (IntakeResult, error) {
+	return TakeIntake(ctx, s.Backend, in, plan, now)
+}
+
+// Orders: see the function Orders.
+func (s Store) Orders(ctx context.Context, f IntakeFilter) ([]OrderSummary, string, error) {
+	return Orders(ctx, s.Backend, f)
+}
+
+// Order: see the function Order.
+func (s Store) Order(ctx context.Context, orderID string) (*OrderDetail, error) {
+	return Order(ctx, s.Backend, orderID)
+}

@@ -167,10 +167,16 @@ func (s DeliveryState) Terminal() bool { return s != Pending && s != InFlight }
 
 // Delivery is one status change to send to one target (an outbox entry).
 type Delivery struct {
-	ID        string        `json:"id"`
-	EventID   string        `json:"event_id"`
-	OrderID   string        `json:"order_id"`
-	Target    string        `json:"target"`
+	ID      string `json:"id"`
+	EventID string `json:"event_id,omitempty"`
+	OrderID string `json:"order_id"`
+	Target  string `json:"target"`
+	// Kind says what the delivery does (status, order, ticket, fetch); a
+	// delivery stored before kinds existed reads as status.
+	Kind DeliveryKind `json:"kind"`
+	// IntakeID is the order intake that caused an order, ticket or fetch
+	// delivery (their EventID is empty).
+	IntakeID  string        `json:"intake_id,omitempty"`
 	Status    string        `json:"status"`
 	StatusID  string        `json:"status_id,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
@@ -193,6 +199,11 @@ type Delivery struct {
 	// ShortID, set by listings for people (never stored), is the shortest
 	// end of the id that is unique in the store (see EventSummary.ShortID).
 	ShortID string `json:"short_id,omitempty"`
+	// Claimed, set by Outbox.PendingAfter (never stored), says a claim on
+	// the delivery is left from a sender that is gone (a durable claim
+	// committed before a crash, another replica's at takeover): its request
+	// may have gone out.
+	Claimed bool `json:"-"`
 }
 
 // Live reports whether a delivery still stands for its order's status: a
@@ -323,6 +334,10 @@ type ReplayOptions struct {
 	Targets []string // only these targets (default: all the mapping names)
 	DryRun  bool     // decide and report, write nothing
 	Force   bool     // ignore superseded/unchanged and no-repeat keys
+	// IncludeUnknown: with a Dead selector, retry dead tickets whose outcome
+	// is unknown too (they may exist in Digishare); by default they are left
+	// out and counted (ReplaySummary.LeftOutUnknown).
+	IncludeUnknown bool
 	// Progress, when set, is called after each chunk of events.
 	Progress func(done, total int)
 
@@ -331,24 +346,30 @@ type ReplayOptions struct {
 
 // ReplayedDelivery is a delivery a replay created (or, dry, would create).
 type ReplayedDelivery struct {
-	EventID string `json:"event_id"`
-	OrderID string `json:"order_id"`
-	Target  string `json:"target"`
-	Status  string `json:"status"`
-	Skip    string `json:"skip,omitempty"` // why it is recorded as skipped instead of sent
+	EventID string       `json:"event_id,omitempty"` // "" for an intake delivery a Dead replay retried
+	Kind    DeliveryKind `json:"kind,omitempty"`
+	OrderID string       `json:"order_id"`
+	Target  string       `json:"target"`
+	Status  string       `json:"status"`
+	Skip    string       `json:"skip,omitempty"` // why it is recorded as skipped instead of sent
 }
 
 // ReplaySummary counts what a replay did.
 type ReplaySummary struct {
-	Matched    int                `json:"matched"`
-	Dispatched int                `json:"dispatched"`
-	Superseded int                `json:"superseded"`
-	Unchanged  int                `json:"unchanged"`
-	Skipped    int                `json:"skipped"` // any other outcome, or not decidable (invalid)
-	Failed     int                `json:"failed"`  // missing events and store errors
-	DryRun     bool               `json:"dry_run"`
-	Requests   []ReplayedDelivery `json:"requests"`
-	Errors     []string           `json:"errors,omitempty"`
+	Matched    int `json:"matched"`
+	Dispatched int `json:"dispatched"`
+	Superseded int `json:"superseded"`
+	Unchanged  int `json:"unchanged"`
+	Skipped    int `json:"skipped"` // any other outcome, or not decidable (invalid)
+	Failed     int `json:"failed"`  // missing events and store errors
+	// Retried counts the dead intake deliveries (ticket, order, fetch: they
+	// have no event to re-decide) a Dead replay queued again (or, dry,
+	// would); LeftOutUnknown the dead tickets of unknown outcome it left out.
+	Retried        int                `json:"retried"`
+	LeftOutUnknown int                `json:"left_out_unknown"`
+	DryRun         bool               `json:"dry_run"`
+	Requests       []ReplayedDelivery `json:"requests"`
+	Errors         []string           `json:"errors,omitempty"`
 }
 
 // PendingStat is one target's backlog.
@@ -360,6 +381,7 @@ type PendingStat struct {
 // Stats counts records, for tests and operators.
 type Stats struct {
 	Events, Deliveries, Pending, Orders int
+	Intakes                             int
 }
 
 // Errors callers branch on.

@@ -1,7 +1,7 @@
 // Package cli implements the operator commands (events, replay, mapping diff,
-// store compact). bbolt allows one process per file, so they talk to the
-// running server's admin API and open the file directly only when no server
-// answers.
+// store compact, store copy). bbolt allows one process per file, so they talk
+// to the running server's admin API and open the store directly (the file,
+// or the PostgreSQL database) only when no server answers.
 package cli
 
 import (
@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/config"
 	"github.com/statusbridge/statusbridge/mapping"
+	"github.com/statusbridge/statusbridge/outbound"
 	"github.com/statusbridge/statusbridge/receiver"
+	"github.com/statusbridge/statusbridge/storeopen"
 )
 
 // Env is the command's environment.
@@ -42,6 +45,9 @@ type backend interface {
 	Deliveries(f bridge.DeliveryFilter) ([]bridge.Delivery, string, error)
 	// Retry queues a dead delivery again (ref: its id or the end of it).
 	Retry(ref string) (*bridge.Delivery, error)
+	// Orders and Order are the order intake's listing and detail.
+	Orders(f bridge.IntakeFilter) ([]bridge.OrderSummary, string, error)
+	Order(id string) (*bridge.OrderDetail, error)
 	Close() error
 }
 
@@ -50,7 +56,8 @@ var errServerHoldsFile = errors.New("a statusbridge server holds the store file 
 
 // connect returns the server backend when --server is given (never falling
 // back) or when a server answers at the config's listen address; otherwise
-// the file itself, opened with a short lock timeout.
+// the store itself: the bbolt file, opened with a short lock timeout, or the
+// PostgreSQL database (any number of processes may connect to it).
 func connect(cfg *config.Config, server string, explicit bool, env Env, writable bool) (backend, error) {
 	token, _ := env.Getenv("STATUSBRIDGE_ADMIN_TOKEN")
 	hb := &httpBackend{base: strings.TrimRight(server, "/"), token: token,
@@ -61,15 +68,17 @@ func connect(cfg *config.Config, server string, explicit bool, env Env, writable
 	if hb.answers() {
 		return hb, nil
 	}
-	noteDefaults(cfg, env) // the file is read, and replays decide under cfg's mapping
-	db, err := bolt.Open(cfg.Store.Path, bolt.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable})
+	noteDefaults(cfg, env) // the store is read, and replays decide under cfg's mapping
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := storeopen.Open(ctx, cfg, storeopen.Options{LockTimeout: 500 * time.Millisecond, ReadOnly: !writable, MaxConns: 4})
 	if errors.Is(err, bolt.ErrLocked) {
 		return nil, errServerHoldsFile
 	}
 	if err != nil {
 		return nil, fmt.Errorf("no server answered at %s and the store cannot be opened: %w", server, err)
 	}
-	return &fileBackend{db: bridge.Store{Backend: db}, table: mapping.New(cfg)}, nil
+	return &fileBackend{db: bridge.Store{Backend: db}, table: mapping.New(cfg), intakeTargets: outbound.Plan(cfg).Targets()}, nil
 }
 
 // serverURL is --server, or http:// + the config's listen address (0.0.0.0
@@ -91,11 +100,13 @@ func serverURL(cfg *config.Config, flag string) (string, bool) {
 	return "http://" + net.JoinHostPort(host, port), false
 }
 
-// fileBackend reads the store directly, through the same rules as the
-// server (no server answered).
+// fileBackend reads the store directly — the bbolt file or the database —
+// through the same rules as the server (no server answered).
 type fileBackend struct {
 	db    bridge.Store
 	table *mapping.Table
+	// intakeTargets are the targets of the order intake's steps (digishare).
+	intakeTargets []string
 }
 
 func (f *fileBackend) EventSummaries(flt bridge.EventFilter) ([]bridge.EventSummary, string, error) {
@@ -140,7 +151,7 @@ func (f *fileBackend) Retry(ref string) (*bridge.Delivery, error) {
 }
 
 func (f *fileBackend) Replay(req receiver.ReplayRequest, progress func(done, total int)) (bridge.ReplaySummary, error) {
-	sel, opt, err := selection(req, f.table)
+	sel, opt, err := selection(req, f.table, f.intakeTargets)
 	if err != nil {
 		return bridge.ReplaySummary{}, err
 	}
@@ -162,7 +173,13 @@ func (f *fileBackend) Close() error { return f.db.Close() }
 
 // selection turns a replay request into store arguments (the file backend
 // validates like the admin API does).
-func selection(req receiver.ReplayRequest, t *mapping.Table) (bridge.ReplaySelector, bridge.ReplayOptions, error) {
+func selection(req receiver.ReplayRequest, t *mapping.Table, intakeTargets []string) (bridge.ReplaySelector, bridge.ReplayOptions, error) {
+	known := t.Targets()
+	for _, it := range intakeTargets {
+		if !slices.Contains(known, it) {
+			known = append(known, it)
+		}
+	}
 	sel := bridge.ReplaySelector{EventIDs: req.EventIDs, OrderID: req.OrderID, State: req.State, Dead: req.Dead}
 	var err error
 	if sel.Since, err = parseTime("--since", req.Since); err != nil {
@@ -172,15 +189,11 @@ func selection(req receiver.ReplayRequest, t *mapping.Table) (bridge.ReplaySelec
 		return sel, bridge.ReplayOptions{}, err
 	}
 	for _, target := range req.Targets {
-		found := false
-		for _, k := range t.Targets() {
-			found = found || k == target
-		}
-		if !found {
-			return sel, bridge.ReplayOptions{}, fmt.Errorf("--target %q is not a configured target (%s)", target, strings.Join(t.Targets(), ", "))
+		if !slices.Contains(known, target) {
+			return sel, bridge.ReplayOptions{}, fmt.Errorf("--target %q is not a configured target (%s)", target, strings.Join(known, ", "))
 		}
 	}
-	return sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force}, nil
+	return sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force, IncludeUnknown: req.IncludeUnknown}, nil
 }
 
 type httpBackend struct {

@@ -66,7 +66,7 @@ func flags(name, usage string, env Env) *flag.FlagSet {
 // common registers --config and --server.
 func common(fs *flag.FlagSet) (cfgPath, server *string) {
 	return fs.String("config", "", config.FlagUsage),
-		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store file is never opened directly")
+		fs.String("server", "", "admin API base URL (default: http://<listen>); when set, the store is never opened directly")
 }
 
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
@@ -131,7 +131,8 @@ const eventsUsage = `Usage:
 Lists stored events (newest first) or shows one: payload, decisions,
 deliveries and every attempt. Times are RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
 The running server is asked through its admin API (STATUSBRIDGE_ADMIN_TOKEN);
-when none answers, the store file is read directly.
+when none answers, the store is read directly (the bbolt file, or the
+PostgreSQL database with store.driver: postgres).
 Run "statusbridge events list --help" (or show) for a command's flags.
 
 `
@@ -402,7 +403,7 @@ func printAttempts(w io.Writer, attempts []bridge.Attempt) {
 	}
 }
 
-const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead)
+const replayUsage = `Usage: statusbridge replay (--event ID... | --order ID | --since T [--until T] | --dead [--include-unknown])
                           [--target NAME]... [--dry-run] [--force]
 
 Re-decides the selected events under the current mapping and creates the
@@ -411,7 +412,10 @@ unless --force. --dry-run prints, per event, what it would send and sends
 nothing. Ends with a summary of the events (matched; dispatched,
 superseded, unchanged, with no delivery to make, failed) and, separately, of
 the deliveries (to send; skipped because their target is disabled); a bulk
-replay on the store file shows progress.
+replay on the store itself shows progress. --dead also queues again the dead
+deliveries of order intakes (tickets, ExpertSender orders, fetches), except
+tickets whose outcome is unknown (they may exist in Digishare): those are
+left out and counted unless --include-unknown.
 
 `
 
@@ -425,9 +429,10 @@ func Replay(args []string, env Env) int {
 	since := fs.String("since", "", "replay events received at or after this time")
 	until := fs.String("until", "", "with --since: received before this time")
 	dead := fs.Bool("dead", false, "replay the events of every dead delivery")
-	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>")
+	fs.Var(&targets, "target", "only this target (repeatable): expertsender, order_system, whatsapp_opt_in, everlytic, http.<name>, digishare")
 	dry := fs.Bool("dry-run", false, "print what would be sent; send nothing")
 	force := fs.Bool("force", false, "send even when superseded or unchanged (and repeat Everlytic workflows)")
+	includeUnknown := fs.Bool("include-unknown", false, "with --dead: retry dead tickets whose outcome is unknown too (they may exist in Digishare)")
 	if code, done := parse(fs, args); done {
 		return code
 	}
@@ -442,6 +447,10 @@ func Replay(args []string, env Env) int {
 		fmt.Fprint(env.Stderr, "replay needs exactly one of --event, --order, --since (with optional --until) or --dead\n")
 		return exitUsage
 	}
+	if *includeUnknown && !*dead {
+		fmt.Fprint(env.Stderr, "--include-unknown goes with --dead\n")
+		return exitUsage
+	}
 	cfg, err := loadConfig(*cfgPath, env, true)
 	if err != nil {
 		return fail(env, err)
@@ -453,7 +462,7 @@ func Replay(args []string, env Env) int {
 	}
 	defer b.Close()
 	req := receiver.ReplayRequest{EventIDs: events, OrderID: *order, Since: *since, Until: *until, Dead: *dead,
-		Targets: targets, DryRun: *dry, Force: *force}
+		Targets: targets, DryRun: *dry, Force: *force, IncludeUnknown: *includeUnknown}
 	start := time.Now()
 	progress := func(done, total int) {
 		if total > replayProgressMin {
@@ -480,6 +489,9 @@ func Replay(args []string, env Env) int {
 		tw.Flush()
 	}
 	fmt.Fprintln(env.Stdout, summaryLine(sum, *dry, time.Since(start)))
+	if *dead {
+		fmt.Fprintln(env.Stdout, deadIntakeLine(sum, *dry))
+	}
 	for _, e := range sum.Errors {
 		fmt.Fprintln(env.Stderr, "  ", e)
 	}
@@ -510,6 +522,22 @@ func summaryLine(sum bridge.ReplaySummary, dry bool, took time.Duration) string 
 		len(sum.Requests)-skipped, send, skipped, took.Round(time.Millisecond))
 }
 
+// deadIntakeLine counts what a dead replay did with the dead deliveries of
+// order intakes (tickets, ExpertSender orders, fetches), which have no event
+// to re-decide: retried, and the tickets of unknown outcome left out.
+func deadIntakeLine(sum bridge.ReplaySummary, dry bool) string {
+	verb := "queued again"
+	if dry {
+		verb = "would be queued again"
+	}
+	line := fmt.Sprintf("intake deliveries (ticket, order, fetch): %d %s", sum.Retried, verb)
+	if sum.LeftOutUnknown > 0 {
+		line += fmt.Sprintf("; %d ticket(s) of unknown outcome left out (they may exist in Digishare: check, then retry each with "+
+			"deliveries retry, or all with --include-unknown)", sum.LeftOutUnknown)
+	}
+	return line
+}
+
 // replayProgressMin: smaller replays print only their summary.
 const replayProgressMin = 200
 
@@ -520,7 +548,7 @@ each event whose outcome or statuses would change (old outcome → new
 outcome). Nothing is sent and nothing is written. Order history is not
 re-evaluated: superseded and unchanged count as dispatched, so the diff
 shows what the mapping itself changes. The store is read from the server
-at --server or, when none answers, from the store file of NEW.yaml.
+at --server or, when none answers, from the store of NEW.yaml itself.
 
 `
 

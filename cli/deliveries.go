@@ -83,10 +83,10 @@ func deliveriesList(args []string, env Env) int {
 		return printJSON(env.Stdout, ds)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCREATED\tORDER\tTARGET\tSTATUS\tSTATE\tATTEMPTS\tNOTE")
+	fmt.Fprintln(tw, "ID\tCREATED\tORDER\tTARGET\tKIND\tSTATUS\tSTATE\tATTEMPTS\tNOTE")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", shortOr(d.ShortID, d.ID), d.CreatedAt.UTC().Format(digishare.TimeLayout),
-			d.OrderID, d.Target, d.Status, d.State, len(d.Attempts), deliveryNote(&d))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", shortOr(d.ShortID, d.ID), d.CreatedAt.UTC().Format(digishare.TimeLayout),
+			d.OrderID, d.Target, d.KindOrStatus(), dash(d.Status), d.State, len(d.Attempts), deliveryNote(&d))
 	}
 	tw.Flush()
 	return exitOK
@@ -139,6 +139,10 @@ func deliveriesRetry(args []string, env Env) int {
 		if err != nil {
 			failed++
 			fmt.Fprintf(env.Stderr, "statusbridge: retry %s: %s\n", ref, userMessage(err))
+			continue
+		}
+		if d.KindOrStatus() != bridge.KindStatus {
+			fmt.Fprintf(env.Stdout, "%s: queued again as %s (order %s, %s, %s)\n", ref, d.ID, d.OrderID, d.Target, d.Kind)
 			continue
 		}
 		fmt.Fprintf(env.Stdout, "%s: queued again as %s (order %s, %s, status %q)\n", ref, d.ID, d.OrderID, d.Target, d.Status)

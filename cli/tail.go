@@ -137,8 +137,12 @@ func printTailItem(w io.Writer, kind string, data []byte) {
 		if json.Unmarshal(data, &d) != nil {
 			return
 		}
-		line := fmt.Sprintf("%s  delivery  %s  order %s  %s  %q  %s", d.UpdatedAt.UTC().Format(digishare.TimeLayout),
-			shortOr(d.ShortID, d.ID), d.OrderID, d.Target, d.Status, d.State)
+		what := fmt.Sprintf("%q", d.Status)
+		if k := d.KindOrStatus(); k != bridge.KindStatus {
+			what = string(k)
+		}
+		line := fmt.Sprintf("%s  delivery  %s  order %s  %s  %s  %s", d.UpdatedAt.UTC().Format(digishare.TimeLayout),
+			shortOr(d.ShortID, d.ID), d.OrderID, d.Target, what, d.State)
 		if n := len(d.Attempts); n > 0 {
 			a := d.Attempts[n-1]
 			line += fmt.Sprintf("  attempt %d HTTP %d %v", n, a.StatusCode, a.Duration.Round(time.Millisecond))

@@ -59,7 +59,7 @@ var (
 	secretKeys = map[string]bool{"token": true, "api_key": true, "apikey": true, "authorization": true,
 		"password": true, "secret": true, "x-api-key": true, "store_hash": true, "customer_hash": true}
 	idKeys = map[string]bool{"event_id": true, "ticket_id": true, "order_id": true, "delivery_id": true,
-		"status_id": true, "by": true, "mapping_version": true, "version": true}
+		"status_id": true, "intake_id": true, "fetched_intake_id": true, "by": true, "mapping_version": true, "version": true}
 	emailRE = regexp.MustCompile(`([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})`)
 	phoneRE = regexp.MustCompile(`\+?\b\d{9,15}\b`)
 )

@@ -18,6 +18,7 @@ import (
 type Metrics struct {
 	reg        *prometheus.Registry
 	webhooks   *prometheus.CounterVec
+	intakes    *prometheus.CounterVec // statusbridge_intake_total (intake.go)
 	events     *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
@@ -71,6 +72,7 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.commitPgs, m.circuit,
 		m.sender, m.mappingInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerIntake()
 	if outbox != nil {
 		m.outbox = &outboxCollector{read: outbox}
 		m.reg.MustRegister(m.outbox)
@@ -102,9 +104,11 @@ func (m *Metrics) SetCircuitOpen(target string, open bool) {
 	m.circuit.WithLabelValues(target).Set(v)
 }
 
-// Handler serves /metrics.
+// Handler serves /metrics. A collector that fails (the outbox gauges while
+// the database is down) is left out of that scrape and the rest is served,
+// so an outage does not hide every other metric.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Webhook counts a webhook call's outcome.

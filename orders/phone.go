@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -86,4 +87,19 @@ func orUnknown(s, fallback string) string {
 		return fallback
 	}
 	return s
+}
+
+// MaskEmail keeps an email's first character and its domain for messages and
+// logs ("a***@example.com"); "" stays "".
+func MaskEmail(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" {
+		return "***"
+	}
+	_, size := utf8.DecodeRuneInString(local)
+	return local[:size] + "***@" + domain
 }

@@ -46,8 +46,12 @@ type Response struct {
 	// went out.
 	Request *bridge.SentRequest
 	// Result names a success that sent nothing new (already_active,
-	// already_triggered); empty for an ordinary success.
+	// already_triggered), or says what it made (a ticket); empty for an
+	// ordinary success.
 	Result string
+	// Done, on a success, is what it made, recorded with the attempt in the
+	// same transaction (a ticket, a fetched order: see bridge.RecordWith).
+	Done *bridge.Outcome
 }
 
 // newHTTPClient returns a client that does not follow redirects (a 3xx is a

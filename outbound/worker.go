@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/statusbridge/statusbridge/bridge"
 	"github.com/statusbridge/statusbridge/digishare"
+	"github.com/statusbridge/statusbridge/orders"
 )
 
 // Sender sends one delivery to one downstream system. A nil error means the
@@ -31,22 +33,45 @@ type OnceSender interface {
 }
 
 // UnknownWhenCut is implemented by senders whose request, once sent, can
-// neither be taken back nor safely repeated (creating a Digishare ticket
-// will be one): when our own shutdown cuts such an attempt off after the
+// neither be taken back nor safely repeated (creating a Digishare ticket:
+// TicketSender): when our own shutdown cuts such an attempt off after the
 // request went out, its outcome is unknown, so the worker records the
 // attempt and ends the delivery dead with that reason, for a person to
 // check, instead of putting it back to pending as if nothing was sent
-// (what it does for every other sender). No sender implements it yet.
+// (what it does for every other sender). A delivery of such a sender is
+// claimed durably (the claim is committed before the request goes out): one
+// found at start with a claim left by a process that is gone ends dead the
+// same way, and so does an attempt whose answer said nothing about the
+// outcome (UnknownOutcomeError).
 type UnknownWhenCut interface {
 	Sender
 	OutcomeUnknownWhenCut() bool
 }
 
+// lateClaimer is implemented by UnknownWhenCut senders that do work that
+// may be repeated (an invoice upload) before the request that may not: the
+// worker claims their deliveries in memory, and they call Message.Sending,
+// which makes the claim durable, right before that request. A crash before
+// then leaves no durable claim: the delivery is simply sent at the next
+// start.
+type lateClaimer interface{ claimsLate() }
+
+// outcomeReporter is implemented by UnknownWhenCut senders that tell which
+// failures mean the request went out, and what a person should check.
+type outcomeReporter interface {
+	sent(err error) bool
+	unknownReason(m *Message) string
+}
+
 // Outbox is what the worker needs from the store: the backend's outbox
-// (claims included) and the events its deliveries came from.
+// (claims included), the events and intakes its deliveries came from, and
+// the transactions that record what a delivery made (a ticket, a fetched
+// order) with the attempt.
 type Outbox interface {
 	bridge.Outbox
+	bridge.Updater
 	GetEvent(ctx context.Context, id string) (*bridge.Event, []byte, error)
+	View(ctx context.Context, fn func(tx bridge.Tx) error) error
 }
 
 // ErrNotSender, as the cause of Run's context, stops the worker at once:
@@ -534,12 +559,35 @@ func (s *scheduler) hold(d bridge.Delivery) {
 	s.add(it)
 }
 
+// Lanes hold deliveries of several kinds: an (expertsender, order) lane has
+// the order's upserts (kind order) and its status PUTs, an (order_system,
+// order) lane its fetches and status write-backs. The rules:
+//
+//   - an order upsert goes ahead of every delivery of its lane not being
+//     sent (one in flight finishes first): the order is registered before
+//     any status of it is sent, and a status waiting to retry waits behind
+//     it too;
+//   - a newer upsert supersedes an older one still waiting; a newer status
+//     (or fetch) supersedes an older one of its kind waiting to retry, as
+//     before; a delivery never supersedes one of another kind.
+
+// supersedes reports whether a newer delivery of by's kind replaces an older
+// one of head's kind that waits (tickets never replace each other).
+func supersedes(head, by *item) bool {
+	k := head.d.KindOrStatus()
+	return k == by.d.KindOrStatus() && k != bridge.KindTicket
+}
+
 func (s *scheduler) add(it *item) {
 	k := laneKey{it.d.Target, it.d.OrderID}
 	l := s.lanes[k]
 	if l == nil {
 		l = &lane{key: k, heapIdx: -1}
 		s.lanes[k] = l
+	}
+	if it.d.KindOrStatus() == bridge.KindOrder && len(l.queue) > 0 {
+		s.addUpsert(l, it)
+		return
 	}
 	l.queue = append(l.queue, it)
 	if l.running {
@@ -549,25 +597,105 @@ func (s *scheduler) add(it *item) {
 		s.schedule(l)
 		return
 	}
-	if l.heapIdx >= 0 { // the head waits to retry: the newer one goes next
+	if l.heapIdx >= 0 && supersedes(l.queue[0], it) { // the head waits to retry: the newer one goes next
 		heap.Remove(&s.waiting, l.heapIdx)
-		s.supersedeHead(l)
+		s.supersede(l, 0, it)
 		s.schedule(l)
 	}
 }
 
-// supersedeHead drops a head that waits to retry because a newer delivery
-// for the same order and target is queued behind it.
-func (s *scheduler) supersedeHead(l *lane) {
-	head, next := l.queue[0], l.queue[1]
-	reason := fmt.Sprintf("superseded by newer delivery %s while waiting to retry", next.d.ID)
-	if err := s.w.outbox.Record(context.Background(), head.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
-		s.w.log.Error("record superseded delivery", "delivery_id", head.d.ID, "err", err)
+// addUpsert puts an order upsert ahead of its lane's deliveries that are not
+// being sent, superseding the older upserts that wait.
+func (s *scheduler) addUpsert(l *lane, it *item) {
+	first := 0
+	if l.running {
+		first = 1 // in flight: it finishes first
 	}
-	s.w.obs.Attempt(head.d.Target, "superseded", 0)
-	s.w.log.Info("delivery superseded", "delivery_id", head.d.ID, "event_id", head.d.EventID,
-		"order_id", head.d.OrderID, "target", head.d.Target, "by", next.d.ID)
-	s.dropHead(l)
+	for i := first; i < len(l.queue); {
+		if l.queue[i].d.KindOrStatus() == bridge.KindOrder {
+			if i == 0 && l.heapIdx >= 0 {
+				heap.Remove(&s.waiting, l.heapIdx)
+			}
+			s.supersede(l, i, it)
+			continue
+		}
+		i++
+	}
+	l.queue = slices.Insert(l.queue, first, it)
+	if l.running {
+		return
+	}
+	s.unschedule(l) // the head changed
+	s.schedule(l)
+}
+
+// upsertFirst moves a waiting upsert ahead of a head of another kind that
+// is not being sent (a status that got a retry while the upsert queued).
+func (s *scheduler) upsertFirst(l *lane) {
+	if l.running || len(l.queue) < 2 || l.queue[0].d.KindOrStatus() == bridge.KindOrder {
+		return
+	}
+	for i := 1; i < len(l.queue); i++ {
+		if l.queue[i].d.KindOrStatus() == bridge.KindOrder {
+			it := l.queue[i]
+			l.queue = slices.Insert(slices.Delete(l.queue, i, i+1), 0, it)
+			return
+		}
+	}
+}
+
+// unschedule takes a lane out of the waiting heap or its target's ready
+// queue (wherever it is).
+func (s *scheduler) unschedule(l *lane) {
+	if l.heapIdx >= 0 {
+		heap.Remove(&s.waiting, l.heapIdx)
+		return
+	}
+	t := l.key.target
+	i := slices.Index(s.ready[t], l)
+	if i < 0 {
+		return
+	}
+	s.ready[t] = slices.Delete(s.ready[t], i, i+1)
+	if len(s.ready[t]) > 0 {
+		return
+	}
+	delete(s.ready, t)
+	if j := slices.Index(s.targets, t); j >= 0 {
+		s.targets = slices.Delete(s.targets, j, j+1)
+		if j < s.rr {
+			s.rr--
+		}
+	}
+}
+
+// nextOfKind returns the first item after the head that would supersede it.
+func nextOfKind(l *lane) *item {
+	for _, it := range l.queue[1:] {
+		if supersedes(l.queue[0], it) {
+			return it
+		}
+	}
+	return nil
+}
+
+// supersede drops the lane's item at i, which waits, because a newer
+// delivery (by) of its kind replaces it.
+func (s *scheduler) supersede(l *lane, i int, by *item) {
+	old := l.queue[i]
+	reason := fmt.Sprintf("superseded by newer delivery %s while waiting to retry", by.d.ID)
+	if old.attempts == 0 {
+		reason = fmt.Sprintf("superseded by newer delivery %s before it was sent", by.d.ID)
+	}
+	if err := s.w.outbox.Record(context.Background(), old.d.ID, bridge.AttemptResult{State: bridge.Superseded, Reason: reason}, s.w.now()); err != nil {
+		s.w.log.Error("record superseded delivery", "delivery_id", old.d.ID, "err", err)
+	}
+	s.w.obs.Attempt(old.d.Target, "superseded", 0)
+	s.w.log.Info("delivery superseded", "delivery_id", old.d.ID, "event_id", old.d.EventID, "intake_id", old.d.IntakeID,
+		"order_id", old.d.OrderID, "target", old.d.Target, "kind", old.d.KindOrStatus(), "by", by.d.ID)
+	delete(s.known, old.d.ID)
+	l.queue = slices.Delete(l.queue, i, i+1)
+	s.held[l.key.target]--
 }
 
 // schedule makes a lane's head ready now or puts it in the waiting heap.
@@ -681,8 +809,8 @@ func (s *scheduler) finish(r result) {
 		if !r.failed {
 			head.shown = r.outcome.NextAttemptAt
 		}
-		if len(l.queue) > 1 {
-			s.supersedeHead(l)
+		if by := nextOfKind(l); by != nil {
+			s.supersede(l, 0, by)
 		}
 	default:
 		s.dropHead(l)
@@ -691,6 +819,7 @@ func (s *scheduler) finish(r result) {
 		delete(s.lanes, l.key)
 		return
 	}
+	s.upsertFirst(l)
 	s.schedule(l)
 }
 
@@ -741,10 +870,24 @@ func (a attemptLog) Error(msg string, args ...any) { a.log(slog.LevelError, msg,
 // to the scheduler through pushRecorded.
 func (w *Worker) attempt(ctx context.Context, j job) {
 	d, n := j.it.d, j.it.attempts+1
-	log := attemptLog{l: w.log, ids: []any{"delivery_id", d.ID, "event_id", d.EventID, "order_id", d.OrderID,
-		"target", d.Target, "attempt", n}}
-	sender := w.senders[d.Target]
-	if err := w.outbox.Claim(ctx, &d, false); err != nil {
+	kind := d.KindOrStatus()
+	src, srcID := "event_id", d.EventID
+	if d.IntakeID != "" {
+		src, srcID = "intake_id", d.IntakeID
+	}
+	log := attemptLog{l: w.log, ids: []any{"delivery_id", d.ID, src, srcID, "order_id", d.OrderID,
+		"target", d.Target, "kind", kind, "attempt", n}}
+	sender := w.senders[SenderKey(d.Target, kind)]
+	unknownCut := false
+	if u, ok := sender.(UnknownWhenCut); ok {
+		unknownCut = u.OutcomeUnknownWhenCut()
+	}
+	// A request that cannot be repeated safely is claimed durably: the
+	// claim is on disk before the request goes out (for a late claimer,
+	// right before, through Message.Sending).
+	_, durable := sender.(UnknownWhenCut)
+	_, late := sender.(lateClaimer)
+	if err := w.outbox.Claim(ctx, &d, durable && !late); err != nil {
 		if !errors.Is(err, bridge.ErrClaimRefused) {
 			log.Error("claim delivery; will try again", "err", err)
 		}
@@ -763,6 +906,32 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 		o := bridge.AttemptResult{State: bridge.Dead, Reason: "permanent failure: " + err.Error(),
 			Attempt: &bridge.Attempt{At: now.UTC(), Error: err.Error()}}
 		log.Error("delivery attempt", "state", o.State, "err", err)
+		w.record(log, j, o, now)
+		return
+	}
+	if msg.Order != nil {
+		phone, email := maskedContact(msg.Order)
+		log.ids = append(log.ids, "phone", phone, "email", email)
+	}
+	if late {
+		claimed := d
+		msg.Sending = func(ctx context.Context) error {
+			if err := w.outbox.Claim(ctx, &claimed, true); err != nil {
+				return &Error{Msg: "claim before sending: " + err.Error()}
+			}
+			return nil
+		}
+	}
+	rep, _ := sender.(outcomeReporter)
+	if d.Claimed && unknownCut {
+		// A claim left by a process that is gone: the request may have
+		// gone out. Sending it again could make a second one.
+		reason := "a claim of this delivery was left by a process that stopped while sending it: its outcome is unknown; check the target before retrying"
+		if rep != nil {
+			reason = rep.unknownReason(msg)
+		}
+		o := bridge.AttemptResult{State: bridge.Dead, Reason: reason, Result: bridge.ResultOutcomeUnknown}
+		log.Error("delivery not sent again: it was being sent when the process stopped; outcome unknown", "state", o.State, "reason", reason)
 		w.record(log, j, o, now)
 		return
 	}
@@ -788,9 +957,12 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	resp, err := sender.Send(ctx, msg)
 	dur := time.Since(start)
 	if err != nil && w.cutByShutdown(ctx, err) {
-		if u, ok := sender.(UnknownWhenCut); ok && u.OutcomeUnknownWhenCut() {
-			reason := "cut off by shutdown after the request was sent: its outcome is unknown; check the target before retrying"
-			o := bridge.AttemptResult{State: bridge.Dead, Reason: reason,
+		if unknownCut && (rep == nil || rep.sent(err)) {
+			reason, result := "cut off by shutdown after the request was sent: its outcome is unknown; check the target before retrying", ""
+			if rep != nil {
+				reason, result = rep.unknownReason(msg), bridge.ResultOutcomeUnknown
+			}
+			o := bridge.AttemptResult{State: bridge.Dead, Reason: reason, Result: result,
 				Attempt: &bridge.Attempt{At: start.UTC(), Duration: dur, Error: "cut off by shutdown: " + err.Error(), Request: resp.Request}}
 			log.Error("delivery attempt cut off by shutdown; outcome unknown", "state", o.State, "duration", dur)
 			w.record(log, j, o, now)
@@ -806,7 +978,18 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	a := &bridge.Attempt{At: start.UTC(), StatusCode: resp.StatusCode, Duration: dur, Excerpt: resp.Excerpt, Request: resp.Request}
 	o := bridge.AttemptResult{Attempt: a}
 	var oe *Error
+	var ue *UnknownOutcomeError
+	if errors.As(err, &ue) && !unknownCut {
+		// resend_unknown: the user prefers at-least-once; retry it.
+		err = &Error{StatusCode: ue.StatusCode, Msg: ue.Error()}
+	}
 	switch {
+	case err != nil && ue != nil && unknownCut:
+		a.Error, a.StatusCode = ue.Error(), max(a.StatusCode, ue.StatusCode)
+		o.State, o.Result, o.Reason = bridge.Dead, bridge.ResultOutcomeUnknown, ue.Error()
+		if rep != nil {
+			o.Reason = rep.unknownReason(msg)
+		}
 	case err == nil:
 		o.State, o.Result, o.OnceKey = bridge.Done, resp.Result, onceKey
 	case !errors.As(err, &oe):
@@ -844,8 +1027,48 @@ func (w *Worker) attempt(ctx context.Context, j job) {
 	default:
 		log.Warn("delivery attempt", append(attrs, "err", a.Error, "retry_at", o.NextAttemptAt)...)
 	}
+	if o.State == bridge.Done && resp.Done != nil {
+		w.recordWith(log, j, o, *resp.Done, now)
+		return
+	}
 	w.record(log, j, o, now)
 }
+
+// recordWith records a done attempt with what it made (a ticket, a fetched
+// order) in one transaction, off the sender goroutine. The request went out
+// and succeeded: it must not be sent again, so a record that fails is tried
+// again (for up to recordWithPatience) rather than the send; if the store
+// never takes it the lane stops here, and at the next start a durable claim
+// left on disk ends the delivery dead for a person to check.
+func (w *Worker) recordWith(log attemptLog, j job, o bridge.AttemptResult, out bridge.Outcome, now time.Time) {
+	w.obs.Attempt(j.it.d.Target, "done", o.Attempt.Duration)
+	w.pushRecorded(result{lane: j.lane, sent: true})
+	go func() {
+		wait, deadline := 50*time.Millisecond, time.Now().Add(recordWithPatience)
+		for {
+			res, err := bridge.RecordWith(context.Background(), w.outbox, j.it.d.ID, o, out, now)
+			if err == nil {
+				if res != nil {
+					log.Info("fetched order taken in", "fetched_intake_id", res.IntakeID, "state", res.State, "duplicate", res.Duplicate,
+						"deliveries", len(res.Deliveries))
+				}
+				w.pushRecorded(result{lane: j.lane, outcome: o})
+				return
+			}
+			if errors.Is(err, bridge.ErrClosed) || time.Now().After(deadline) {
+				log.Error("record delivery done failed; it is not sent again by this process", "err", err)
+				w.pushRecorded(result{lane: j.lane, aborted: true})
+				return
+			}
+			log.Error("record delivery done; trying the record again", "err", err)
+			time.Sleep(wait) // a backoff between retries of a failing commit, not a synchronisation
+			wait = min(2*wait, 5*time.Second)
+		}
+	}()
+}
+
+// recordWithPatience bounds how long recordWith retries a failing record.
+const recordWithPatience = 30 * time.Second
 
 // cutByShutdown reports whether a failed send was cut off by our own
 // shutdown: cancelled when the grace period ran out, or ended without any
@@ -869,6 +1092,9 @@ func (w *Worker) message(d *bridge.Delivery, sender Sender) (*Message, error) {
 	if _, ok := sender.(eventless); ok {
 		return &Message{Delivery: d}, nil
 	}
+	if k := d.KindOrStatus(); k == bridge.KindOrder || k == bridge.KindTicket {
+		return w.intakeMessage(d)
+	}
 	ev, raw, err := w.outbox.GetEvent(context.Background(), d.EventID)
 	if err != nil {
 		return nil, fmt.Errorf("read event %s: %w", d.EventID, err)
@@ -878,6 +1104,45 @@ func (w *Worker) message(d *bridge.Delivery, sender Sender) (*Message, error) {
 		m.StatusName, m.ChangedAt = ev.Decisions[n-1].StatusName, ev.Decisions[n-1].ChangedAtText
 	}
 	m.Event, _ = digishare.Decode(raw) // stored events decoded once already; a shape error keeps the partial event
+	return m, nil
+}
+
+// intakeMessage reads, in one read transaction, the order an order or
+// ticket delivery sends (a ticket: the order's latest content, so a ticket
+// still to be made shows the newest document), the order's intake record
+// and the newest status decided for ExpertSender.
+func (w *Worker) intakeMessage(d *bridge.Delivery) (*Message, error) {
+	m := &Message{Delivery: d}
+	var raw []byte
+	err := w.outbox.View(context.Background(), func(tx bridge.Tx) error {
+		rec, err := tx.OrderIntake(d.OrderID)
+		if err != nil {
+			return err
+		}
+		id := d.IntakeID
+		if d.KindOrStatus() == bridge.KindTicket && rec.LatestIntakeID != "" {
+			id = rec.LatestIntakeID
+		}
+		if raw, err = tx.IntakeRaw(id); err != nil {
+			return fmt.Errorf("read intake %s: %w", id, err)
+		}
+		st, err := tx.OrderState(d.OrderID)
+		if err != nil {
+			return err
+		}
+		m.OrderIntake, m.ExpertSenderStatus = rec, st.Targets[bridge.TargetExpertSender].Status
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the order's intake: %w", err)
+	}
+	if m.Order, err = orders.Decode(raw); err != nil {
+		return nil, fmt.Errorf("decode the stored order: %w", err)
+	}
+	orderID := d.OrderID
+	m.RecordMedia = func(ctx context.Context, mediaID string) error {
+		return bridge.RecordMediaID(ctx, w.outbox, orderID, mediaID)
+	}
 	return m, nil
 }
 
@@ -891,7 +1156,15 @@ func (w *Worker) record(log attemptLog, j job, o bridge.AttemptResult, now time.
 		dur = o.Attempt.Duration
 	}
 	w.obs.Attempt(j.it.d.Target, label, dur)
+	_, once := w.senders[SenderKey(j.it.d.Target, j.it.d.KindOrStatus())].(UnknownWhenCut)
 	failed := func(err error) result {
+		if once && o.Attempt != nil {
+			// A request that must not be repeated blindly was sent: do not
+			// send it again; its durable claim stays on disk, and the next
+			// start ends it dead with an unknown outcome.
+			log.Error("record delivery attempt failed; not sent again by this process", "err", err)
+			return result{lane: j.lane, aborted: true}
+		}
 		log.Error("record delivery attempt; will try again", "err", err)
 		wait := max(w.pol.Initial, time.Second)
 		return result{lane: j.lane, failed: true, outcome: bridge.AttemptResult{State: bridge.Pending, NextAttemptAt: now.Add(wait)}}

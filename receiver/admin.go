@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type AdminStore interface {
 	ResolveEventID(ctx context.Context, ref string) (string, error)
 	ResolveDeliveryID(ctx context.Context, ref string) (string, error)
 	FillShortDeliveryIDs(ctx context.Context, ds []bridge.Delivery) error
+	// Orders and Order are the order intake's views.
+	Orders(ctx context.Context, f bridge.IntakeFilter) ([]bridge.OrderSummary, string, error)
+	Order(ctx context.Context, orderID string) (*bridge.OrderDetail, error)
 }
 
 var _ AdminStore = bridge.Store{}
@@ -70,6 +74,9 @@ func (s *Server) routeAdmin(e *echo.Echo) {
 	g.POST("/jobs", s.adminCreateJob)
 	g.GET("/jobs", s.adminJobs)
 	g.GET("/jobs/:id", s.adminJob)
+	g.POST("/intake", s.adminIntake)
+	g.GET("/orders", s.adminOrders)
+	g.GET("/orders/:id", s.adminOrder)
 	g.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/json", openapiDoc) })
 	g.Any("/*", func(echo.Context) error { return &apiError{code: http.StatusNotFound, msg: "no such admin route"} })
 }
@@ -286,6 +293,9 @@ type ReplayRequest struct {
 	Targets  []string `json:"targets"`
 	DryRun   bool     `json:"dry_run"`
 	Force    bool     `json:"force"`
+	// IncludeUnknown: with dead, retry tickets whose outcome is unknown too
+	// (they may exist in Digishare); left out and counted by default.
+	IncludeUnknown bool `json:"include_unknown"`
 }
 
 func (s *Server) adminReplay(c echo.Context) error {
@@ -312,7 +322,8 @@ func (s *Server) adminReplay(c echo.Context) error {
 	if sel.Until, err = parseTime("until", req.Until); err != nil {
 		return err
 	}
-	sum, err := s.opt.Service.Replay(c.Request().Context(), c.RealIP(), sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun, Force: req.Force})
+	sum, err := s.opt.Service.Replay(c.Request().Context(), c.RealIP(), sel, bridge.ReplayOptions{Targets: req.Targets, DryRun: req.DryRun,
+		Force: req.Force, IncludeUnknown: req.IncludeUnknown})
 	if err != nil {
 		return err
 	}
@@ -399,4 +410,45 @@ func (s *Server) adminJob(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"job": j})
+}
+
+// adminOrders lists orders by their newest intake, newest first.
+func (s *Server) adminOrders(c echo.Context) error {
+	q := c.QueryParams()
+	f := bridge.IntakeFilter{OrderID: q.Get("order_id"), Cursor: q.Get("cursor")}
+	var err error
+	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
+		return err
+	}
+	if f.Until, err = parseTime("until", q.Get("until")); err != nil {
+		return err
+	}
+	if f.Limit, err = parseLimit(q.Get("limit")); err != nil {
+		return err
+	}
+	rows, next, err := s.opt.Admin.Orders(c.Request().Context(), f)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return badRequest("cursor: not a cursor from a previous page")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"orders": rows, "next_cursor": next})
+}
+
+// adminOrder answers one order: its intakes, its ticket, the last status per
+// target and its timeline across targets.
+func (s *Server) adminOrder(c echo.Context) error {
+	id := c.Param("id")
+	if u, err := url.PathUnescape(id); err == nil {
+		id = u
+	}
+	d, err := s.opt.Admin.Order(c.Request().Context(), id)
+	if errors.Is(err, bridge.ErrNotFound) {
+		return &apiError{code: http.StatusNotFound, msg: "no such order (nothing of it is stored)"}
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
 }

@@ -54,6 +54,9 @@ type Options struct {
 	Mapping func() *mapping.Table
 	// Ready reports whether the service can take events (/readyz).
 	Ready func() error
+	// ReadyInfo, when set, adds fields to every /readyz answer (e.g. whether
+	// this replica is the sender).
+	ReadyInfo func() map[string]any
 	// AdminToken enables the admin API under /admin (empty: disabled, 404).
 	AdminToken string
 	Admin      AdminStore
@@ -75,6 +78,9 @@ type Options struct {
 	Feed Feed
 	// StreamPoll is how often the live tail polls the store (default 1s).
 	StreamPoll time.Duration
+	// Intake is the order intake endpoint (POST Intake.Path) and what the
+	// admin API's POST /admin/intake causes.
+	Intake IntakeOptions
 	// MappingLoadedAt says when the mapping in force was loaded.
 	MappingLoadedAt func() time.Time
 	Log             *slog.Logger
@@ -133,14 +139,26 @@ func New(in Ingester, opt Options) *Server {
 		}}))
 	e.Use(s.accessLog)
 	e.POST(opt.WebhookPath, s.webhook, s.authenticate)
+	if opt.Intake.Path != "" {
+		e.POST(opt.Intake.Path, s.intake, s.intakeAuth)
+	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", func(c echo.Context) error {
-		if err := s.opt.Ready(); err != nil {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+		ans := map[string]any{}
+		if s.opt.ReadyInfo != nil {
+			for k, v := range s.opt.ReadyInfo() {
+				ans[k] = v
+			}
 		}
-		return c.JSON(http.StatusOK, map[string]string{"status": "ready", "mapping_version": s.opt.Mapping().Version()})
+		ans["mapping_version"] = s.opt.Mapping().Version()
+		if err := s.opt.Ready(); err != nil {
+			ans["status"], ans["error"] = "not ready", err.Error()
+			return c.JSON(http.StatusServiceUnavailable, ans)
+		}
+		ans["status"] = "ready"
+		return c.JSON(http.StatusOK, ans)
 	})
 	if opt.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(opt.Metrics))
@@ -247,35 +265,45 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	if s.opt.Token == "" {
 		return next
 	}
-	want := []byte(s.opt.Token)
-	return func(c echo.Context) error {
-		r := c.Request()
-		var candidates []string
-		if h := r.Header.Get("Authorization"); h != "" {
-			if scheme, rest, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-				candidates = append(candidates, strings.TrimSpace(rest))
+	return s.tokenAuth(s.opt.Token, func(c echo.Context) {
+		s.opt.Observer.Webhook("unauthorized")
+		s.log.Warn("webhook refused: wrong or missing credentials", "remote", c.RealIP())
+	})(next)
+}
+
+// tokenAuth returns a middleware accepting token (non-empty) in the four
+// forms of authenticate; refused is told each refusal before the 401.
+func (s *Server) tokenAuth(token string, refused func(c echo.Context)) echo.MiddlewareFunc {
+	want := []byte(token)
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			var candidates []string
+			if h := r.Header.Get("Authorization"); h != "" {
+				if scheme, rest, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+					candidates = append(candidates, strings.TrimSpace(rest))
+				}
 			}
+			if _, pw, ok := r.BasicAuth(); ok {
+				candidates = append(candidates, pw)
+			}
+			if h := r.Header.Get("X-Webhook-Token"); h != "" {
+				candidates = append(candidates, h)
+			}
+			if q := r.URL.Query().Get("token"); q != "" {
+				candidates = append(candidates, q)
+			}
+			ok := 0
+			for _, cand := range candidates {
+				ok |= subtle.ConstantTimeCompare([]byte(cand), want)
+			}
+			if ok != 1 {
+				refused(c)
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge"`)
+				return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
+			}
+			return next(c)
 		}
-		if _, pw, ok := r.BasicAuth(); ok {
-			candidates = append(candidates, pw)
-		}
-		if h := r.Header.Get("X-Webhook-Token"); h != "" {
-			candidates = append(candidates, h)
-		}
-		if q := r.URL.Query().Get("token"); q != "" {
-			candidates = append(candidates, q)
-		}
-		ok := 0
-		for _, cand := range candidates {
-			ok |= subtle.ConstantTimeCompare([]byte(cand), want)
-		}
-		if ok != 1 {
-			s.opt.Observer.Webhook("unauthorized")
-			s.log.Warn("webhook refused: wrong or missing credentials", "remote", c.RealIP())
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="statusbridge"`)
-			return &apiError{code: http.StatusUnauthorized, msg: "unauthorized"}
-		}
-		return next(c)
 	}
 }
 

@@ -15,9 +15,9 @@ import (
 )
 
 // Feed is what the live tail polls besides the event listing: the delivery
-// results recorded after a position. *bolt.DB implements it; so can any
-// store that several replicas share (a table with a sequence), since the
-// tail only polls what is stored.
+// results recorded after a position. *bolt.DB and *postgres.DB (a changes
+// table with a sequence, which every replica sharing the database sees)
+// implement it: the tail only polls what is stored.
 type Feed interface {
 	ChangesPosition() (string, error)
 	ChangesAfter(pos string, limit int) ([]bridge.Delivery, string, error)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/statusbridge/statusbridge/internal/pgserver"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -56,8 +58,8 @@ func TestStartServesTCPAndSocket(t *testing.T) {
 			t.Errorf("synchronous_commit = %q, want on", got)
 		}
 	}
-	if len(s.base)+len("/.s.PGSQL.00000") > 107 {
-		t.Errorf("socket path under %s is longer than 107 bytes", s.base)
+	if len(s.Dir())+len("/.s.PGSQL.00000") > 107 {
+		t.Errorf("socket path under %s is longer than 107 bytes", s.Dir())
 	}
 }
 
@@ -204,8 +206,8 @@ func TestCleanupStopsServerAndRemovesFiles(t *testing.T) {
 	if s.Running() {
 		t.Error("server still running after its test ended")
 	}
-	if _, err := os.Stat(s.base); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stat %s after the test = %v, want it removed", s.base, err)
+	if _, err := os.Stat(s.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat %s after the test = %v, want it removed", s.Dir(), err)
 	}
 }
 
@@ -223,10 +225,10 @@ func (r *recorder) Fatalf(f string, args ...any) {
 }
 
 func TestMissingPostgresSkipsOrFailsUnderCI(t *testing.T) {
-	// Not parallel: it changes binGlob and PATH.
-	old := binGlob
-	binGlob = t.TempDir() + "/*/bin"
-	defer func() { binGlob = old }()
+	// Not parallel: it changes pgserver.BinGlob and PATH.
+	old := pgserver.BinGlob
+	pgserver.BinGlob = t.TempDir() + "/*/bin"
+	defer func() { pgserver.BinGlob = old }()
 	t.Setenv("PATH", t.TempDir())
 
 	for _, ci := range []string{"", "true"} {

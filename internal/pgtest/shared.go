@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/statusbridge/statusbridge/internal/pgserver"
 )
 
 // The server shared by a test binary: started by the first Shared call,
@@ -58,7 +60,7 @@ func Shared(t testing.TB) *Server {
 		}
 	}
 	if shared.err != nil {
-		if errors.Is(shared.err, errNotInstalled) {
+		if errors.Is(shared.err, pgserver.ErrNotInstalled) {
 			missing(t)
 			return nil
 		}

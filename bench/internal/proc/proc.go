@@ -132,9 +132,24 @@ func OtherTicks(a, b Snapshot, roots []int) uint64 {
 	own := map[int]bool{}
 	a.tree(roots, own)
 	b.tree(roots, own)
+	return ticks(a, b, func(pid int) bool { return !own[pid] })
+}
+
+// TreeTicks is the CPU (in ticks) the trees rooted at roots used between
+// snapshots a and b, counted as OtherTicks counts the others' (e.g. a
+// PostgreSQL server's: the postmaster and its backends).
+func TreeTicks(a, b Snapshot, roots []int) uint64 {
+	own := map[int]bool{}
+	a.tree(roots, own)
+	b.tree(roots, own)
+	return ticks(a, b, func(pid int) bool { return own[pid] })
+}
+
+// ticks adds up the CPU between a and b of the processes of b that count.
+func ticks(a, b Snapshot, counts func(pid int) bool) uint64 {
 	var total uint64
 	for pid, nb := range b {
-		if own[pid] {
+		if !counts(pid) {
 			continue
 		}
 		na, ok := a[pid]

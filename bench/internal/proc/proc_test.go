@@ -94,6 +94,13 @@ func TestOtherTicksOverFakeProc(t *testing.T) {
 	if got, want := OtherTicks(a, b, nil), uint64(70+1+35+6+8)+own; got != want {
 		t.Errorf("other ticks with nothing excluded = %d, want %d", got, want)
 	}
+	// The bench's own tree, and one process's (PostgreSQL's, say).
+	if got := TreeTicks(a, b, []int{bench}); got != own {
+		t.Errorf("tree ticks of the bench = %d, want %d", got, own)
+	}
+	if got := TreeTicks(a, b, []int{200}); got != 35 {
+		t.Errorf("tree ticks of 200 = %d, want 35", got)
+	}
 }
 
 func TestReadEmpty(t *testing.T) {

@@ -1,4 +1,4 @@
-package bolt
+package payload
 
 import (
 	"bytes"
@@ -106,11 +106,11 @@ func TestHuffTable(t *testing.T) {
 	}
 	var total, raw int
 	for _, p := range samples {
-		stored := compress(p)
+		stored := CompressSmall(p)
 		if stored[0] != smallMarker || stored[1] != smallS2Huff {
 			t.Fatalf("a training webhook stored as %x…, want the static Huffman form", stored[:2])
 		}
-		if back, err := decompress(stored); err != nil || !bytes.Equal(back, p) {
+		if back, err := Decompress(stored); err != nil || !bytes.Equal(back, p) {
 			t.Fatalf("round trip: %v", err)
 		}
 		total += len(stored)
