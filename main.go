@@ -331,7 +331,10 @@ func serve(ctx context.Context, cfg *config.Config, getenv func(string) (string,
 	met.Targets(withIntakeTargets(mapping.New(cfg).Targets(), plan)) // every configured target's gauges read 0 from the start
 	var commits atomic.Int64
 	backend, err := storeopen.Open(ctx, cfg, storeopen.Options{Logger: log,
-		OnCommit: func(writes, pages int, d time.Duration) { commits.Add(1); met.Commit(writes, pages, d) }})
+		OnCommit: func(writes, pages int, d time.Duration) { commits.Add(1); met.Commit(writes, pages, d) },
+		OnCommitter: func(c storeopen.CommitterTimes) {
+			met.Committer(c.Idle, c.Linger, c.Apply, c.Spill, c.Sync, c.Rest)
+		}})
 	if err != nil {
 		return err
 	}

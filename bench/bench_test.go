@@ -159,3 +159,26 @@ func TestPostgresReport(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestCommitterShares(t *testing.T) {
+	k := func(p string) string { return `statusbridge_store_committer_seconds_total{part="` + p + `"}` }
+	before := map[string]float64{k("idle"): 1, k("sync"): 1}
+	after := map[string]float64{k("idle"): 2, k("linger"): 0.5, k("apply"): 0.5, k("sync"): 3, k("rest"): 0}
+	got := committerShares(before, after)
+	want := map[string]float64{"idle": 0.25, "linger": 0.125, "apply": 0.125, "spill": 0, "sync": 0.5, "rest": 0}
+	for p, w := range want {
+		if math.Abs(got[p]-w) > 1e-9 {
+			t.Errorf("share of %s = %v, want %v", p, got[p], w)
+		}
+	}
+	if committerShares(before, before) != nil {
+		t.Error("no committer time between scrapes: want nil shares")
+	}
+	var out strings.Builder
+	if err := printCommitter(&out, []Result{{Name: "ingest saturation", Committer: got}, {Name: "noop"}}); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "ingest saturation") || !strings.Contains(s, "50.0%") || strings.Contains(s, "noop") {
+		t.Errorf("committer table:\n%s", s)
+	}
+}

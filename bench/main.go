@@ -46,6 +46,7 @@ func main() {
 	boltPath := flag.String("bolt-path", "", "the file of -bolt")
 	var o options
 	flag.BoolVar(&o.short, "short", false, "shorter phases (a quick look, noisier figures)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (the servers' stores and configurations) and print its path, to inspect the stores afterwards")
 	flag.StringVar(&o.out, "out", "bench/out/results.json", "where to write the results as JSON")
 	flag.IntVar(&o.events, "events", 100000, "events to store before measuring RSS and store size")
 	flag.StringVar(&o.store, "store", "bbolt", "bbolt, or postgres: also measure statusbridge on a PostgreSQL server the bench starts (1 and 2 replicas), against the bbolt figures of the same run")
@@ -78,6 +79,7 @@ func main() {
 // options are the flags of a bench run.
 type options struct {
 	short  bool
+	keep   bool // keep the temporary directory
 	out    string
 	events int
 	store  string

@@ -50,6 +50,11 @@ type Result struct {
 	DiskWriteBytes  uint64  `json:"disk_write_bytes"`
 	DiskBytesPerAck float64 `json:"disk_bytes_per_ack"`
 	DiskNote        string  `json:"disk_note,omitempty"`
+	// Committer is where statusbridge's bbolt group committer spent the
+	// phase, as shares of its time by part (idle, linger, apply, spill,
+	// sync, rest: statusbridge_store_committer_seconds_total); empty for
+	// other servers and PostgreSQL.
+	Committer map[string]float64 `json:"committer_share,omitempty"`
 	// The wait for a quiet machine before the phase.
 	Quiet      proc.Outcome `json:"quiet_wait"`
 	QuietError string       `json:"quiet_error,omitempty"`
@@ -146,6 +151,10 @@ func printReport(out io.Writer, r *Report) error {
 		fmt.Fprintln(out, "note: "+n)
 	}
 
+	if err := printCommitter(out, r.Phases); err != nil {
+		return err
+	}
+
 	fmt.Fprintf(w, "\nRSS after %d events: %.1f MB anonymous, %.1f MB total; store %.0f bytes per event\n\n", r.Events, r.RSSAnonMB, r.RSSMB, r.StoreB)
 	fmt.Fprintln(w, "FIGURE (issue 5)\tMEASURED\tNO-OP\tTARGET")
 	noop := fmt.Sprintf("%.0f/s", r.NoopPerS)
@@ -218,5 +227,53 @@ func printPostgres(out io.Writer, f *PostgresFigures) error {
 	fmt.Fprintf(w, "ISSUE #12 TARGET\t1 replica ingest + delivery ÷ bbolt ingest + delivery = %.0f / %.0f/s = %.1f%% %s (target ≥ %.0f%%)\n",
 		f.Deliver1PerS, f.BboltDeliverPerS, 100*f.Deliver1VsBbolt, mark, 100*f.Target)
 	fmt.Fprintf(w, "settings\t%s\n", f.Settings)
+	return w.Flush()
+}
+
+// committerParts are the parts of statusbridge_store_committer_seconds_total,
+// in the order of a commit's life.
+var committerParts = []string{"idle", "linger", "apply", "spill", "sync", "rest"}
+
+// committerShares reads, from two scrapes, the share of the committer's time
+// each part took between them (nil when the server has no committer).
+func committerShares(before, after map[string]float64) map[string]float64 {
+	d, total := map[string]float64{}, 0.0
+	for _, p := range committerParts {
+		k := `statusbridge_store_committer_seconds_total{part="` + p + `"}`
+		d[p] = after[k] - before[k]
+		total += d[p]
+	}
+	if total <= 0 {
+		return nil
+	}
+	for p := range d {
+		d[p] /= total
+	}
+	return d
+}
+
+// printCommitter writes, for the phases that have it, where the group
+// committer's time went.
+func printCommitter(out io.Writer, phases []Result) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	header := false
+	for _, p := range phases {
+		if p.Committer == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nCOMMITTER'S TIME (bbolt)\tIDLE\tLINGER\tAPPLY\tSPILL\tSYNC\tREST")
+			header = true
+		}
+		fmt.Fprint(w, p.Name)
+		for _, part := range committerParts {
+			fmt.Fprintf(w, "\t%.1f%%", 100*p.Committer[part])
+		}
+		fmt.Fprintln(w)
+	}
+	if header {
+		fmt.Fprintln(w, "idle: waiting for a first write; linger: waiting for more to share the commit; apply: the writes (decide, encode, put);"+
+			" spill: bbolt encoding pages; sync: pwrite + fdatasync of pages and meta; rest: begin, dedup merges, answering")
+	}
 	return w.Flush()
 }

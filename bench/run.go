@@ -42,7 +42,11 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("temporary directory: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		defer fmt.Fprintln(os.Stderr, "kept the run's stores and configurations in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	b.dir = dir
 	// statusbridge's phases run on bbolt; -store postgres adds the same on
 	// PostgreSQL, in the same run.
@@ -328,6 +332,7 @@ func (b *bench) phase(srv *process, o phaseOpts, load func() (Result, error)) (R
 		if n := after["statusbridge_store_commit_writes_count"] - before["statusbridge_store_commit_writes_count"]; n > 0 {
 			r.WritesPerCommit = (after["statusbridge_store_commit_writes_sum"] - before["statusbridge_store_commit_writes_sum"]) / n
 		}
+		r.Committer = committerShares(before, after)
 		if n := after["statusbridge_store_commit_pages_count"] - before["statusbridge_store_commit_pages_count"]; n > 0 {
 			r.PagesPerCommit = (after["statusbridge_store_commit_pages_sum"] - before["statusbridge_store_commit_pages_sum"]) / n
 		}

@@ -124,6 +124,26 @@ func TestPagesByBucket(t *testing.T) {
 		fmt.Fprintf(&sb, "  %-20s %5.2f nodes/commit\n", k, float64(nodes[k])/float64(commits))
 	}
 	fmt.Fprintf(&sb, "  %-20s %5.2f nodes/commit (+ splits, + the meta page)\n", "total", float64(total)/float64(commits))
+	// Where the file's bytes are, per event stored.
+	all := float64(n.Load())
+	fmt.Fprintf(&sb, "store, per event of %d:\n", n.Load())
+	var alloc, inuse int
+	_ = db.bolt.View(func(tx *bbolt.Tx) error {
+		fmt.Fprintf(&sb, "  %-20s %7.0f B/event\n", "file", float64(tx.Size())/all)
+		fs := db.bolt.Stats()
+		fmt.Fprintf(&sb, "  %-20s %7.0f B/event (%d pages free, %d pending)\n", "free", float64((fs.FreePageN+fs.PendingPageN)*4096)/all, fs.FreePageN, fs.PendingPageN)
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			st := b.Stats()
+			a := st.BranchAlloc + st.LeafAlloc
+			u := st.BranchInuse + st.LeafInuse + st.InlineBucketInuse
+			alloc, inuse = alloc+a, inuse+u
+			if a > 0 {
+				fmt.Fprintf(&sb, "  %-20s %7.0f B/event allocated, %7.0f in use, %d keys\n", name, float64(a)/all, float64(u)/all, st.KeyN)
+			}
+			return nil
+		})
+	})
+	fmt.Fprintf(&sb, "  %-20s %7.0f B/event allocated, %7.0f in use\n", "buckets", float64(alloc)/all, float64(inuse)/all)
 	t.Log("\n" + sb.String())
 }
 

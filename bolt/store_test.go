@@ -165,6 +165,58 @@ func TestOverloadRefusesFastAndStoresWhatItAcks(t *testing.T) {
 	_ = db.Close()
 }
 
+// TestCommitStatsSplitTheCommittersTime: a commit's stats say where the
+// committer's time went: waiting for a first write, for an ingest to share
+// the commit with a delivery record, running the writes, syncing; the parts
+// never add up to more than the time between two commits.
+func TestCommitStatsSplitTheCommittersTime(t *testing.T) {
+	type seen struct {
+		st CommitStats
+		at time.Time
+	}
+	commits := make(chan seen, 16)
+	wait := make(chan struct{}, 1)
+	waiting = func() { wait <- struct{}{} }
+	defer func() { waiting = nil }()
+	db, err := Open(filepath.Join(t.TempDir(), "sb.db"), Options{AsyncDelay: time.Hour,
+		OnCommit: func(c CommitStats) { commits <- seen{c, time.Now()} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tb := backendtest.Table(t, "k")
+	res, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: backendtest.Confirmed}.Payload()), tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-commits
+	if s := first.st; s.Apply <= 0 || s.Sync <= 0 || s.Linger != 0 || s.Apply+s.Spill+s.Sync > s.Duration {
+		t.Errorf("a lone ingest's commit: %+v; want apply and sync inside its duration, no linger", s)
+	}
+	recorded := make(chan error, 1)
+	if err := db.RecordAsync(context.Background(), res.Deliveries[0].ID, bridge.AttemptResult{Attempt: &bridge.Attempt{StatusCode: 200}, State: bridge.Done}, time.Now(),
+		func(err error) { recorded <- err }); err != nil {
+		t.Fatal(err)
+	}
+	// Once the committer waits (AsyncDelay is an hour) with the record for
+	// an ingest, the ingest comes.
+	<-wait
+	if _, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: "t2", OrderID: "2", StatusID: backendtest.Confirmed}.Payload()), tb); err != nil {
+		t.Fatal(err)
+	}
+	second := <-commits
+	if err := <-recorded; err != nil {
+		t.Fatal(err)
+	}
+	s := second.st
+	if s.Writes != 2 || s.Idle <= 0 || s.Linger <= 0 || s.Apply <= 0 || s.Sync <= 0 {
+		t.Errorf("record waiting for an ingest: %+v; want 2 writes, idle and linger before them, apply and sync", s)
+	}
+	if sum, between := s.Idle+s.Linger+s.Duration, second.at.Sub(first.at); sum > between {
+		t.Errorf("idle %v + linger %v + commit %v = %v, more than the %v between the two commits", s.Idle, s.Linger, s.Duration, sum, between)
+	}
+}
+
 // A delivery record nobody waits on rides along with the next ingest's
 // commit instead of taking a commit (two fsyncs) of its own; alone, it is
 // committed after AsyncDelay; at Close it is committed at once.

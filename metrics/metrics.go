@@ -27,6 +27,7 @@ type Metrics struct {
 	commit     prometheus.Histogram
 	commitOps  prometheus.Histogram
 	commitPgs  prometheus.Histogram
+	committer  *prometheus.CounterVec
 	circuit    *prometheus.GaugeVec
 	outbox     *outboxCollector // nil: no outbox gauges
 
@@ -63,13 +64,16 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 		Help: "Writes (ingests and delivery records) per group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
 	m.commitPgs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_pages",
 		Help: "Pages (4 KB each) written per group commit: the B-tree pages it dirtied and the meta page.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
+	m.committer = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_store_committer_seconds_total",
+		Help: "Where the bbolt group committer's time went, by part: idle (waiting for a first write), linger (waiting for more writes to share a commit), apply (running the writes: deciding, encoding, the puts), spill (bbolt encoding pages), sync (writing pages and their fdatasyncs), rest (the rest of the commit: beginning it, merging dedup keys, answering). The parts add up to the committer's wall time."},
+		[]string{"part"})
 	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
 		Help: "1 on the replica that sends deliveries (the elected sender), else 0."})
 	m.circuit = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_circuit_open",
 		Help: "1 while the target's circuit breaker is open or half-open in this replica (its sends are paused), else 0."}, []string{"target"})
 	m.mappingInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_mapping_info",
 		Help: "Always 1; the version label is the mapping in force."}, []string{"version"})
-	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.commitPgs, m.circuit,
+	m.reg.MustRegister(m.webhooks, m.events, m.deliveries, m.latency, m.reloads, m.ack, m.commit, m.commitOps, m.commitPgs, m.committer, m.circuit,
 		m.sender, m.mappingInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerIntake()
@@ -124,6 +128,17 @@ func (m *Metrics) Commit(writes, pages int, d time.Duration) {
 	m.commitOps.Observe(float64(writes))
 	if pages > 0 {
 		m.commitPgs.Observe(float64(pages))
+	}
+}
+
+// Committer adds one group commit's share of the bbolt committer's time, by
+// part (statusbridge_store_committer_seconds_total).
+func (m *Metrics) Committer(idle, linger, apply, spill, sync, rest time.Duration) {
+	for _, p := range [...]struct {
+		part string
+		d    time.Duration
+	}{{"idle", idle}, {"linger", linger}, {"apply", apply}, {"spill", spill}, {"sync", sync}, {"rest", rest}} {
+		m.committer.WithLabelValues(p.part).Add(p.d.Seconds())
 	}
 }
 

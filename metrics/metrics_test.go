@@ -98,3 +98,23 @@ func TestSenderCircuitAndMappingGauges(t *testing.T) {
 		t.Error("SetSender(false) did not set statusbridge_sender to 0")
 	}
 }
+
+// TestCommitterTime: each commit's parts add to their own series.
+func TestCommitterTime(t *testing.T) {
+	m := New(nil)
+	m.Committer(time.Second, 2*time.Second, 3*time.Second, 4*time.Second, 5*time.Second, 6*time.Second)
+	m.Committer(time.Second, 0, 0, 0, 500*time.Millisecond, 0)
+	out := scrape(t, m)
+	for _, want := range []string{
+		`statusbridge_store_committer_seconds_total{part="idle"} 2`,
+		`statusbridge_store_committer_seconds_total{part="linger"} 2`,
+		`statusbridge_store_committer_seconds_total{part="apply"} 3`,
+		`statusbridge_store_committer_seconds_total{part="spill"} 4`,
+		`statusbridge_store_committer_seconds_total{part="sync"} 5.5`,
+		`statusbridge_store_committer_seconds_total{part="rest"} 6`,
+	} {
+		if !hasLine(out, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+}

@@ -22,6 +22,10 @@ type Options struct {
 	// writes, the pages it wrote (bbolt's group commits; 0 where the
 	// backend does not know) and its duration.
 	OnCommit func(writes, pages int, d time.Duration)
+	// OnCommitter, when set, is told after each of a bbolt store's group
+	// commits where its committer's time went since the previous one
+	// (PostgreSQL has no committer: never called).
+	OnCommitter func(CommitterTimes)
 	// ReadOnly opens a bbolt file for reading only (PostgreSQL: ignored).
 	ReadOnly bool
 	// LockTimeout bounds the wait for a bbolt file's lock (default 1s).
@@ -29,6 +33,16 @@ type Options struct {
 	// MaxConns, when positive, overrides store.postgres.max_conns (a
 	// command needs few connections).
 	MaxConns int
+}
+
+// CommitterTimes is where a bbolt group committer's time went from the end
+// of one commit to the end of the next (bolt.CommitStats): waiting for a
+// first write (Idle), waiting for more to share the commit (Linger),
+// running the writes (Apply), bbolt encoding pages (Spill), writing and
+// fdatasyncing them (Sync), and the rest of the commit (Rest: beginning the
+// transaction, merging dedup keys, answering the callers).
+type CommitterTimes struct {
+	Idle, Linger, Apply, Spill, Sync, Rest time.Duration
 }
 
 // Open opens the store of cfg.Store. A bbolt file held by another process
@@ -58,8 +72,16 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (bridge.Backend, e
 		return db, nil
 	case config.DriverBbolt, "":
 		var onCommit func(bolt.CommitStats)
-		if o.OnCommit != nil {
-			onCommit = func(c bolt.CommitStats) { o.OnCommit(c.Writes, c.Pages, c.Duration) }
+		if o.OnCommit != nil || o.OnCommitter != nil {
+			onCommit = func(c bolt.CommitStats) {
+				if o.OnCommit != nil {
+					o.OnCommit(c.Writes, c.Pages, c.Duration)
+				}
+				if o.OnCommitter != nil {
+					o.OnCommitter(CommitterTimes{Idle: c.Idle, Linger: c.Linger, Apply: c.Apply, Spill: c.Spill, Sync: c.Sync,
+						Rest: max(c.Duration-c.Apply-c.Spill-c.Sync, 0)})
+				}
+			}
 		}
 		return bolt.Open(cfg.Store.Path, bolt.Options{Logger: o.Logger, OnCommit: onCommit,
 			ReadOnly: o.ReadOnly, LockTimeout: o.LockTimeout})
