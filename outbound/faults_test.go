@@ -171,7 +171,7 @@ mapping: { statuses: { yqdwrbka7kz69v8e: { name: Confirmed, expertsender: paid }
 	const pending = 20000
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for range 60 { // many concurrent ingests (within the 128-deep queue): batched commits
+	for range 60 { // many concurrent ingests (within the 512-deep queue): batched commits
 
 		wg.Add(1)
 		go func() {
