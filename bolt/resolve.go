@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/statusbridge/statusbridge/bridge"
@@ -18,12 +19,50 @@ import (
 
 // ShortEventIDs returns each event id's shortest unique end.
 func (db *DB) ShortEventIDs(ctx context.Context, ids []string) (map[string]string, error) {
-	return db.shortIDs(bucketEvents, ids)
+	return db.shortIDsIndexed(db.eventTails, ids)
 }
 
 // ShortDeliveryIDs returns each delivery id's shortest unique end.
 func (db *DB) ShortDeliveryIDs(ctx context.Context, ids []string) (map[string]string, error) {
-	return db.shortIDs(bucketDeliveries, ids)
+	return db.shortIDsIndexed(db.deliveryTails, ids)
+}
+
+// shortIDsIndexed answers from the tails of the bucket's ids (tails.go): an
+// id whose last bridge.MinShortID digits no other key shares is shown with
+// those; the few that share them are worked out by a scan of the bucket.
+func (db *DB) shortIDsIndexed(ti *tailIndex, ids []string) (map[string]string, error) {
+	tails := make([]uint32, 0, len(ids))
+	for _, id := range ids {
+		if k, err := idKey(id); err == nil {
+			tails = append(tails, tailOf(k))
+		}
+	}
+	counts, err := ti.counts(db.bolt, tails)
+	if err != nil {
+		return nil, fmt.Errorf("store: short ids: %w", err)
+	}
+	out := make(map[string]string, len(ids))
+	var shared []string
+	for _, id := range ids {
+		k, err := idKey(id)
+		if err != nil {
+			continue
+		}
+		if counts[tailOf(k)] > 1 {
+			shared = append(shared, id) // another key may end the same: look
+			continue
+		}
+		h := hex.EncodeToString(k)
+		out[id] = h[len(h)-bridge.MinShortID:]
+	}
+	if len(shared) > 0 {
+		more, err := db.shortIDs(ti.bucket, shared)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, more)
+	}
+	return out, nil
 }
 
 // ResolveEventID returns the event id that ref (a whole id, or the end of

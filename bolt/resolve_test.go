@@ -75,3 +75,93 @@ func TestShortIDsAreUniqueEndsAndResolve(t *testing.T) {
 		t.Errorf("whole id: %q %v", got, err)
 	}
 }
+
+// TestShortIDsSeeIdsMadeAfterTheFirstLook: short ids come from an index of
+// id tails built at the first look and kept up by the committer, so an id
+// committed later that ends like a shown one makes both longer — whether
+// it comes alone or among thousands (the index's merge), for events and
+// deliveries alike.
+func TestShortIDsSeeIdsMadeAfterTheFirstLook(t *testing.T) {
+	db, _ := openTemp(t)
+	tb := testTable(t, "k")
+	ctx := context.Background()
+	var ids, dels []string
+	for i := range 20 {
+		res := ingestAt(t, db, tb, fmt.Sprint("t", i), fmt.Sprint(i), confirmed, "", time.Now())
+		ids = append(ids, res.EventID)
+		dels = append(dels, res.Deliveries[0].ID)
+	}
+	short, err := db.ShortEventIDs(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if len(short[id]) != bridge.MinShortID {
+			t.Fatalf("short id of %s before any twin: %q", id, short[id])
+		}
+	}
+	if _, err := db.ShortDeliveryIDs(ctx, dels); err != nil {
+		t.Fatal(err)
+	}
+	twin := func(id string, at int) string {
+		k, _ := idKey(id)
+		tw := append([]byte{}, k...)
+		tw[at] ^= 0x01
+		return idString(tw)
+	}
+	// A twin of ids[0] (differs in byte 0: shares 30 digits), alone; and
+	// among 5,000 other new events, a twin of ids[1] (differs in byte 10:
+	// shares 10 digits), with a twin of dels[0].
+	evTwin, evTwin2, delTwin := twin(ids[0], 0), twin(ids[1], 10), twin(dels[0], 0)
+	if err := db.Update(ctx, bridge.UpdateOptions{}, func(tx bridge.Tx) error {
+		return tx.PutEvent(&bridge.Event{ID: evTwin, ReceivedAt: time.Now(), Name: "ticket.updated"}, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.GetDelivery(ctx, dels[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, bridge.UpdateOptions{}, func(tx bridge.Tx) error {
+		for range 5000 {
+			id, err := bridge.NewID()
+			if err != nil {
+				return err
+			}
+			if err := tx.PutEvent(&bridge.Event{ID: id, ReceivedAt: time.Now(), Name: "ticket.updated"}, nil); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutEvent(&bridge.Event{ID: evTwin2, ReceivedAt: time.Now(), Name: "ticket.updated"}, nil); err != nil {
+			return err
+		}
+		dt := *d
+		dt.ID = delTwin
+		return tx.PutDelivery(&dt)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	all := append(append([]string{}, ids...), evTwin, evTwin2)
+	short, err = db.ShortEventIDs(ctx, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{ids[0]: 31, evTwin: 31, ids[1]: 11, evTwin2: 11, ids[2]: bridge.MinShortID}
+	for id, n := range want {
+		if len(short[id]) != n {
+			t.Errorf("short id of %s = %q (%d digits), want %d", id, short[id], len(short[id]), n)
+		}
+	}
+	for _, id := range all {
+		if got, err := db.ResolveEventID(ctx, short[id]); err != nil || got != id {
+			t.Errorf("ResolveEventID(%q) = %q, %v; want %s", short[id], got, err, id)
+		}
+	}
+	sd, err := db.ShortDeliveryIDs(ctx, []string{dels[0], delTwin, dels[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sd[dels[0]]) != 31 || len(sd[delTwin]) != 31 || len(sd[dels[1]]) != bridge.MinShortID {
+		t.Errorf("delivery short ids %v: want the twins at 31 digits, the other at %d", sd, bridge.MinShortID)
+	}
+}

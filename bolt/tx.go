@@ -122,8 +122,12 @@ func (t *tx) PutEvent(ev *bridge.Event, stored []byte) error {
 		return err
 	}
 	var was bridge.Event // the counters move from the record it replaces (none: zero)
-	if _, err := getRecord(t.tx.Bucket(bucketEvents), key, &was); err != nil {
+	found, err := getRecord(t.tx.Bucket(bucketEvents), key, &was)
+	if err != nil {
 		return err
+	}
+	if !found && t.db != nil {
+		t.db.stage.events = append(t.db.stage.events, tailOf(key))
 	}
 	if err := countEvent(t.tx, eventCountOf(&was), eventCountOf(ev)); err != nil {
 		return err
@@ -257,8 +261,12 @@ func (t *tx) PutDelivery(d *bridge.Delivery) error {
 		stored.State = bridge.Pending // a claim is not a state on disk
 	}
 	var was bridge.Delivery // the counters move from the record it replaces (none: "")
-	if _, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &was); err != nil {
+	found, err := getRecord(t.tx.Bucket(bucketDeliveries), key, &was)
+	if err != nil {
 		return err
+	}
+	if !found && t.db != nil {
+		t.db.stage.deliveries = append(t.db.stage.deliveries, tailOf(key))
 	}
 	if err := countDelivery(t.tx, stored.Target, key, was.State, stored.State); err != nil {
 		return err
