@@ -63,7 +63,12 @@ type Options struct {
 	// OnCommit, when set, is told each group commit's size, pages and
 	// duration (from the committer goroutine: it must not block).
 	OnCommit func(CommitStats)
-	Logger   *slog.Logger
+	// OnIdle, when set, is told of the committer's idle time while it goes
+	// on, at most idleReport apart (CommitStats.Idle then holds only the
+	// idle time since the last report), so counters of idle time are
+	// current when read rather than waiting for the next commit.
+	OnIdle func(time.Duration)
+	Logger *slog.Logger
 }
 
 // DB is an open store.
@@ -86,6 +91,10 @@ type DB struct {
 	// recent: the dedup keys not yet in the dedup bucket (dedupmem.go);
 	// the committer's alone. nil when read-only.
 	recent *recentDedup
+	// The tails of event and delivery ids, for short ids (tails.go); stage
+	// is the committer's alone.
+	eventTails, deliveryTails *tailIndex
+	stage                     tailStage
 }
 
 // CommitStats describe one group commit.
@@ -202,6 +211,9 @@ func Open(path string, opts Options) (*DB, error) {
 		dedup:  dedup,
 		recent: recent,
 		claims: map[string]bool{},
+
+		eventTails:    &tailIndex{bucket: bucketEvents},
+		deliveryTails: &tailIndex{bucket: bucketDeliveries},
 	}
 	if opts.ReadOnly {
 		close(db.done)
@@ -379,23 +391,40 @@ func (db *DB) commitLoop() {
 	ingest, writes := db.ingest, db.writes
 	batch := make([]*op, 0, db.opts.MaxBatch)
 	var timer *time.Timer
+	var report <-chan time.Time // ticks while idle, for OnIdle
+	if db.opts.OnIdle != nil {
+		t := time.NewTicker(idleReport)
+		defer t.Stop()
+		report = t.C
+	}
 	for ingest != nil || writes != nil {
 		batch = batch[:0]
 		t0 := time.Now()
 		var lingered time.Duration
-		select {
-		case o, ok := <-ingest:
-			if !ok {
-				ingest = nil
-				continue
+	idle:
+		for {
+			select {
+			case o, ok := <-ingest:
+				if !ok {
+					ingest = nil
+					break idle
+				}
+				batch = append(batch, o)
+				break idle
+			case o, ok := <-writes:
+				if !ok {
+					writes = nil
+					break idle
+				}
+				batch = append(batch, o)
+				break idle
+			case now := <-report:
+				db.opts.OnIdle(now.Sub(t0))
+				t0 = now
 			}
-			batch = append(batch, o)
-		case o, ok := <-writes:
-			if !ok {
-				writes = nil
-				continue
-			}
-			batch = append(batch, o)
+		}
+		if len(batch) == 0 {
+			continue // a queue closed
 		}
 		idle := time.Since(t0)
 		db.drain(&batch, &ingest, &writes)
@@ -473,6 +502,10 @@ func (db *DB) commitLoop() {
 	}
 }
 
+// idleReport is how often an idle committer reports its idle time
+// (Options.OnIdle).
+const idleReport = 100 * time.Millisecond
+
 // waiting, when set (by tests), is called when a batch of delivery records
 // begins its wait for an ingest (Options.AsyncDelay).
 var waiting func()
@@ -547,6 +580,7 @@ func (db *DB) commit(batch []*op, idle, lingered time.Duration) {
 	}
 	var failed *op
 	db.recent.begin()
+	db.stage.begin()
 	err := db.bolt.Update(func(tx *bbolt.Tx) error {
 		btx = tx
 		setFill(tx)
@@ -570,6 +604,8 @@ func (db *DB) commit(batch []*op, idle, lingered time.Duration) {
 	})
 	if err == nil {
 		db.recent.keep()
+		db.eventTails.add(db.stage.events)
+		db.deliveryTails.add(db.stage.deliveries)
 		db.finish(batch, nil)
 		return
 	}

@@ -217,6 +217,48 @@ func TestCommitStatsSplitTheCommittersTime(t *testing.T) {
 	}
 }
 
+// TestIdleIsReportedWhileItLasts: an idle committer reports its idle time as
+// it goes (OnIdle), so counters built on it are current; the next commit's
+// Idle holds only what was not reported, and nothing is counted twice.
+func TestIdleIsReportedWhileItLasts(t *testing.T) {
+	start := time.Now()
+	idles := make(chan time.Duration, 64)
+	commits := make(chan CommitStats, 4)
+	db, err := Open(filepath.Join(t.TempDir(), "sb.db"), Options{
+		OnIdle:   func(d time.Duration) { idles <- d },
+		OnCommit: func(c CommitStats) { commits <- c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var reported time.Duration
+	for range 3 {
+		select {
+		case d := <-idles:
+			if d <= 0 {
+				t.Errorf("idle report of %v", d)
+			}
+			reported += d
+		case <-time.After(10 * time.Second):
+			t.Fatal("an idle committer reported nothing for 10 s")
+		}
+	}
+	tb := backendtest.Table(t, "k")
+	if _, err := bridge.Ingest(context.Background(), db, backendtest.Incoming(t, fake.Update{TicketID: "t1", OrderID: "1", StatusID: backendtest.Confirmed}.Payload()), tb); err != nil {
+		t.Fatal(err)
+	}
+	c := <-commits
+	for len(idles) > 0 {
+		reported += <-idles
+	}
+	if total, wall := reported+c.Idle+c.Duration, time.Since(start); total > wall {
+		t.Errorf("idle reported %v + the commit's idle %v + commit %v = %v, more than the %v since Open: counted twice", reported, c.Idle, c.Duration, total, wall)
+	}
+	if c.Idle >= reported {
+		t.Errorf("the commit's idle %v holds what was reported already (%v)", c.Idle, reported)
+	}
+}
+
 // A delivery record nobody waits on rides along with the next ingest's
 // commit instead of taking a commit (two fsyncs) of its own; alone, it is
 // committed after AsyncDelay; at Close it is committed at once.

@@ -65,7 +65,7 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 	m.commitPgs = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "statusbridge_store_commit_pages",
 		Help: "Pages (4 KB each) written per group commit: the B-tree pages it dirtied and the meta page.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
 	m.committer = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_store_committer_seconds_total",
-		Help: "Where the bbolt group committer's time went, by part: idle (waiting for a first write), linger (waiting for more writes to share a commit), apply (running the writes: deciding, encoding, the puts), spill (bbolt encoding pages), sync (writing pages and their fdatasyncs), rest (the rest of the commit: beginning it, merging dedup keys, answering). The parts add up to the committer's wall time up to its last commit (a wait still going on is counted when it ends)."},
+		Help: "Where the bbolt group committer's time went, by part: idle (waiting for a first write), linger (waiting for more writes to share a commit), apply (running the writes: deciding, encoding, the puts), spill (bbolt encoding pages), sync (writing pages and their fdatasyncs), rest (the rest of the commit: beginning it, merging dedup keys, answering). The parts add up to the committer's wall time (idle is counted every 100 ms while it lasts)."},
 		[]string{"part"})
 	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
 		Help: "1 on the replica that sends deliveries (the elected sender), else 0."})

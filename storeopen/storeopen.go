@@ -23,8 +23,9 @@ type Options struct {
 	// backend does not know) and its duration.
 	OnCommit func(writes, pages int, d time.Duration)
 	// OnCommitter, when set, is told after each of a bbolt store's group
-	// commits where its committer's time went since the previous one
-	// (PostgreSQL has no committer: never called).
+	// commits where its committer's time went since the previous one, and
+	// of its idle time while it lasts, every 100 ms (PostgreSQL has no
+	// committer: never called).
 	OnCommitter func(CommitterTimes)
 	// ReadOnly opens a bbolt file for reading only (PostgreSQL: ignored).
 	ReadOnly bool
@@ -83,7 +84,11 @@ func Open(ctx context.Context, cfg *config.Config, o Options) (bridge.Backend, e
 				}
 			}
 		}
-		return bolt.Open(cfg.Store.Path, bolt.Options{Logger: o.Logger, OnCommit: onCommit,
+		var onIdle func(time.Duration)
+		if o.OnCommitter != nil {
+			onIdle = func(d time.Duration) { o.OnCommitter(CommitterTimes{Idle: d}) }
+		}
+		return bolt.Open(cfg.Store.Path, bolt.Options{Logger: o.Logger, OnCommit: onCommit, OnIdle: onIdle,
 			ReadOnly: o.ReadOnly, LockTimeout: o.LockTimeout})
 	}
 	return nil, fmt.Errorf("store.driver %q: want bbolt or postgres", cfg.Store.Driver)
