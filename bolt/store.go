@@ -418,7 +418,10 @@ func (db *DB) commitLoop() {
 				}
 				batch = append(batch, o)
 				break idle
-			case now := <-report:
+			case <-report:
+				// The tick's own time may be older than t0 (a tick
+				// left waiting while the committer was busy).
+				now := time.Now()
 				db.opts.OnIdle(now.Sub(t0))
 				t0 = now
 			}

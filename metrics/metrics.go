@@ -138,7 +138,9 @@ func (m *Metrics) Committer(idle, linger, apply, spill, sync, rest time.Duration
 		part string
 		d    time.Duration
 	}{{"idle", idle}, {"linger", linger}, {"apply", apply}, {"spill", spill}, {"sync", sync}, {"rest", rest}} {
-		m.committer.WithLabelValues(p.part).Add(p.d.Seconds())
+		if p.d > 0 { // a counter only grows: a negative time (a clock step) is dropped
+			m.committer.WithLabelValues(p.part).Add(p.d.Seconds())
+		}
 	}
 }
 

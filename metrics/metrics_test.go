@@ -104,6 +104,7 @@ func TestCommitterTime(t *testing.T) {
 	m := New(nil)
 	m.Committer(time.Second, 2*time.Second, 3*time.Second, 4*time.Second, 5*time.Second, 6*time.Second)
 	m.Committer(time.Second, 0, 0, 0, 500*time.Millisecond, 0)
+	m.Committer(-time.Second, 0, 0, 0, 0, 0) // never panics, never decreases
 	out := scrape(t, m)
 	for _, want := range []string{
 		`statusbridge_store_committer_seconds_total{part="idle"} 2`,
