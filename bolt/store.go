@@ -110,7 +110,8 @@ type CommitStats struct {
 	Duration time.Duration
 	// Where the committer's time went, from the end of the previous commit
 	// to the end of this one (Idle + Linger + Duration):
-	//   - Idle: waiting for a first write;
+	//   - Idle: waiting for a first write (with OnIdle set, only since its
+	//     last report);
 	//   - Linger: waiting for more writes to share the commit (a batch of
 	//     delivery records waiting for an ingest, or an ingest load's
 	//     linger);
