@@ -67,6 +67,9 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 	m.committer = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_store_committer_seconds_total",
 		Help: "Where the bbolt group committer's time went, by part: idle (waiting for a first write), linger (waiting for more writes to share a commit), apply (running the writes: deciding, encoding, the puts), spill (bbolt encoding pages), sync (writing pages and their fdatasyncs), rest (the rest of the commit: beginning it, merging dedup keys, answering). The parts add up to the committer's wall time (idle is counted every 100 ms while it lasts)."},
 		[]string{"part"})
+	for _, part := range []string{"idle", "linger", "apply", "spill", "sync", "rest"} {
+		m.committer.WithLabelValues(part) // every part's series from the start, at 0
+	}
 	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
 		Help: "1 on the replica that sends deliveries (the elected sender), else 0."})
 	m.circuit = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "statusbridge_circuit_open",
