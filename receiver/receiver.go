@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -99,6 +100,33 @@ type Server struct {
 	// streamsDone is closed when shutdown begins: live tails end, so the
 	// shutdown does not wait for them.
 	streamsDone chan struct{}
+	// overload counts webhooks refused because the store's queue is full,
+	// for one log line a second at most (refuseOverloaded).
+	overload struct {
+		sync.Mutex
+		logged  time.Time
+		refused int
+	}
+}
+
+// refuseOverloaded answers a webhook refused because the store's commit
+// queue is full. In overload that is thousands a second: the first is
+// logged at once, the rest at most once a second, with how many were
+// refused since the last line (statusbridge_webhooks_total counts each).
+func (s *Server) refuseOverloaded() error {
+	s.opt.Observer.Webhook("store_error")
+	now := s.opt.Now()
+	s.overload.Lock()
+	s.overload.refused++
+	n := 0
+	if now.Sub(s.overload.logged) >= time.Second {
+		n, s.overload.refused, s.overload.logged = s.overload.refused, 0, now
+	}
+	s.overload.Unlock()
+	if n > 0 {
+		s.log.Warn("webhooks refused with 503: the store's commit queue is full; Digishare retries them", "refused", n)
+	}
+	return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
 }
 
 // New builds the server with every route.
@@ -323,8 +351,7 @@ func (s *Server) webhook(c echo.Context) error {
 	start := time.Now()
 	received := s.opt.Now()
 	if b, ok := s.in.(busy); ok && b.Busy() {
-		s.opt.Observer.Webhook("store_error")
-		return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
+		return s.refuseOverloaded()
 	}
 	if r.ContentLength > s.opt.MaxBody {
 		s.opt.Observer.Webhook("too_large")
@@ -357,11 +384,11 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	res, err := s.in.Ingest(r.Context(), in, s.opt.Mapping())
 	if err != nil {
+		if errors.Is(err, bridge.ErrOverloaded) {
+			return s.refuseOverloaded()
+		}
 		s.opt.Observer.Webhook("store_error")
 		s.log.Error("webhook not stored; asking Digishare to retry", "ticket_id", ev.TicketID, "err", err)
-		if errors.Is(err, bridge.ErrOverloaded) {
-			return &apiError{code: http.StatusServiceUnavailable, msg: "overloaded, retry later", retryAfter: "1"}
-		}
 		return &apiError{code: http.StatusServiceUnavailable, msg: "event not stored, retry later", retryAfter: "5"}
 	}
 	s.logStored(r.Context(), ev, in, res)

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/statusbridge/statusbridge/admin"
 	"github.com/statusbridge/statusbridge/bolt"
@@ -334,6 +337,42 @@ func TestBusyStoreRefusesBeforeReadingBody(t *testing.T) {
 	}
 	if n := e.events(); n != 0 {
 		t.Errorf("%d events stored while busy", n)
+	}
+}
+
+// TestOverloadIsLoggedOncePerSecond: webhooks refused because the store's
+// queue is full are each answered 503 and counted, but logged at most once
+// a second, with how many were refused since the last line.
+func TestOverloadIsLoggedOncePerSecond(t *testing.T) {
+	e := newEnv(t, "", nil)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC).UnixNano())
+	b := newEnv(t, "", bridge.Store{Backend: busyStore{e.db}}, func(o *Options) {
+		o.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	refusals := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(b.logs.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && strings.HasPrefix(fmt.Sprint(m["msg"]), "webhooks refused") {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	for i := range 30 {
+		if a := b.post(hookPath, payload(fmt.Sprint("t", i)), nil); a.code != http.StatusServiceUnavailable {
+			t.Fatalf("busy: %d, want 503", a.code)
+		}
+		clock.Add(int64(10 * time.Millisecond)) // 30 refusals in 0.3 s
+	}
+	if got := refusals(); len(got) != 1 || got[0]["refused"] != 1.0 || got[0]["level"] != "WARN" {
+		t.Fatalf("after 30 refusals in 0.3 s: %v, want one WARN line (refused 1)", got)
+	}
+	clock.Add(int64(time.Second))
+	b.post(hookPath, payload("late"), nil)
+	if got := refusals(); len(got) != 2 || got[1]["refused"] != 30.0 {
+		t.Errorf("a refusal a second later: %v, want a second line counting the 29 since and itself (30)", got)
 	}
 }
 
