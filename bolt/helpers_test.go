@@ -19,7 +19,7 @@ import (
 
 const confirmed = "yqdwrbka7kz69v8e"
 
-func testTable(t *testing.T, apiKey string) *mapping.Table {
+func testTable(t testing.TB, apiKey string) *mapping.Table {
 	t.Helper()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 order_id: { strip_prefix: "ORDER-" }

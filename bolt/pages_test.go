@@ -18,18 +18,18 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// TestPagesByBucket (STATUSBRIDGE_PAGES=1) prints, for the ingest + delivery
-// load of BenchmarkIngestDeliver on a store already holding
-// STATUSBRIDGE_PAGES_FILL events (default 20,000), with
-// STATUSBRIDGE_PAGES_CLIENTS concurrent ingests (default 64), how many B-tree nodes each
-// bucket dirtied per group commit: the leaves written and the branch pages
-// above them, before bbolt splits them into pages. It is how the layout's
-// cost was found, bucket by bucket; it reads bbolt's unexported node maps by
-// reflection, so it is a tool, not a test of behaviour.
-func TestPagesByBucket(t *testing.T) {
-	if os.Getenv("STATUSBRIDGE_PAGES") == "" {
-		t.Skip("set STATUSBRIDGE_PAGES=1 to print the pages each bucket dirties per commit")
-	}
+// BenchmarkPagesByBucket prints, for the ingest + delivery load of
+// BenchmarkIngestDeliver on a store already holding STATUSBRIDGE_PAGES_FILL
+// events (default 20,000), with STATUSBRIDGE_PAGES_CLIENTS concurrent
+// ingests (default 64), how many B-tree nodes each bucket dirtied per group
+// commit (the leaves written and the branch pages above them, before bbolt
+// splits them into pages), and the bytes each bucket holds per event. It is
+// how the layout's cost was found, bucket by bucket; it reads bbolt's
+// unexported node maps by reflection, so it is a tool, not a test of
+// behaviour, and it runs once whatever b.N:
+//
+//	go test -run '^$' -bench PagesByBucket -benchtime 1x -v ./bolt
+func BenchmarkPagesByBucket(t *testing.B) {
 	fill, clients := 20000, 64
 	if v := os.Getenv("STATUSBRIDGE_PAGES_FILL"); v != "" {
 		fmt.Sscan(v, &fill)
@@ -145,6 +145,7 @@ func TestPagesByBucket(t *testing.T) {
 	})
 	fmt.Fprintf(&sb, "  %-20s %7.0f B/event allocated, %7.0f in use\n", "buckets", float64(alloc)/all, float64(inuse)/all)
 	t.Log("\n" + sb.String())
+	t.ReportMetric(float64(cc.pages.Load())/float64(cc.commits.Load()), "pages/commit")
 }
 
 // dirtyNodes counts the nodes a bucket has materialised in a write
