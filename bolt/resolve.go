@@ -31,9 +31,11 @@ func (db *DB) ShortDeliveryIDs(ctx context.Context, ids []string) (map[string]st
 // id whose last bridge.MinShortID digits no other key shares is shown with
 // those; the few that share them are worked out by a scan of the bucket.
 func (db *DB) shortIDsIndexed(ti *tailIndex, ids []string) (map[string]string, error) {
+	keys := make(map[string][]byte, len(ids))
 	tails := make([]uint32, 0, len(ids))
 	for _, id := range ids {
 		if k, err := idKey(id); err == nil {
+			keys[id] = k
 			tails = append(tails, tailOf(k))
 		}
 	}
@@ -43,11 +45,7 @@ func (db *DB) shortIDsIndexed(ti *tailIndex, ids []string) (map[string]string, e
 	}
 	out := make(map[string]string, len(ids))
 	var shared []string
-	for _, id := range ids {
-		k, err := idKey(id)
-		if err != nil {
-			continue
-		}
+	for id, k := range keys {
 		if counts[tailOf(k)] > 1 {
 			shared = append(shared, id) // another key may end the same: look
 			continue

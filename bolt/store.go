@@ -400,37 +400,12 @@ func (db *DB) commitLoop() {
 	}
 	for ingest != nil || writes != nil {
 		batch = batch[:0]
-		t0 := time.Now()
 		var lingered time.Duration
-	idle:
-		for {
-			select {
-			case o, ok := <-ingest:
-				if !ok {
-					ingest = nil
-					break idle
-				}
-				batch = append(batch, o)
-				break idle
-			case o, ok := <-writes:
-				if !ok {
-					writes = nil
-					break idle
-				}
-				batch = append(batch, o)
-				break idle
-			case <-report:
-				// The tick's own time may be older than t0 (a tick
-				// left waiting while the committer was busy).
-				now := time.Now()
-				db.opts.OnIdle(now.Sub(t0))
-				t0 = now
-			}
-		}
-		if len(batch) == 0 {
+		o, idle := db.first(&ingest, &writes, report)
+		if o == nil {
 			continue // a queue closed
 		}
-		idle := time.Since(t0)
+		batch = append(batch, o)
 		db.drain(&batch, &ingest, &writes)
 		if db.opts.AsyncDelay > 0 && onlyAsync(batch) && ingest != nil && writes != nil {
 			tw := time.Now()
@@ -503,6 +478,33 @@ func (db *DB) commitLoop() {
 			db.drain(&batch, &ingest, &writes)
 		}
 		db.commit(batch, idle, lingered)
+	}
+}
+
+// first waits for the next write (nil when a queue closed, which it sets to
+// nil) and returns it with the idle time not yet reported: while it waits,
+// every tick of report tells Options.OnIdle how long it has waited since.
+func (db *DB) first(ingest, writes *chan *op, report <-chan time.Time) (*op, time.Duration) {
+	t0 := time.Now()
+	for {
+		select {
+		case o, ok := <-*ingest:
+			if !ok {
+				*ingest = nil
+			}
+			return o, time.Since(t0)
+		case o, ok := <-*writes:
+			if !ok {
+				*writes = nil
+			}
+			return o, time.Since(t0)
+		case <-report:
+			// The tick's own time may be older than t0 (a tick left
+			// waiting while the committer was busy): use the clock's.
+			now := time.Now()
+			db.opts.OnIdle(now.Sub(t0))
+			t0 = now
+		}
 	}
 }
 

@@ -67,7 +67,7 @@ func New(outbox func() (map[string]OutboxStat, error)) *Metrics {
 	m.committer = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "statusbridge_store_committer_seconds_total",
 		Help: "Where the bbolt group committer's time went, by part: idle (waiting for a first write), linger (waiting for more writes to share a commit), apply (running the writes: deciding, encoding, the puts), spill (bbolt encoding pages), sync (writing pages and their fdatasyncs), rest (the rest of the commit: beginning it, merging dedup keys, answering). The parts add up to the committer's wall time (idle is counted every 100 ms while it lasts)."},
 		[]string{"part"})
-	for _, part := range []string{"idle", "linger", "apply", "spill", "sync", "rest"} {
+	for _, part := range committerParts {
 		m.committer.WithLabelValues(part) // every part's series from the start, at 0
 	}
 	m.sender = prometheus.NewGauge(prometheus.GaugeOpts{Name: "statusbridge_sender",
@@ -137,15 +137,16 @@ func (m *Metrics) Commit(writes, pages int, d time.Duration) {
 // Committer adds one group commit's share of the bbolt committer's time, by
 // part (statusbridge_store_committer_seconds_total).
 func (m *Metrics) Committer(idle, linger, apply, spill, sync, rest time.Duration) {
-	for _, p := range [...]struct {
-		part string
-		d    time.Duration
-	}{{"idle", idle}, {"linger", linger}, {"apply", apply}, {"spill", spill}, {"sync", sync}, {"rest", rest}} {
-		if p.d > 0 { // a counter only grows: a negative time (a clock step) is dropped
-			m.committer.WithLabelValues(p.part).Add(p.d.Seconds())
+	for i, d := range [len(committerParts)]time.Duration{idle, linger, apply, spill, sync, rest} {
+		if d > 0 { // a counter only grows: a negative time (a clock step) is dropped
+			m.committer.WithLabelValues(committerParts[i]).Add(d.Seconds())
 		}
 	}
 }
+
+// committerParts label statusbridge_store_committer_seconds_total, in the
+// order of Committer's arguments.
+var committerParts = [...]string{"idle", "linger", "apply", "spill", "sync", "rest"}
 
 // Event counts a stored event's state.
 func (m *Metrics) Event(state string) { m.events.WithLabelValues(state).Inc() }
